@@ -1,0 +1,1 @@
+//! Chaos suite (grows with the chaos issue).

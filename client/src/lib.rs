@@ -1,0 +1,1 @@
+//! Tether Rust client SDK (grows with the resume issue).

@@ -1,0 +1,232 @@
+//! Commands proposed to the registry log, the metadata apply sees, and the events it yields.
+
+use serde::{Deserialize, Serialize};
+
+use crate::NodeId;
+use crate::tenant::TenantConfig;
+
+/// What a Raft entry carries: a command plus the proposer's wall time and trace context.
+///
+/// `at_ms` is stamped once, by the proposer, and then replicated; apply uses it as "now" so
+/// every node computes the same state. No node's local clock is read inside apply.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Envelope {
+    pub at_ms: u64,
+    /// W3C `traceparent` of the request that proposed this entry, if any.
+    pub traceparent: Option<String>,
+    pub command: Command,
+}
+
+impl std::fmt::Display for Envelope {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}@{}", self.command.name(), self.at_ms)
+    }
+}
+
+/// Data about the entry being applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EntryMeta {
+    /// Raft log index of the entry.
+    pub index: u64,
+    /// Wall time stamped by the proposer (ms since the Unix epoch).
+    pub at_ms: u64,
+}
+
+/// Client metadata reported in `hello.client`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct ClientInfo {
+    pub name: Option<String>,
+    pub version: Option<String>,
+}
+
+/// Admission of a new session; re-checked inside apply against the state at this log position.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OpenSession {
+    pub session_id: String,
+    pub tenant: String,
+    pub user: String,
+    pub jti: Option<String>,
+    /// Token `iat` (seconds). Tokens without `iat` are refused before proposing.
+    pub iat: u64,
+    /// Token `exp` (seconds).
+    pub exp: u64,
+    /// Node that owns the connection.
+    pub node: NodeId,
+    pub client: ClientInfo,
+    /// Impersonating actor (`act.sub`), if any.
+    pub act: Option<String>,
+    /// Cluster-wide cap on live sessions of this user; 0 = unlimited. Carried in the
+    /// command (not read from local config) so apply stays deterministic.
+    pub max_sessions_per_user: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Command {
+    OpenSession(OpenSession),
+    /// The connection ended normally (client close, network drop, token expiry).
+    CloseSession {
+        session_id: String,
+    },
+    RevokeSession {
+        session_id: String,
+        reason: String,
+    },
+    /// Ends every session of the user and sets `not_before`: tokens issued earlier are dead.
+    LogoutUser {
+        tenant: String,
+        user: String,
+        reason: String,
+    },
+    /// Deny-lists a token id until its `exp` (seconds).
+    RevokeToken {
+        tenant: String,
+        jti: String,
+        exp: u64,
+    },
+    SetPermissions {
+        tenant: String,
+        user: String,
+        permissions: Vec<String>,
+    },
+    /// Back to the permissions in each session's token.
+    ClearPermissions {
+        tenant: String,
+        user: String,
+    },
+    DisableTenant {
+        tenant: String,
+    },
+    EnableTenant {
+        tenant: String,
+    },
+    PutTenant(TenantConfig),
+    DeleteTenant {
+        tenant: String,
+    },
+    /// Garbage collection proposed by the leader: drops deny-list entries past their `exp`
+    /// and revoked-session tombstones older than the retention, judged at the entry's time.
+    Expire,
+}
+
+impl Command {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Command::OpenSession(_) => "open_session",
+            Command::CloseSession { .. } => "close_session",
+            Command::RevokeSession { .. } => "revoke_session",
+            Command::LogoutUser { .. } => "logout_user",
+            Command::RevokeToken { .. } => "revoke_token",
+            Command::SetPermissions { .. } => "set_permissions",
+            Command::ClearPermissions { .. } => "clear_permissions",
+            Command::DisableTenant { .. } => "disable_tenant",
+            Command::EnableTenant { .. } => "enable_tenant",
+            Command::PutTenant(_) => "put_tenant",
+            Command::DeleteTenant { .. } => "delete_tenant",
+            Command::Expire => "expire",
+        }
+    }
+}
+
+/// Why apply refused an `OpenSession`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Denial {
+    UnknownTenant,
+    TenantDisabled,
+    /// `iat < user.not_before`.
+    LoggedOut,
+    TokenRevoked,
+    /// The session id is revoked (tombstone).
+    SessionRevoked,
+    /// The session id is already live.
+    SessionExists,
+    TooManySessions,
+}
+
+/// A session touched by an event, with the node that owns its connection.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionRef {
+    pub session_id: String,
+    pub node: NodeId,
+}
+
+/// What applying one entry changed, for dispatch to connection actors and for the proposer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RegistryEvent {
+    SessionOpened {
+        session: SessionRef,
+        tenant: String,
+        user: String,
+    },
+    AdmissionDenied {
+        session_id: String,
+        reason: Denial,
+    },
+    SessionClosed {
+        session_id: String,
+    },
+    /// Close with 4004.
+    SessionRevoked {
+        session: SessionRef,
+        reason: String,
+    },
+    /// Close every listed session with 4005.
+    UserLoggedOut {
+        tenant: String,
+        user: String,
+        not_before: u64,
+        sessions: Vec<SessionRef>,
+    },
+    /// Close every listed session (holders of that jti) with 4004.
+    TokenRevoked {
+        tenant: String,
+        jti: String,
+        sessions: Vec<SessionRef>,
+    },
+    /// `permissions: None` means "back to token claims".
+    PermissionsChanged {
+        tenant: String,
+        user: String,
+        permissions: Option<Vec<String>>,
+        version: u64,
+        sessions: Vec<SessionRef>,
+    },
+    /// Close every listed session with 4006.
+    TenantDisabled {
+        tenant: String,
+        sessions: Vec<SessionRef>,
+    },
+    TenantEnabled {
+        tenant: String,
+    },
+    TenantUpdated {
+        tenant: String,
+    },
+    /// Close every listed session with 4006.
+    TenantDeleted {
+        tenant: String,
+        sessions: Vec<SessionRef>,
+    },
+    Expired {
+        jtis: usize,
+        tombstones: usize,
+    },
+    /// Apply found nothing to act on (unknown session, user, tenant): the proposer answers 404.
+    NotFound {
+        what: String,
+    },
+}
+
+impl RegistryEvent {
+    /// Sessions whose connections must be closed or told about this event.
+    pub fn sessions(&self) -> Vec<&SessionRef> {
+        match self {
+            RegistryEvent::SessionRevoked { session, .. } => vec![session],
+            RegistryEvent::UserLoggedOut { sessions, .. }
+            | RegistryEvent::TokenRevoked { sessions, .. }
+            | RegistryEvent::PermissionsChanged { sessions, .. }
+            | RegistryEvent::TenantDisabled { sessions, .. }
+            | RegistryEvent::TenantDeleted { sessions, .. } => sessions.iter().collect(),
+            _ => Vec::new(),
+        }
+    }
+}

@@ -1,0 +1,55 @@
+//! Tether's session registry, replicated with openraft.
+//!
+//! # Layout
+//! - `clock`: wall time behind a trait (proposers stamp entries with it; apply never reads it).
+//! - `tenant`: tenant configuration as replicated in the registry.
+//! - `command`: `Envelope`/`Command` (what a log entry carries), `EntryMeta`, `RegistryEvent`.
+//!
+//! This file also holds `declare_raft_types!` and the aliases, so no other file spells
+//! openraft's generics.
+
+pub mod clock;
+pub mod command;
+pub mod tenant;
+
+/// Node ids are unique `u64`s across the cluster (`[node].id`).
+pub type NodeId = u64;
+
+/// What the cluster knows about a member, replicated in the membership config.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct TetherNode {
+    /// Peer listener address (`host:port`).
+    pub addr: String,
+    pub region: String,
+}
+
+impl std::fmt::Display for TetherNode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}@{}", self.addr, self.region)
+    }
+}
+
+/// The response of applying one entry: the events it yielded (possibly none).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Applied {
+    pub events: Vec<command::RegistryEvent>,
+}
+
+openraft::declare_raft_types!(
+    /// openraft type configuration of the registry.
+    pub TypeConfig:
+        D = command::Envelope,
+        R = Applied,
+        NodeId = NodeId,
+        Node = TetherNode,
+);
+
+pub type Raft = openraft::Raft<TypeConfig>;
+pub type LogId = openraft::LogId<NodeId>;
+pub type Vote = openraft::Vote<NodeId>;
+pub type Entry = openraft::Entry<TypeConfig>;
+pub type StorageError = openraft::StorageError<NodeId>;
+pub type Membership = openraft::Membership<NodeId, TetherNode>;
+pub type StoredMembership = openraft::StoredMembership<NodeId, TetherNode>;
+pub type SnapshotMeta = openraft::SnapshotMeta<NodeId, TetherNode>;
+pub type RaftMetrics = openraft::RaftMetrics<NodeId, TetherNode>;
