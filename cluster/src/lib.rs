@@ -42,6 +42,7 @@ openraft::declare_raft_types!(
         R = Applied,
         NodeId = NodeId,
         Node = TetherNode,
+        SnapshotData = std::io::Cursor<Vec<u8>>,
 );
 
 pub type Raft = openraft::Raft<TypeConfig>;
