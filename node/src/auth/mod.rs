@@ -1,0 +1,1 @@
+//! Token verification (filled in by the auth work).
