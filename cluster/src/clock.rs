@@ -41,7 +41,9 @@ pub struct ManualClock {
 
 impl ManualClock {
     pub fn new(ms: u64) -> Self {
-        Self { ms: AtomicU64::new(ms) }
+        Self {
+            ms: AtomicU64::new(ms),
+        }
     }
 
     pub fn set_ms(&self, ms: u64) {
@@ -82,7 +84,10 @@ mod tests {
         c.advance_ms(500);
         assert_eq!(c.now_ms(), 1_500);
         assert_eq!(c.now_secs(), 1);
-        let s = SkewedClock { inner: ManualClock::new(10_000), skew_ms: -2_500 };
+        let s = SkewedClock {
+            inner: ManualClock::new(10_000),
+            skew_ms: -2_500,
+        };
         assert_eq!(s.now_ms(), 7_500);
     }
 }

@@ -4,13 +4,22 @@
 //! - `clock`: wall time behind a trait (proposers stamp entries with it; apply never reads it).
 //! - `tenant`: tenant configuration as replicated in the registry.
 //! - `command`: `Envelope`/`Command` (what a log entry carries), `EntryMeta`, `RegistryEvent`.
+//! - `codec`: the only user of bincode (`encode`/`decode` with a size limit).
+//! - `state`: `RegistryState`, the replicated registry, and the read helpers the node uses.
+//! - `apply`: the pure, deterministic `apply(state, command, meta) -> events`.
 //!
 //! This file also holds `declare_raft_types!` and the aliases, so no other file spells
 //! openraft's generics.
 
+pub mod apply;
 pub mod clock;
+pub mod codec;
 pub mod command;
+pub mod state;
 pub mod tenant;
+
+pub use apply::apply;
+pub use state::RegistryState;
 
 /// Node ids are unique `u64`s across the cluster (`[node].id`).
 pub type NodeId = u64;
