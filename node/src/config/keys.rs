@@ -1,0 +1,181 @@
+//! Verification keys (`[[admin.keys]]`, `[[tenants.keys]]`) and their validation.
+//!
+//! Keys are checked by actually building a `jsonwebtoken::DecodingKey`, so a config that
+//! passes `--check-config` cannot fail later on a key that does not parse.
+
+use jsonwebtoken::jwk::{AlgorithmParameters, Jwk};
+use jsonwebtoken::{AlgorithmFamily, DecodingKey, DecodingKeyKind};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use super::ConfigError;
+
+/// Shortest accepted HMAC secret, in bytes, for admin and tenant keys alike.
+///
+/// RFC 7518 §3.2 asks for a key as long as the hash (32 bytes for HS256), but tenant
+/// secrets are often issued by the tenant's own IdP and we cannot choose them; 16 bytes
+/// (128 bits) is the floor below which brute force is realistic, so that is what we
+/// enforce. Generated secrets (dev mode) should use 32 bytes.
+pub const MIN_SECRET_BYTES: usize = 16;
+
+/// The algorithms a key may be pinned to.
+pub const ALGORITHMS: [&str; 4] = ["HS256", "RS256", "ES256", "EdDSA"];
+
+/// One key. Exactly one of `secret`, `public_key_pem`, `jwk` is set.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeySection {
+    pub kid: String,
+    /// HS256 | RS256 | ES256 | EdDSA; the only algorithm this key verifies.
+    pub alg: String,
+    /// HS256 only: the raw shared secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_key_pem: Option<String>,
+    /// A public JWK, written as a TOML table or JSON object.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwk: Option<Map<String, Value>>,
+}
+
+impl KeySection {
+    /// The registry form of this key: the JWK, if any, becomes JSON text.
+    pub fn to_key_spec(&self) -> tether_cluster::tenant::KeySpec {
+        tether_cluster::tenant::KeySpec {
+            kid: self.kid.clone(),
+            alg: self.alg.clone(),
+            secret: self.secret.clone(),
+            public_key_pem: self.public_key_pem.clone(),
+            jwk: self.jwk.clone().map(|m| Value::Object(m).to_string()),
+        }
+    }
+}
+
+/// Checks a key list found at `at` (e.g. `admin.keys`, `tenants[1].keys`): each key valid,
+/// kids unique (a token's `kid` must select exactly one key).
+pub fn validate_keys(at: &str, keys: &[KeySection]) -> Result<(), ConfigError> {
+    for (i, key) in keys.iter().enumerate() {
+        let here = format!("{at}[{i}]");
+        validate_key(&here, key)?;
+        if keys[..i].iter().any(|k| k.kid == key.kid) {
+            return Err(ConfigError::new(
+                format!("{here}.kid"),
+                format!("duplicate kid `{}`", key.kid),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn validate_key(at: &str, key: &KeySection) -> Result<(), ConfigError> {
+    let err = |field: &str, msg: String| ConfigError::new(format!("{at}.{field}"), msg);
+    if key.kid.is_empty() {
+        return Err(err("kid", "must not be empty".into()));
+    }
+    let family = match key.alg.as_str() {
+        "HS256" => AlgorithmFamily::Hmac,
+        "RS256" => AlgorithmFamily::Rsa,
+        "ES256" => AlgorithmFamily::Ec,
+        "EdDSA" => AlgorithmFamily::Ed,
+        other => {
+            return Err(err(
+                "alg",
+                format!("unsupported algorithm `{other}`, expected one of {ALGORITHMS:?}"),
+            ));
+        }
+    };
+    let given = [
+        key.secret.is_some(),
+        key.public_key_pem.is_some(),
+        key.jwk.is_some(),
+    ];
+    let count = given.iter().filter(|g| **g).count();
+    if count != 1 {
+        return Err(ConfigError::new(
+            at,
+            format!("exactly one of secret, public_key_pem, jwk must be set (found {count})"),
+        ));
+    }
+    match (&key.secret, &key.public_key_pem, &key.jwk) {
+        (Some(secret), _, _) if family == AlgorithmFamily::Hmac => {
+            if secret.len() < MIN_SECRET_BYTES {
+                return Err(err(
+                    "secret",
+                    format!("HS256 secret must be at least {MIN_SECRET_BYTES} bytes"),
+                ));
+            }
+            Ok(())
+        }
+        (Some(_), _, _) => Err(err(
+            "secret",
+            format!(
+                "{} is asymmetric: use public_key_pem or jwk, never secret",
+                key.alg
+            ),
+        )),
+        (None, Some(_), _) if family == AlgorithmFamily::Hmac => Err(err(
+            "public_key_pem",
+            "HS256 keys take a `secret`, not a public key".into(),
+        )),
+        (None, _, Some(_)) if family == AlgorithmFamily::Hmac => {
+            Err(err("jwk", "HS256 keys take a `secret`, not a JWK".into()))
+        }
+        (None, Some(pem), _) => {
+            check_pem(&key.alg, family, pem).map_err(|m| err("public_key_pem", m))
+        }
+        (None, None, Some(jwk)) => check_jwk(&key.alg, family, jwk).map_err(|m| err("jwk", m)),
+        (None, None, None) => Err(ConfigError::new(at, "no key material")),
+    }
+}
+
+/// Parses a public-key PEM for `alg`. Private keys are refused outright: the node only
+/// verifies, and a private key in a config file is a leak waiting to happen.
+fn check_pem(alg: &str, family: AlgorithmFamily, pem: &str) -> Result<(), String> {
+    if pem.contains("PRIVATE KEY") {
+        return Err("holds a private key; give the public key only".into());
+    }
+    let parsed = match family {
+        AlgorithmFamily::Rsa => DecodingKey::from_rsa_pem(pem.as_bytes()),
+        AlgorithmFamily::Ec => DecodingKey::from_ec_pem(pem.as_bytes()),
+        AlgorithmFamily::Ed => DecodingKey::from_ed_pem(pem.as_bytes()),
+        AlgorithmFamily::Hmac => return Err("HS256 keys take a `secret`, not a PEM".into()),
+    };
+    let key = parsed.map_err(|e| format!("not a public key PEM for {alg}: {e}"))?;
+    check_point_size(alg, &key)
+}
+
+/// Parses a JWK and checks it fits `alg`: key type, curve, and its own `alg` if present.
+fn check_jwk(alg: &str, family: AlgorithmFamily, jwk: &Map<String, Value>) -> Result<(), String> {
+    let parsed: Jwk = serde_json::from_value(Value::Object(jwk.clone()))
+        .map_err(|e| format!("not a valid JWK: {e}"))?;
+    if let Some(own) = parsed.common.key_algorithm
+        && own.to_string() != alg
+    {
+        return Err(format!("JWK says alg {own} but the key is pinned to {alg}"));
+    }
+    if let AlgorithmParameters::OctetKey(_) = parsed.algorithm {
+        return Err(format!("symmetric JWK (kty oct) cannot verify {alg}"));
+    }
+    let key = DecodingKey::from_jwk(&parsed).map_err(|e| format!("unusable JWK: {e}"))?;
+    if key.family() != family {
+        return Err(format!("JWK key type does not fit {alg}"));
+    }
+    check_point_size(alg, &key)
+}
+
+/// ES256 needs a P-256 point (65 bytes uncompressed) and EdDSA an Ed25519 key (32
+/// bytes); anything else would parse here and then fail every signature check.
+fn check_point_size(alg: &str, key: &DecodingKey) -> Result<(), String> {
+    let expected = match alg {
+        "ES256" => 65,
+        "EdDSA" => 32,
+        _ => return Ok(()),
+    };
+    match key.kind() {
+        DecodingKeyKind::SecretOrDer(bytes) if bytes.len() == expected => Ok(()),
+        _ => Err(match alg {
+            "ES256" => "ES256 needs a P-256 key".into(),
+            _ => "EdDSA needs an Ed25519 key".into(),
+        }),
+    }
+}

@@ -1,0 +1,211 @@
+//! The scalar config sections (`[node]`, `[listen]`, …) and their defaults.
+//!
+//! Every section is `deny_unknown_fields` so a misspelt key is an error rather than a
+//! silently ignored setting, and `default` so a file only needs the keys it changes.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use super::keys::KeySection;
+
+/// `[node]`: who this node is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NodeSection {
+    /// Unique in the cluster, > 0 (openraft node ids; 0 reads as "unset" in logs).
+    pub id: u64,
+    pub region: String,
+    pub data_dir: PathBuf,
+}
+
+impl Default for NodeSection {
+    fn default() -> Self {
+        Self {
+            id: 1,
+            region: "local".to_owned(),
+            data_dir: PathBuf::from("./tether-data"),
+        }
+    }
+}
+
+/// `[listen]`: `host:port` strings (IPv6 hosts in brackets). Kept as strings, not
+/// `SocketAddr`, so a host name such as `localhost:7070` is allowed and resolved at bind.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ListenSection {
+    pub client: String,
+    pub admin: String,
+    pub peer: String,
+}
+
+impl Default for ListenSection {
+    fn default() -> Self {
+        Self {
+            client: "127.0.0.1:7070".to_owned(),
+            admin: "127.0.0.1:7071".to_owned(),
+            peer: "127.0.0.1:7072".to_owned(),
+        }
+    }
+}
+
+/// Raft timing profile.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Timing {
+    /// Short heartbeats and election timeouts for nodes in one data centre.
+    #[default]
+    Lan,
+    /// Longer timeouts that tolerate cross-region round trips.
+    CrossRegion,
+}
+
+/// `[cluster]`: how this node finds and joins the Raft group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterSection {
+    /// Peer addresses of existing members; empty bootstraps a new cluster.
+    pub join: Vec<String>,
+    pub voter: bool,
+    pub timing: Timing,
+    /// Plaintext peer links (dev/test only).
+    pub insecure_peer: bool,
+}
+
+impl Default for ClusterSection {
+    fn default() -> Self {
+        Self {
+            join: Vec::new(),
+            voter: true,
+            timing: Timing::Lan,
+            insecure_peer: false,
+        }
+    }
+}
+
+/// `[tls]`: paths to PEM files. Existence is checked when they are loaded, not here, so
+/// `--check-config` can run on a machine that does not hold the secrets.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsSection {
+    pub client_cert: Option<PathBuf>,
+    pub client_key: Option<PathBuf>,
+    pub peer_ca: Option<PathBuf>,
+    pub peer_cert: Option<PathBuf>,
+    pub peer_key: Option<PathBuf>,
+}
+
+/// `[auth]`: client token verification.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthSection {
+    /// Clock skew tolerated on `exp`/`nbf`, ≤ 300.
+    pub leeway_secs: u64,
+    /// Name of the claim carrying the tenant id.
+    pub tenant_claim: String,
+    /// `token_expiring` is sent this long before `exp`.
+    pub refresh_window_secs: u64,
+    /// Accept `?token=` on the upgrade URL (off: URLs end up in proxy logs).
+    pub allow_query_token: bool,
+    /// Longest accepted JWT, 512..=65536.
+    pub max_token_bytes: usize,
+}
+
+impl Default for AuthSection {
+    fn default() -> Self {
+        Self {
+            leeway_secs: 30,
+            tenant_claim: "tid".to_owned(),
+            refresh_window_secs: 60,
+            allow_query_token: false,
+            max_token_bytes: 8192,
+        }
+    }
+}
+
+/// `[limits]`: per-node connection and traffic limits. All must be > 0.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsSection {
+    pub auth_timeout_secs: u64,
+    pub idle_timeout_secs: u64,
+    /// Must be < `idle_timeout_secs`, or a healthy idle client would be cut off.
+    pub heartbeat_interval_secs: u64,
+    /// 1024..=16 MiB.
+    pub max_frame_bytes: usize,
+    pub max_connections: u32,
+    pub max_connections_per_ip: u32,
+    pub max_connections_per_user: u32,
+    pub handshakes_per_ip_per_sec: u32,
+    pub messages_per_conn_per_sec: u32,
+    pub max_protocol_errors: u32,
+    /// Frames queued per connection before it counts as a slow consumer.
+    pub outbound_queue: usize,
+    /// The HTTP upgrade must complete within this (anti-slowloris).
+    pub upgrade_timeout_secs: u64,
+    pub max_subscriptions_per_conn: u32,
+    /// One-second windows over the message rate before close 4108.
+    pub rate_limit_strikes: u32,
+}
+
+impl Default for LimitsSection {
+    fn default() -> Self {
+        Self {
+            auth_timeout_secs: 5,
+            idle_timeout_secs: 60,
+            heartbeat_interval_secs: 25,
+            max_frame_bytes: 65536,
+            max_connections: 100_000,
+            max_connections_per_ip: 1000,
+            max_connections_per_user: 50,
+            handshakes_per_ip_per_sec: 50,
+            messages_per_conn_per_sec: 100,
+            max_protocol_errors: 3,
+            outbound_queue: 256,
+            upgrade_timeout_secs: 10,
+            max_subscriptions_per_conn: 100,
+            rate_limit_strikes: 3,
+        }
+    }
+}
+
+/// `[session]`: resumable sessions.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SessionSection {
+    pub resume_window_secs: u64,
+    /// How often expired sessions are swept from the registry.
+    pub expire_interval_secs: u64,
+}
+
+impl Default for SessionSection {
+    fn default() -> Self {
+        Self {
+            resume_window_secs: 120,
+            expire_interval_secs: 60,
+        }
+    }
+}
+
+/// `[raft]`: log compaction.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RaftSection {
+    /// Build a snapshot after this many applied entries.
+    pub snapshot_every: u64,
+}
+
+impl Default for RaftSection {
+    fn default() -> Self {
+        Self {
+            snapshot_every: 5000,
+        }
+    }
+}
+
+/// `[admin]`: keys that sign admin tokens (`[[admin.keys]]`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminSection {
+    pub keys: Vec<KeySection>,
+}
