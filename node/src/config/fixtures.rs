@@ -28,6 +28,15 @@ MKfemgI7JtgvlaE/+aE+9iUuogv6ekMS
 -----END PUBLIC KEY-----
 ";
 
+/// A 1024-bit RSA key: parses, but aws-lc verifies only 2048..=8192 bits.
+pub const RSA_1024_PEM: &str = "-----BEGIN PUBLIC KEY-----
+MIGfMA0GCSqGSIb3DQEBAQUAA4GNADCBiQKBgQC2dmgf76L8SSa47Oy5OoIwaiyQ
+AvogAJNmJhduEF/ixyhW6hd8b5UHCnoiXzrxwPdFIOgW0ANtVMCkHglazJgpRGtN
+dSbkul3bXVzYoMfNKsCLkx35VttP3z8mchMKPdvozlhbJPYuQlGWHTFf+PuTp795
+nIW9752NUoLghWJpRQIDAQAB
+-----END PUBLIC KEY-----
+";
+
 pub const ED_PEM: &str = "-----BEGIN PUBLIC KEY-----
 MCowBQYDK2VwAyEAVKgtUSpZHAWl5P3ezq9j51QuFebMPW4rZB/8pkqjzWg=
 -----END PUBLIC KEY-----

@@ -3,6 +3,8 @@
 //! Keys are checked by actually building a `jsonwebtoken::DecodingKey`, so a config that
 //! passes `--check-config` cannot fail later on a key that does not parse.
 
+use std::fmt;
+
 use jsonwebtoken::jwk::{AlgorithmParameters, Jwk};
 use jsonwebtoken::{AlgorithmFamily, DecodingKey, DecodingKeyKind};
 use serde::{Deserialize, Serialize};
@@ -21,8 +23,9 @@ pub const MIN_SECRET_BYTES: usize = 16;
 /// The algorithms a key may be pinned to.
 pub const ALGORITHMS: [&str; 4] = ["HS256", "RS256", "ES256", "EdDSA"];
 
-/// One key. Exactly one of `secret`, `public_key_pem`, `jwk` is set.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// One key. Exactly one of `secret`, `public_key_pem`, `jwk` is set. `Debug` redacts
+/// the secret, so logging a config never leaks it.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KeySection {
     pub kid: String,
@@ -36,6 +39,18 @@ pub struct KeySection {
     /// A public JWK, written as a TOML table or JSON object.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jwk: Option<Map<String, Value>>,
+}
+
+impl fmt::Debug for KeySection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeySection")
+            .field("kid", &self.kid)
+            .field("alg", &self.alg)
+            .field("secret", &self.secret.as_ref().map(|_| "<redacted>"))
+            .field("public_key_pem", &self.public_key_pem)
+            .field("jwk", &self.jwk)
+            .finish()
+    }
 }
 
 impl KeySection {
@@ -163,19 +178,68 @@ fn check_jwk(alg: &str, family: AlgorithmFamily, jwk: &Map<String, Value>) -> Re
     check_point_size(alg, &key)
 }
 
-/// ES256 needs a P-256 point (65 bytes uncompressed) and EdDSA an Ed25519 key (32
-/// bytes); anything else would parse here and then fail every signature check.
+/// Key sizes the verifier accepts: ES256 needs a P-256 point (65 bytes uncompressed),
+/// EdDSA an Ed25519 key (32 bytes), RS256 a 2048..=8192-bit modulus (aws-lc's limits).
+/// Anything else would parse here and then fail every signature check.
 fn check_point_size(alg: &str, key: &DecodingKey) -> Result<(), String> {
-    let expected = match alg {
-        "ES256" => 65,
-        "EdDSA" => 32,
-        _ => return Ok(()),
+    let ok = match (alg, key.kind()) {
+        ("ES256", DecodingKeyKind::SecretOrDer(point)) => point.len() == 65,
+        ("EdDSA", DecodingKeyKind::SecretOrDer(point)) => point.len() == 32,
+        ("RS256", DecodingKeyKind::SecretOrDer(der)) => {
+            rsa_modulus_bits(der).is_some_and(|b| (2048..=8192).contains(&b))
+        }
+        ("RS256", DecodingKeyKind::RsaModulusExponent { n, .. }) => {
+            (2048..=8192).contains(&unsigned_bits(n))
+        }
+        _ => false,
     };
-    match key.kind() {
-        DecodingKeyKind::SecretOrDer(bytes) if bytes.len() == expected => Ok(()),
-        _ => Err(match alg {
-            "ES256" => "ES256 needs a P-256 key".into(),
-            _ => "EdDSA needs an Ed25519 key".into(),
-        }),
+    if ok {
+        return Ok(());
+    }
+    Err(match alg {
+        "ES256" => "ES256 needs a P-256 key".into(),
+        "EdDSA" => "EdDSA needs an Ed25519 key".into(),
+        _ => format!("{alg} needs an RSA key of 2048 to 8192 bits"),
+    })
+}
+
+/// Bit length of the modulus in a DER `RSAPublicKey ::= SEQUENCE { n INTEGER, e INTEGER }`.
+fn rsa_modulus_bits(der: &[u8]) -> Option<usize> {
+    let (tag, body, _) = der_item(der)?;
+    let (int_tag, n, _) = der_item(body).filter(|_| tag == 0x30)?;
+    (int_tag == 0x02).then(|| unsigned_bits(n))
+}
+
+/// One DER item: (tag, contents, rest). Only what `rsa_modulus_bits` needs.
+fn der_item(der: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+    let (&tag, rest) = der.split_first()?;
+    let (&first, rest) = rest.split_first()?;
+    let (len, rest) = if first < 0x80 {
+        (usize::from(first), rest)
+    } else {
+        let width = usize::from(first & 0x7f);
+        if width == 0 || width > 4 || rest.len() < width {
+            return None;
+        }
+        let (bytes, rest) = rest.split_at(width);
+        (
+            bytes
+                .iter()
+                .fold(0usize, |acc, b| (acc << 8) | usize::from(*b)),
+            rest,
+        )
+    };
+    (rest.len() >= len).then(|| (tag, &rest[..len], &rest[len..]))
+}
+
+/// Bit length of a big-endian unsigned integer, ignoring leading zero bytes.
+fn unsigned_bits(bytes: &[u8]) -> usize {
+    let trimmed: &[u8] = match bytes.iter().position(|b| *b != 0) {
+        Some(i) => &bytes[i..],
+        None => &[],
+    };
+    match trimmed.first() {
+        Some(top) => trimmed.len() * 8 - top.leading_zeros() as usize,
+        None => 0,
     }
 }

@@ -2,7 +2,8 @@
 
 use super::Config;
 use super::fixtures::{
-    EC_JWK_TOML, EC_P384_PEM, EC_PEM, ED_JWK_TOML, ED_PEM, RSA_PEM, SECRET, no_env,
+    EC_JWK_TOML, EC_P384_PEM, EC_PEM, ED_JWK_TOML, ED_PEM, RSA_1024_PEM, RSA_JWK_TOML, RSA_PEM,
+    SECRET, no_env,
 };
 
 /// A tenant `t` whose single key is `key` (TOML lines).
@@ -169,6 +170,14 @@ fn every_validation_error_names_its_key() {
             "tenants[0].keys[0].public_key_pem",
         ),
         (
+            tenant_key(&pem("RS256", RSA_1024_PEM)),
+            "tenants[0].keys[0].public_key_pem",
+        ),
+        (
+            tenant_key(&jwk("RS256", &RSA_JWK_TOML.replace("n = \"7FS8", "n = \""))),
+            "tenants[0].keys[0].jwk",
+        ),
+        (
             tenant_key(&pem("EdDSA", EC_PEM)),
             "tenants[0].keys[0].public_key_pem",
         ),
@@ -270,6 +279,7 @@ fn valid_edge_cases_accepted() {
         tenant_key(&pem("ES256", EC_PEM)),
         tenant_key(&pem("EdDSA", ED_PEM)),
         tenant_key(&jwk("EdDSA", ED_JWK_TOML)),
+        tenant_key(&jwk("RS256", RSA_JWK_TOML)),
         tenant_key(&jwk("ES256", &EC_JWK_TOML.replace("kty", "alg = \"ES256\", kty"))),
         admin_key(&hs(&"s".repeat(16))),
         "[auth]\nleeway_secs = 0\nmax_token_bytes = 512\n[limits]\nmax_frame_bytes = 16777216".into(),
@@ -281,4 +291,15 @@ fn valid_edge_cases_accepted() {
             "for:\n{text}"
         );
     }
+}
+
+/// `Debug` on a key never prints its secret (configs may be logged).
+#[test]
+fn debug_redacts_secrets() {
+    let config = Config::from_toml_str(&admin_key(&hs(SECRET)), &no_env()).expect("valid");
+    let printed = format!("{config:?}");
+    assert!(
+        !printed.contains(SECRET) && printed.contains("<redacted>"),
+        "{printed}"
+    );
 }
