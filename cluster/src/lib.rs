@@ -6,7 +6,12 @@
 //! - `command`: `Envelope`/`Command` (what a log entry carries), `EntryMeta`, `RegistryEvent`.
 //! - `codec`: the only user of bincode (`encode`/`decode` with a size limit).
 //! - `state`: `RegistryState`, the replicated registry, and the read helpers the node uses.
+//! - `log_store`: the durable Raft log and vote on redb (fsync before acknowledging).
 //! - `apply`: the pure, deterministic `apply(state, command, meta) -> events`.
+//! - `state_machine`: openraft state machine around `apply`, with a durable snapshot file.
+//! - `network`: the Raft network factory (single node for now: every peer unreachable).
+//! - `registry`: `Registry`, the node's handle (open, bootstrap, propose, read, status),
+//!   plus `EventSink`, `RaftTiming`, `RegistryConfig` and `RegistryError`.
 //!
 //! This file also holds `declare_raft_types!` and the aliases, so no other file spells
 //! openraft's generics.
@@ -15,10 +20,17 @@ pub mod apply;
 pub mod clock;
 pub mod codec;
 pub mod command;
+pub mod log_store;
+pub mod network;
+pub mod registry;
 pub mod state;
+pub mod state_machine;
 pub mod tenant;
 
 pub use apply::apply;
+pub use registry::{
+    Committed, EventSink, RaftTiming, Registry, RegistryConfig, RegistryError, RegistryStatus,
+};
 pub use state::RegistryState;
 
 /// Node ids are unique `u64`s across the cluster (`[node].id`).

@@ -1,0 +1,305 @@
+//! The openraft state machine: runs `apply` on committed entries and keeps a durable snapshot.
+//!
+//! The registry lives in memory behind a std `RwLock`: the node's reads (admission checks,
+//! status) are synchronous and short, and apply holds the write lock only for the pure
+//! transition, never across an await. Events are handed to the `EventSink` after the lock is
+//! released so a slow sink cannot block readers.
+//!
+//! The current snapshot is persisted to `<data_dir>/snapshot.bin`: after a snapshot the log is
+//! purged, so a snapshot held only in memory would lose every purged entry on restart.
+
+use std::io::{Cursor, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, PoisonError, RwLock};
+
+use openraft::storage::{RaftStateMachine, Snapshot};
+use openraft::{EntryPayload, RaftSnapshotBuilder, StorageIOError};
+use serde::{Deserialize, Serialize};
+
+use crate::command::EntryMeta;
+use crate::registry::EventSink;
+use crate::state::RegistryState;
+use crate::{
+    Applied, Entry, LogId, SnapshotMeta, StorageError, StoredMembership, TypeConfig, codec,
+};
+
+/// Snapshot file name inside the data directory.
+pub const SNAPSHOT_FILE: &str = "snapshot.bin";
+
+/// What a snapshot holds; the same triple the in-memory machine keeps under one lock, so a
+/// snapshot can never pair a state with the wrong applied index.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Machine {
+    state: RegistryState,
+    last_applied: Option<LogId>,
+    membership: StoredMembership,
+}
+
+/// The snapshot as stored on disk: openraft's metadata plus the encoded `Machine`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct StoredSnapshot {
+    meta: SnapshotMeta,
+    data: Vec<u8>,
+}
+
+#[derive(Debug, thiserror::Error)]
+enum Fault {
+    #[error(transparent)]
+    Codec(#[from] codec::CodecError),
+    #[error("snapshot file: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("snapshot task failed: {0}")]
+    Join(#[from] tokio::task::JoinError),
+    /// A panic while holding the registry lock: the state may be half-applied, so stop.
+    #[error("registry lock poisoned")]
+    Poisoned,
+}
+
+struct Shared {
+    machine: RwLock<Machine>,
+    sink: Arc<dyn EventSink>,
+    dir: PathBuf,
+    /// Serializes snapshot builds and installs so two writers never race on the file.
+    current: tokio::sync::Mutex<Option<StoredSnapshot>>,
+    /// Makes snapshot ids unique within this process (openraft only needs them distinct).
+    snapshot_seq: AtomicU64,
+}
+
+/// The registry state machine; cheap to clone (the snapshot builder is a clone).
+#[derive(Clone)]
+pub struct StateMachine {
+    shared: Arc<Shared>,
+}
+
+impl StateMachine {
+    /// Opens the state machine in `data_dir`, loading `snapshot.bin` if present.
+    pub async fn open(
+        data_dir: &Path,
+        sink: Arc<dyn EventSink>,
+    ) -> Result<StateMachine, StorageError> {
+        let dir = data_dir.to_path_buf();
+        let load_dir = dir.clone();
+        let loaded = tokio::task::spawn_blocking(move || load_snapshot(&load_dir))
+            .await
+            .map_err(Fault::from)
+            .and_then(|r| r)
+            .map_err(|e| StorageIOError::read_snapshot(None, &e))?;
+        let (machine, current) = match loaded {
+            Some((stored, machine)) => (machine, Some(stored)),
+            None => (Machine::default(), None),
+        };
+        Ok(StateMachine {
+            shared: Arc::new(Shared {
+                machine: RwLock::new(machine),
+                sink,
+                dir,
+                current: tokio::sync::Mutex::new(current),
+                snapshot_seq: AtomicU64::new(0),
+            }),
+        })
+    }
+
+    /// Runs `f` on the current registry state.
+    ///
+    /// A poisoned lock is read anyway: a panic in apply has already failed the Raft core
+    /// (apply returns an error on the next entry), and readers only need a best-effort view.
+    pub fn read<R>(&self, f: impl FnOnce(&RegistryState) -> R) -> R {
+        let guard = self
+            .shared
+            .machine
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
+        f(&guard.state)
+    }
+
+    fn apply_batch(&self, entries: Vec<Entry>) -> Result<Vec<Applied>, Fault> {
+        let mut responses = Vec::with_capacity(entries.len());
+        let mut metas = Vec::with_capacity(entries.len());
+        {
+            let mut machine = self.shared.machine.write().map_err(|_| Fault::Poisoned)?;
+            for entry in entries {
+                machine.last_applied = Some(entry.log_id);
+                match entry.payload {
+                    EntryPayload::Blank => {
+                        responses.push(Applied::default());
+                        metas.push(None);
+                    }
+                    EntryPayload::Normal(envelope) => {
+                        let meta = EntryMeta {
+                            index: entry.log_id.index,
+                            at_ms: envelope.at_ms,
+                        };
+                        tracing::debug!(
+                            index = meta.index,
+                            command = envelope.command.name(),
+                            traceparent = envelope.traceparent.as_deref(),
+                            "apply"
+                        );
+                        let events =
+                            crate::apply::apply(&mut machine.state, &envelope.command, &meta);
+                        responses.push(Applied { events });
+                        metas.push(Some(meta));
+                    }
+                    EntryPayload::Membership(membership) => {
+                        machine.membership = StoredMembership::new(Some(entry.log_id), membership);
+                        responses.push(Applied::default());
+                        metas.push(None);
+                    }
+                }
+            }
+        }
+        for (meta, applied) in metas.iter().zip(&responses) {
+            if let Some(meta) = meta
+                && !applied.events.is_empty()
+            {
+                self.shared.sink.on_applied(meta, &applied.events);
+            }
+        }
+        Ok(responses)
+    }
+
+    async fn build(&self) -> Result<Snapshot<TypeConfig>, Fault> {
+        // Hold the snapshot slot across encode and persist so a concurrent install cannot
+        // interleave its file write with ours.
+        let mut current = self.shared.current.lock().await;
+        let (data, last_applied, membership) = {
+            let machine = self.shared.machine.read().map_err(|_| Fault::Poisoned)?;
+            (
+                codec::encode(&*machine)?,
+                machine.last_applied,
+                machine.membership.clone(),
+            )
+        };
+        let seq = self.shared.snapshot_seq.fetch_add(1, Ordering::Relaxed) + 1;
+        let snapshot_id = match last_applied {
+            Some(id) => format!("{}-{}-{seq}", id.leader_id, id.index),
+            None => format!("--{seq}"),
+        };
+        let meta = SnapshotMeta {
+            last_log_id: last_applied,
+            last_membership: membership,
+            snapshot_id,
+        };
+        let stored = StoredSnapshot {
+            meta: meta.clone(),
+            data,
+        };
+        self.persist(&stored).await?;
+        let snapshot = Snapshot {
+            meta,
+            snapshot: Box::new(Cursor::new(stored.data.clone())),
+        };
+        *current = Some(stored);
+        Ok(snapshot)
+    }
+
+    async fn install(&self, meta: &SnapshotMeta, data: Vec<u8>) -> Result<(), Fault> {
+        let decoded: Machine = codec::decode_snapshot(&data)?;
+        // openraft's metadata is authoritative for what the snapshot covers.
+        let machine = Machine {
+            state: decoded.state,
+            last_applied: meta.last_log_id,
+            membership: meta.last_membership.clone(),
+        };
+        let mut current = self.shared.current.lock().await;
+        let stored = StoredSnapshot {
+            meta: meta.clone(),
+            data,
+        };
+        // Persist before swapping state: if the write fails, nothing changed.
+        self.persist(&stored).await?;
+        *self.shared.machine.write().map_err(|_| Fault::Poisoned)? = machine;
+        *current = Some(stored);
+        Ok(())
+    }
+
+    async fn persist(&self, stored: &StoredSnapshot) -> Result<(), Fault> {
+        let bytes = codec::encode(stored)?;
+        let dir = self.shared.dir.clone();
+        tokio::task::spawn_blocking(move || write_atomically(&dir, &bytes)).await??;
+        Ok(())
+    }
+}
+
+/// Replaces `snapshot.bin` so that a crash leaves either the old or the new file, never a
+/// torn one: write a temp file, fsync it, rename over, fsync the directory (the rename itself
+/// is only durable once the directory entry is).
+fn write_atomically(dir: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = dir.join(format!("{SNAPSHOT_FILE}.tmp"));
+    let mut file = std::fs::File::create(&tmp)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    drop(file);
+    std::fs::rename(&tmp, dir.join(SNAPSHOT_FILE))?;
+    std::fs::File::open(dir)?.sync_all()
+}
+
+fn load_snapshot(dir: &Path) -> Result<Option<(StoredSnapshot, Machine)>, Fault> {
+    let bytes = match std::fs::read(dir.join(SNAPSHOT_FILE)) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    let stored: StoredSnapshot = codec::decode_snapshot(&bytes)?;
+    let mut machine: Machine = codec::decode_snapshot(&stored.data)?;
+    machine.last_applied = stored.meta.last_log_id;
+    machine.membership = stored.meta.last_membership.clone();
+    Ok(Some((stored, machine)))
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
+    async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
+        self.build()
+            .await
+            .map_err(|e| StorageIOError::write_snapshot(None, &e).into())
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachine {
+    type SnapshotBuilder = StateMachine;
+
+    async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), StorageError> {
+        let machine = self
+            .shared
+            .machine
+            .read()
+            .map_err(|_| StorageIOError::read_state_machine(&Fault::Poisoned))?;
+        Ok((machine.last_applied, machine.membership.clone()))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Applied>, StorageError>
+    where
+        I: IntoIterator<Item = Entry> + openraft::OptionalSend,
+        I::IntoIter: openraft::OptionalSend,
+    {
+        let entries: Vec<Entry> = entries.into_iter().collect();
+        self.apply_batch(entries)
+            .map_err(|e| StorageIOError::write_state_machine(&e).into())
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        self.clone()
+    }
+
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, StorageError> {
+        Ok(Box::new(Cursor::new(Vec::new())))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta,
+        snapshot: Box<Cursor<Vec<u8>>>,
+    ) -> Result<(), StorageError> {
+        let installed = self.install(meta, snapshot.into_inner()).await;
+        installed.map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), &e).into())
+    }
+
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError> {
+        let current = self.shared.current.lock().await;
+        Ok(current.as_ref().map(|stored| Snapshot {
+            meta: stored.meta.clone(),
+            snapshot: Box::new(Cursor::new(stored.data.clone())),
+        }))
+    }
+}
