@@ -1,0 +1,223 @@
+//! A single-node `Registry` on a temp dir: bootstrap, propose, events, restart recovery.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tether_cluster::clock::{Clock, ManualClock, SharedClock};
+use tether_cluster::command::{Command, EntryMeta, RegistryEvent};
+use tether_cluster::state_machine::SNAPSHOT_FILE;
+use tether_cluster::tenant::TenantConfig;
+use tether_cluster::{EventSink, Registry, RegistryConfig, RegistryError, TetherNode};
+use tokio::sync::mpsc;
+
+const WAIT: Duration = Duration::from_secs(10);
+const NOW_MS: u64 = 1_700_000_000_000;
+
+/// Forwards every applied batch to the test.
+struct ChannelSink(mpsc::UnboundedSender<(EntryMeta, Vec<RegistryEvent>)>);
+
+impl EventSink for ChannelSink {
+    fn on_applied(&self, meta: &EntryMeta, events: &[RegistryEvent]) {
+        // The receiver may be gone at the end of a test; nothing to do about it then.
+        let _ = self.0.send((*meta, events.to_vec()));
+    }
+}
+
+fn config(dir: &Path, snapshot_every: u64) -> RegistryConfig {
+    let node = TetherNode {
+        addr: "127.0.0.1:0".into(),
+        region: "test".into(),
+    };
+    let mut cfg = RegistryConfig::new(1, node, dir.to_path_buf());
+    cfg.snapshot_every = snapshot_every;
+    cfg
+}
+
+async fn open(
+    cfg: RegistryConfig,
+) -> (
+    Registry,
+    Arc<ManualClock>,
+    mpsc::UnboundedReceiver<(EntryMeta, Vec<RegistryEvent>)>,
+) {
+    let clock = Arc::new(ManualClock::new(NOW_MS));
+    let (tx, rx) = mpsc::unbounded_channel();
+    let shared: SharedClock = clock.clone();
+    let registry = Registry::open(cfg, shared, Arc::new(ChannelSink(tx)))
+        .await
+        .unwrap();
+    registry.bootstrap_if_new().await.unwrap();
+    registry.wait_for_leader(WAIT).await.unwrap();
+    (registry, clock, rx)
+}
+
+fn put_tenant() -> Command {
+    Command::PutTenant(TenantConfig {
+        id: "acme".into(),
+        ..TenantConfig::default()
+    })
+}
+
+fn revoke_token() -> Command {
+    Command::RevokeToken {
+        tenant: "acme".into(),
+        jti: "j1".into(),
+        exp: NOW_MS / 1000 + 3600,
+    }
+}
+
+/// Waits until this node has applied `index` (after a restart the log is re-applied).
+async fn wait_applied(registry: &Registry, index: u64) {
+    registry
+        .raft()
+        .wait(Some(WAIT))
+        .applied_index_at_least(Some(index), "applied")
+        .await
+        .unwrap();
+}
+
+/// A revoked jti survives a restart by replaying the durable log.
+#[tokio::test]
+async fn revoked_token_survives_restart_via_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let (registry, _clock, _rx) = open(config(dir.path(), 5000)).await;
+    registry.propose(put_tenant(), None).await.unwrap();
+    let revoked = registry.propose(revoke_token(), None).await.unwrap();
+    assert!(registry.read(|s| s.is_jti_revoked("acme", "j1")));
+    registry.shutdown().await.unwrap();
+    drop(registry);
+
+    let (registry, _clock, _rx) = open(config(dir.path(), 5000)).await;
+    wait_applied(&registry, revoked.index).await;
+    assert!(registry.read(|s| s.is_jti_revoked("acme", "j1")));
+    assert!(!dir.path().join(SNAPSHOT_FILE).exists());
+    registry.shutdown().await.unwrap();
+}
+
+/// A revoked jti survives a restart after a snapshot purged its log entry.
+#[tokio::test]
+async fn revoked_token_survives_restart_via_snapshot() {
+    let dir = tempfile::tempdir().unwrap();
+    let (registry, _clock, _rx) = open(config(dir.path(), 3)).await;
+    registry.propose(put_tenant(), None).await.unwrap();
+    let revoked = registry.propose(revoke_token(), None).await.unwrap();
+    for user in ["a", "b", "c", "d", "e", "f"] {
+        let cmd = Command::SetPermissions {
+            tenant: "acme".into(),
+            user: user.into(),
+            permissions: vec!["sub:x".into()],
+        };
+        registry.propose(cmd, None).await.unwrap();
+    }
+    registry
+        .raft()
+        .wait(Some(WAIT))
+        .metrics(
+            |m| m.purged.is_some_and(|p| p.index >= revoked.index),
+            "revoke entry purged",
+        )
+        .await
+        .unwrap();
+    registry.shutdown().await.unwrap();
+    drop(registry);
+    assert!(dir.path().join(SNAPSHOT_FILE).exists());
+
+    let (registry, _clock, _rx) = open(config(dir.path(), 3)).await;
+    let first = registry.raft().metrics().borrow().purged.map(|p| p.index);
+    assert!(
+        first >= Some(revoked.index),
+        "log still starts before the revoke: {first:?}"
+    );
+    assert!(registry.read(|s| s.is_jti_revoked("acme", "j1")));
+    assert!(registry.read(|s| s.user_perms_version("acme", "f")) > 0);
+    registry.shutdown().await.unwrap();
+}
+
+/// The sink gets each entry's events with its index and the proposer's clock time, and
+/// `propose` returns the same events.
+#[tokio::test]
+async fn event_sink_receives_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let (registry, clock, mut rx) = open(config(dir.path(), 5000)).await;
+    clock.set_ms(NOW_MS + 42);
+    let committed = registry
+        .propose(put_tenant(), Some("00-t-s-01".into()))
+        .await
+        .unwrap();
+    assert_eq!(
+        committed.events,
+        vec![RegistryEvent::TenantUpdated {
+            tenant: "acme".into()
+        }]
+    );
+    let (meta, events) = tokio::time::timeout(WAIT, rx.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        meta,
+        EntryMeta {
+            index: committed.index,
+            at_ms: clock.now_ms()
+        }
+    );
+    assert_eq!(events, committed.events);
+    registry.shutdown().await.unwrap();
+}
+
+/// The leader proposes Expire on its own every `expire_interval`.
+#[tokio::test]
+async fn leader_proposes_expire() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path(), 5000);
+    cfg.expire_interval = Duration::from_millis(50);
+    let (registry, _clock, mut rx) = open(cfg).await;
+    let expired = tokio::time::timeout(WAIT, async {
+        while let Some((_, events)) = rx.recv().await {
+            if matches!(events[..], [RegistryEvent::Expired { .. }]) {
+                return true;
+            }
+        }
+        false
+    });
+    assert!(expired.await.unwrap());
+    registry.shutdown().await.unwrap();
+}
+
+/// Proposing on a node that is not (yet) part of a cluster is NotLeader, not a hang.
+#[tokio::test]
+async fn propose_before_bootstrap_is_not_leader() {
+    let dir = tempfile::tempdir().unwrap();
+    let (tx, _rx) = mpsc::unbounded_channel();
+    let clock: SharedClock = Arc::new(ManualClock::new(NOW_MS));
+    let registry = Registry::open(config(dir.path(), 5000), clock, Arc::new(ChannelSink(tx)))
+        .await
+        .unwrap();
+    let err = registry.propose(put_tenant(), None).await.unwrap_err();
+    assert!(
+        matches!(err, RegistryError::NotLeader { leader: None }),
+        "{err:?}"
+    );
+    let status = registry.status();
+    assert_eq!(
+        (status.node_id, status.leader, status.role),
+        (1, None, "learner")
+    );
+    registry.shutdown().await.unwrap();
+}
+
+/// Status reports this node as the leader of a bootstrapped one-voter cluster, and a second
+/// bootstrap is a no-op.
+#[tokio::test]
+async fn status_and_idempotent_bootstrap() {
+    let dir = tempfile::tempdir().unwrap();
+    let (registry, _clock, _rx) = open(config(dir.path(), 5000)).await;
+    registry.bootstrap_if_new().await.unwrap();
+    let committed = registry.propose(put_tenant(), None).await.unwrap();
+    let status = registry.status();
+    assert_eq!((status.leader, status.role), (Some(1), "leader"));
+    assert!(status.applied_index >= Some(committed.index));
+    assert!(status.commit_index >= status.applied_index);
+    registry.shutdown().await.unwrap();
+}
