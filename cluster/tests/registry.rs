@@ -207,8 +207,8 @@ async fn propose_before_bootstrap_is_not_leader() {
     registry.shutdown().await.unwrap();
 }
 
-/// Status reports this node as the leader of a bootstrapped one-voter cluster, and a second
-/// bootstrap is a no-op.
+/// Status reports this node as the leader of a bootstrapped one-voter cluster, a second
+/// bootstrap is a no-op, and shutdown is idempotent.
 #[tokio::test]
 async fn status_and_idempotent_bootstrap() {
     let dir = tempfile::tempdir().unwrap();
@@ -219,5 +219,6 @@ async fn status_and_idempotent_bootstrap() {
     assert_eq!((status.leader, status.role), (Some(1), "leader"));
     assert!(status.applied_index >= Some(committed.index));
     assert!(status.commit_index >= status.applied_index);
+    registry.shutdown().await.unwrap();
     registry.shutdown().await.unwrap();
 }
