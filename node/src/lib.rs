@@ -1,10 +1,37 @@
 //! Tether gateway node.
 //!
 //! # Layout
+//! - `cli`: the `tether` command line (`serve`, `token`, `admin`); `main.rs` only calls it.
+//! - `server`: builds a node from config + already-bound listeners and runs it.
 //! - `config`: the TOML config, `TETHER_…` env overrides, validation naming the bad key.
+//! - `dev`: dev mode (generated tenant/admin keys kept in the data dir).
+//! - `context`: `NodeCtx`, the services shared by connections, dispatcher and admin API.
+//! - `gateway`: client listener: upgrade, token carriers, `hello`, admission through the log.
+//! - `conn`: the connection actor (ractor), its socket tasks and its supervisor.
+//! - `directory`: node-local session directory (session → actor; user/tenant/jti/channel).
+//! - `dispatch`: applied registry events → owning actors; local message delivery.
+//! - `protocol`: JSON frames and close codes.
 //! - `auth`: JWT verification per tenant (inline keys, JWKS), admin tokens, minting for dev.
 //! - `perms`: the `sub:`/`pub:` permission grammar and channel matching.
+//! - `admin`: the admin HTTP API, probes and `/metrics`.
+//! - `limits`: connection caps and handshake rate per IP.
+//! - `metrics`, `audit`: Prometheus text and the JSON audit log.
+//! - `tls`: rustls acceptor for `wss`.
 
+pub mod admin;
+pub mod audit;
 pub mod auth;
+pub mod cli;
 pub mod config;
+pub mod conn;
+pub mod context;
+pub mod dev;
+pub mod directory;
+pub mod dispatch;
+pub mod gateway;
+pub mod limits;
+pub mod metrics;
 pub mod perms;
+pub mod protocol;
+pub mod server;
+pub mod tls;

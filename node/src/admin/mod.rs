@@ -1,0 +1,130 @@
+//! The admin/server HTTP API (JSON), `/livez`, `/readyz` and `/metrics`.
+//!
+//! Served from its own runtime thread (see `server`), so probes and revocations still answer
+//! while the client listener is saturated.
+
+mod error;
+mod health;
+mod principal;
+mod publish;
+mod sessions;
+mod tenants;
+mod users;
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post, put};
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+use tether_cluster::command::{Command, RegistryEvent};
+use tokio::time::Instant;
+
+pub use error::ApiError;
+
+use crate::auth::AdminVerifier;
+use crate::context::NodeCtx;
+use crate::dispatch::DispatchLog;
+
+/// How long `?wait=closed` waits for owning actors to close before answering with what closed.
+const WAIT_CLOSED_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub struct AdminState {
+    pub ctx: Arc<NodeCtx>,
+    pub admin: AdminVerifier,
+    pub dispatch: Arc<DispatchLog>,
+    /// Readiness latch: false until the registry has a leader, and again once draining.
+    pub ready: Arc<AtomicBool>,
+}
+
+pub fn router(state: Arc<AdminState>) -> Router {
+    Router::new()
+        .route("/livez", get(health::livez))
+        .route("/readyz", get(health::readyz))
+        .route("/metrics", get(health::metrics))
+        .route("/v1/cluster", get(health::cluster))
+        .route("/v1/sessions/{sid}", get(sessions::get_session))
+        .route("/v1/sessions/{sid}/revoke", post(sessions::revoke))
+        .route(
+            "/v1/tenants/{t}/users/{u}/sessions",
+            get(sessions::user_sessions),
+        )
+        .route("/v1/tenants/{t}/users/{u}/logout", post(users::logout))
+        .route(
+            "/v1/tenants/{t}/users/{u}/permissions",
+            put(users::set_permissions).delete(users::clear_permissions),
+        )
+        .route("/v1/tenants/{t}/tokens/revoke", post(tenants::revoke_token))
+        .route("/v1/tenants/{t}/disable", post(tenants::disable))
+        .route("/v1/tenants/{t}/enable", post(tenants::enable))
+        .route(
+            "/v1/tenants/{t}",
+            put(tenants::put).get(tenants::get).delete(tenants::delete),
+        )
+        .route("/v1/publish", post(publish::publish))
+        .fallback(|| async { ApiError::not_found("no such endpoint") })
+        .layer(DefaultBodyLimit::max(1024 * 1024))
+        .with_state(state)
+}
+
+/// Parses a JSON body with a JSON error (axum's own rejection is plain text).
+pub(crate) fn parse_body<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
+}
+
+/// Reads `?wait=closed` (the only accepted value).
+pub(crate) fn wait_closed(query: Option<&str>) -> Result<bool, ApiError> {
+    let Some(q) = query else { return Ok(false) };
+    let mut wait = false;
+    for (k, v) in url::form_urlencoded::parse(q.as_bytes()) {
+        match (k.as_ref(), v.as_ref()) {
+            ("wait", "closed") => wait = true,
+            ("wait", other) => {
+                return Err(ApiError::bad_request(format!(
+                    "wait must be \"closed\", not {other:?}"
+                )));
+            }
+            _ => {}
+        }
+    }
+    Ok(wait)
+}
+
+/// Proposes a mutation and answers `{"commit_index"}` once committed, plus `closed` and
+/// `propagation_ms` with `wait`. A `NotFound` from apply becomes 404.
+pub(crate) async fn commit(
+    st: &AdminState,
+    command: Command,
+    wait: bool,
+    started: Instant,
+) -> Result<(u64, Vec<RegistryEvent>, Value), ApiError> {
+    let t0 = Instant::now();
+    let c = st.ctx.registry.propose(command, None).await?;
+    st.ctx.metrics.observe_commit(t0.elapsed());
+    if let Some(what) = c.events.iter().find_map(|e| match e {
+        RegistryEvent::NotFound { what } => Some(what.clone()),
+        _ => None,
+    }) {
+        return Err(ApiError::not_found(what));
+    }
+    let mut body = json!({ "commit_index": c.index });
+    if wait {
+        let ids = st.dispatch.closed_by(c.index);
+        let closed = st
+            .ctx
+            .directory
+            .wait_gone(&ids, Instant::now() + WAIT_CLOSED_TIMEOUT)
+            .await;
+        body["closed"] = json!(closed);
+        body["propagation_ms"] = json!(started.elapsed().as_secs_f64() * 1000.0);
+        if closed < ids.len() {
+            body["pending"] = json!(ids.len() - closed);
+        }
+    }
+    Ok((c.index, c.events, body))
+}

@@ -1,0 +1,80 @@
+//! `POST /v1/publish`: deliver to a channel's subscribers, all of a user's sessions, or one
+//! session. Publishing is data plane: it does not go through the log.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::State;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use serde_json::{Value, json};
+
+use super::error::ApiError;
+use super::principal::Admin;
+use super::{AdminState, parse_body};
+use crate::conn::Delivery;
+use crate::dispatch;
+use crate::perms::is_valid_channel;
+
+/// Channel name carried by events addressed to a user or a session.
+pub const DIRECT_CHANNEL: &str = "$direct";
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PublishBody {
+    tenant: String,
+    channel: Option<String>,
+    user: Option<String>,
+    session: Option<String>,
+    data: Box<RawValue>,
+}
+
+pub async fn publish(
+    State(st): State<Arc<AdminState>>,
+    admin: Admin,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let b: PublishBody = parse_body(&body)?;
+    admin.require_tenant(&b.tenant)?;
+    let ctx = &st.ctx;
+    let delivered = match (b.channel, b.user, b.session) {
+        (Some(channel), None, None) => {
+            if !is_valid_channel(&channel) {
+                return Err(ApiError::bad_request(format!(
+                    "invalid channel {channel:?}"
+                )));
+            }
+            let d = Arc::new(Delivery {
+                channel,
+                data: b.data,
+                direct: false,
+            });
+            dispatch::deliver_channel(ctx, &b.tenant, &d)
+        }
+        (None, Some(user), None) => {
+            let d = Arc::new(Delivery {
+                channel: DIRECT_CHANNEL.into(),
+                data: b.data,
+                direct: true,
+            });
+            dispatch::deliver_user(ctx, &b.tenant, &user, &d)
+        }
+        (None, None, Some(session)) => {
+            let d = Arc::new(Delivery {
+                channel: DIRECT_CHANNEL.into(),
+                data: b.data,
+                direct: true,
+            });
+            dispatch::deliver_session(ctx, &b.tenant, &session, &d)
+        }
+        _ => {
+            return Err(ApiError::bad_request(
+                "exactly one of channel, user, session is required",
+            ));
+        }
+    };
+    ctx.metrics
+        .add("tether_deliveries_total", &[], delivered as u64);
+    Ok(Json(json!({ "delivered": delivered })))
+}

@@ -1,0 +1,192 @@
+//! Tenant endpoints: config (PUT/GET/DELETE), disable/enable, token deny-list.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{OriginalUri, Path, State};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tether_cluster::command::Command;
+use tokio::time::Instant;
+
+use super::error::ApiError;
+use super::principal::Admin;
+use super::{AdminState, commit, parse_body, wait_closed};
+use crate::audit::AuditRecord;
+
+fn audit(st: &AdminState, admin: &Admin, kind: &str, tenant: &str, reason: &str, index: u64) {
+    st.ctx.audit.emit(AuditRecord {
+        kind,
+        tenant: Some(tenant),
+        operator: Some(admin.sub()),
+        reason: Some(reason),
+        commit_index: Some(index),
+        ..Default::default()
+    });
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RevokeTokenBody {
+    jti: String,
+    exp: u64,
+}
+
+pub async fn revoke_token(
+    State(st): State<Arc<AdminState>>,
+    admin: Admin,
+    Path(tenant): Path<String>,
+    OriginalUri(uri): OriginalUri,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let started = Instant::now();
+    admin.require_tenant(&tenant)?;
+    let wait = wait_closed(uri.query())?;
+    let b: RevokeTokenBody = parse_body(&body)?;
+    if b.jti.is_empty() || b.jti.len() > 256 {
+        return Err(ApiError::bad_request("jti must be 1..=256 bytes"));
+    }
+    let cmd = Command::RevokeToken {
+        tenant: tenant.clone(),
+        jti: b.jti,
+        exp: b.exp,
+    };
+    let (index, _, body) = commit(&st, cmd, wait, started).await?;
+    audit(&st, &admin, "token_revoke", &tenant, "", index);
+    Ok(Json(body))
+}
+
+pub async fn disable(
+    State(st): State<Arc<AdminState>>,
+    admin: Admin,
+    Path(tenant): Path<String>,
+    OriginalUri(uri): OriginalUri,
+) -> Result<Json<Value>, ApiError> {
+    let started = Instant::now();
+    admin.require_tenant(&tenant)?;
+    let wait = wait_closed(uri.query())?;
+    let (index, _, body) = commit(
+        &st,
+        Command::DisableTenant {
+            tenant: tenant.clone(),
+        },
+        wait,
+        started,
+    )
+    .await?;
+    audit(&st, &admin, "tenant", &tenant, "disable", index);
+    Ok(Json(body))
+}
+
+pub async fn enable(
+    State(st): State<Arc<AdminState>>,
+    admin: Admin,
+    Path(tenant): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    admin.require_tenant(&tenant)?;
+    let (index, _, body) = commit(
+        &st,
+        Command::EnableTenant {
+            tenant: tenant.clone(),
+        },
+        false,
+        Instant::now(),
+    )
+    .await?;
+    audit(&st, &admin, "tenant", &tenant, "enable", index);
+    Ok(Json(body))
+}
+
+/// `PUT /v1/tenants/{t}`: the body is one `[[tenants]]` entry as JSON; `id` may be omitted
+/// and otherwise must match the path. Creating a tenant needs cluster scope.
+pub async fn put(
+    State(st): State<Arc<AdminState>>,
+    admin: Admin,
+    Path(tenant): Path<String>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let exists = st.ctx.registry.read(|s| s.tenant(&tenant).is_some());
+    if exists {
+        admin.require_tenant(&tenant)?;
+    } else {
+        admin.require_cluster()?;
+    }
+    let mut v: Value = parse_body(&body)?;
+    let Some(obj) = v.as_object_mut() else {
+        return Err(ApiError::bad_request("body must be a JSON object"));
+    };
+    match obj.get("id") {
+        None => {
+            obj.insert("id".into(), json!(tenant));
+        }
+        Some(Value::String(id)) if *id == tenant => {}
+        Some(_) => return Err(ApiError::conflict("body id does not match the path")),
+    }
+    let bytes = serde_json::to_vec(&v).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let config = crate::config::tenant_from_json(&bytes)
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let (index, _, body) = commit(&st, Command::PutTenant(config), false, Instant::now()).await?;
+    audit(&st, &admin, "tenant", &tenant, "put", index);
+    Ok(Json(body))
+}
+
+pub async fn get(
+    State(st): State<Arc<AdminState>>,
+    admin: Admin,
+    Path(tenant): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    admin.require_tenant(&tenant)?;
+    let rec = st.ctx.registry.read(|s| s.tenant(&tenant).cloned());
+    let Some(rec) = rec else {
+        return Err(ApiError::not_found(format!("no tenant {tenant}")));
+    };
+    let c = rec.config;
+    // Secrets never leave the registry through the API.
+    let keys: Vec<Value> = c
+        .keys
+        .iter()
+        .map(|k| {
+            json!({
+                "kid": k.kid,
+                "alg": k.alg,
+                "secret": k.secret.as_ref().map(|_| "<redacted>"),
+                "public_key_pem": k.public_key_pem,
+                "jwk": k.jwk.as_deref().and_then(|j| serde_json::from_str::<Value>(j).ok()),
+            })
+        })
+        .collect();
+    Ok(Json(json!({
+        "id": c.id,
+        "enabled": rec.enabled,
+        "issuer": c.issuer,
+        "audiences": c.audiences,
+        "jwks_uri": c.jwks_uri,
+        "allowed_origins": c.allowed_origins,
+        "keys": keys,
+        "limits": {
+            "max_connections_per_user": c.limits.max_connections_per_user,
+            "messages_per_conn_per_sec": c.limits.messages_per_conn_per_sec,
+            "session_max_lifetime_secs": c.limits.session_max_lifetime_secs,
+        },
+    })))
+}
+
+pub async fn delete(
+    State(st): State<Arc<AdminState>>,
+    admin: Admin,
+    Path(tenant): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    admin.require_cluster()?;
+    let (index, _, body) = commit(
+        &st,
+        Command::DeleteTenant {
+            tenant: tenant.clone(),
+        },
+        false,
+        Instant::now(),
+    )
+    .await?;
+    audit(&st, &admin, "tenant", &tenant, "delete", index);
+    Ok(Json(body))
+}

@@ -1,0 +1,166 @@
+//! `tether serve`: load the config (or set up dev mode), bind, run until SIGTERM/SIGINT.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::Args;
+use tether_cluster::clock::SystemClock;
+use tokio_util::sync::CancellationToken;
+
+use super::{EXIT_CONFIG, default_data_dir};
+use crate::config::Config;
+use crate::dev;
+use crate::server::{self, Listeners};
+
+#[derive(Args)]
+pub struct ServeArgs {
+    /// TOML config file (also TETHER_CONFIG). Without one: dev mode.
+    #[arg(long, env = "TETHER_CONFIG")]
+    config: Option<PathBuf>,
+    /// Validate this config file and exit (0 valid, 2 invalid).
+    #[arg(long, value_name = "FILE")]
+    check_config: Option<PathBuf>,
+}
+
+fn env_map() -> BTreeMap<String, String> {
+    std::env::vars()
+        .filter(|(k, _)| k.starts_with("TETHER_"))
+        .collect()
+}
+
+pub fn run(args: ServeArgs) -> ExitCode {
+    let env = env_map();
+    if let Some(path) = args.check_config {
+        return match Config::load(Some(&path), &env) {
+            Ok(_) => {
+                println!("config ok: {}", path.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("tether: {e}");
+                ExitCode::from(EXIT_CONFIG)
+            }
+        };
+    }
+    let dev_mode = args.config.is_none();
+    let mut config = match Config::load(args.config.as_deref(), &env) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("tether: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    init_tracing();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("tether: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(serve(&mut config, dev_mode)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("tether: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("TETHER_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+async fn serve(config: &mut Config, dev_mode: bool) -> anyhow::Result<()> {
+    let client = std::net::TcpListener::bind(&config.listen.client)
+        .map_err(|e| anyhow::anyhow!("binding listen.client {}: {e}", config.listen.client))?;
+    let admin = std::net::TcpListener::bind(&config.listen.admin)
+        .map_err(|e| anyhow::anyhow!("binding listen.admin {}: {e}", config.listen.admin))?;
+    let client_addr = client.local_addr()?;
+    let admin_addr = admin.local_addr()?;
+    let scheme = if config.tls.client_cert.is_some() {
+        "wss"
+    } else {
+        "ws"
+    };
+    if dev_mode {
+        if config.node.data_dir.as_os_str().is_empty() {
+            config.node.data_dir = default_data_dir();
+        }
+        let mut keys = dev::load_or_create(&config.node.data_dir)?;
+        keys.admin_url = Some(format!("http://{admin_addr}"));
+        dev::save(&config.node.data_dir, &keys)?;
+        dev::apply(config, &keys);
+        print_dev_banner(config, &keys, &client_addr.to_string(), scheme);
+    }
+    // One machine-readable line; the test harness reads the bound ports from it.
+    println!("tether listening client={client_addr} admin={admin_addr}");
+    let shutdown = CancellationToken::new();
+    let s = shutdown.clone();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        s.cancel();
+    });
+    server::run(
+        config.clone(),
+        Listeners { client, admin },
+        Arc::new(SystemClock),
+        shutdown,
+    )
+    .await
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+fn print_dev_banner(config: &Config, keys: &dev::DevKeys, client: &str, scheme: &str) {
+    let claims = crate::auth::TokenClaims::new(dev::DEV_TENANT, "alice")
+        .tenant_claim(config.auth.tenant_claim.clone())
+        .ttl_secs(3600)
+        .permissions(["sub:chat.*", "pub:chat.*"])
+        .to_json(&SystemClock);
+    let token = crate::auth::mint_hs256(&keys.tenant_secret, dev::DEV_TENANT_KID, &claims);
+    let token = token.unwrap_or_else(|e| format!("<could not mint: {e}>"));
+    println!(
+        "tether dev mode: single node, data in {}",
+        config.node.data_dir.display()
+    );
+    println!(
+        "  tenant `dev` (HS256, kid `dev`); keys in {}",
+        dev::path(&config.node.data_dir).display()
+    );
+    println!("  sample token for alice (1h, sub/pub chat.*):\n    {token}");
+    println!(
+        "  connect: websocat -H 'Authorization: Bearer {token}' --protocol tether.v1 {scheme}://{client}/v1/connect"
+    );
+    println!("  then send: {{\"type\":\"hello\"}}");
+}

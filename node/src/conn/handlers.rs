@@ -1,0 +1,280 @@
+//! What a connection actor does with client frames and with deliveries from the node.
+
+use std::sync::Arc;
+
+use ractor::ActorRef;
+use tokio::time::Instant;
+
+use super::actor::{ConnState, denial_close_code};
+use super::{ConnMsg, Delivery, PermsUpdate, RefreshResult};
+use crate::audit::AuditRecord;
+use crate::context::RegistryTenants;
+use crate::perms::{Permissions, is_valid_channel};
+use crate::protocol::{ClientFrame, CloseCode, FrameError, ServerFrame};
+
+impl ConnState {
+    pub(super) async fn on_text(&mut self, myself: &ActorRef<ConnMsg>, text: &str) {
+        if !self.within_rate(myself).await {
+            return;
+        }
+        let frame = match ClientFrame::parse(text) {
+            Ok(f) => f,
+            Err(FrameError::NotJson) => {
+                return self
+                    .protocol_error(myself, "bad_frame", "frame is not valid JSON")
+                    .await;
+            }
+            Err(e) => {
+                return self
+                    .protocol_error(myself, "bad_frame", &e.to_string())
+                    .await;
+            }
+        };
+        match frame {
+            ClientFrame::Hello { .. } => {
+                self.protocol_error(myself, "unexpected_hello", "already authenticated")
+                    .await
+            }
+            ClientFrame::Subscribe { id, channel } => self.subscribe(myself, id, channel).await,
+            ClientFrame::Unsubscribe { id, channel } => {
+                self.subs.remove(&channel);
+                self.ctx
+                    .directory
+                    .unsubscribe(&self.auth.session_id, &self.auth.tenant, &channel);
+                self.send(myself, ServerFrame::ok(id).to_json()).await;
+            }
+            ClientFrame::Publish { id, channel, data } => {
+                if !is_valid_channel(&channel) {
+                    let f = ServerFrame::fail(id, "bad_channel", "invalid channel name");
+                    return self.send(myself, f.to_json()).await;
+                }
+                if !self.perms.can_publish(&channel) {
+                    let f = ServerFrame::fail(id, "forbidden", "no pub permission for channel");
+                    return self.send(myself, f.to_json()).await;
+                }
+                let delivery = Arc::new(Delivery {
+                    channel,
+                    data,
+                    direct: false,
+                });
+                let n = crate::dispatch::deliver_channel(&self.ctx, &self.auth.tenant, &delivery);
+                self.ctx
+                    .metrics
+                    .add("tether_deliveries_total", &[], n as u64);
+                self.send(myself, ServerFrame::ok(id).to_json()).await;
+            }
+            ClientFrame::Refresh { id, token } => self.start_refresh(myself, id, token),
+            // Acks trim the resume outbox, which arrives with session resume; until then
+            // there is nothing retained to trim.
+            ClientFrame::Ack { .. } => {}
+        }
+    }
+
+    async fn subscribe(&mut self, myself: &ActorRef<ConnMsg>, id: u64, channel: String) {
+        let reply = if !is_valid_channel(&channel) {
+            ServerFrame::fail(id, "bad_channel", "invalid channel name")
+        } else if !self.perms.can_subscribe(&channel) {
+            ServerFrame::fail(id, "forbidden", "no sub permission for channel")
+        } else if !self.subs.contains(&channel)
+            && self.subs.len() >= self.ctx.conn.max_subscriptions
+        {
+            ServerFrame::fail(id, "too_many_subscriptions", "subscription limit reached")
+        } else {
+            self.ctx
+                .directory
+                .subscribe(&self.auth.session_id, &self.auth.tenant, &channel);
+            self.subs.insert(channel);
+            ServerFrame::ok(id)
+        };
+        self.send(myself, reply.to_json()).await;
+    }
+
+    /// Counts a protocol error; `max_protocol_errors` of them close the connection with 4000.
+    pub(super) async fn protocol_error(
+        &mut self,
+        myself: &ActorRef<ConnMsg>,
+        code: &str,
+        msg: &str,
+    ) {
+        self.protocol_errors += 1;
+        self.ctx.metrics.inc("tether_protocol_errors_total", &[]);
+        self.send(myself, ServerFrame::Error { code, message: msg }.to_json())
+            .await;
+        if self.protocol_errors >= self.ctx.conn.max_protocol_errors {
+            self.close(myself, CloseCode::ProtocolError, false).await;
+        }
+    }
+
+    /// Per-connection message rate: frames over the limit in a one-second window get an error
+    /// and are dropped; `rate_limit_strikes` such windows in a row close the connection 4108.
+    async fn within_rate(&mut self, myself: &ActorRef<ConnMsg>) -> bool {
+        let now = Instant::now();
+        if now.duration_since(self.rate_window_start).as_millis() >= 1000 {
+            if !self.rate_struck_this_window {
+                self.rate_strikes = 0;
+            }
+            self.rate_window_start = now;
+            self.rate_count = 0;
+            self.rate_struck_this_window = false;
+        }
+        self.rate_count += 1;
+        if self.rate_count <= self.ctx.conn.messages_per_sec {
+            return true;
+        }
+        if !self.rate_struck_this_window {
+            self.rate_struck_this_window = true;
+            self.rate_strikes += 1;
+            self.ctx.metrics.inc("tether_rate_limited_total", &[]);
+            if self.rate_strikes >= self.ctx.conn.rate_limit_strikes {
+                self.close(myself, CloseCode::RateLimited, false).await;
+                return false;
+            }
+            let f = ServerFrame::Error {
+                code: "rate_limited",
+                message: "message rate exceeded",
+            };
+            self.send(myself, f.to_json()).await;
+        }
+        false
+    }
+
+    pub(super) async fn on_deliver(&mut self, myself: &ActorRef<ConnMsg>, d: &Delivery) {
+        if !d.direct && !self.subs.contains(&d.channel) {
+            return;
+        }
+        self.seq += 1;
+        let f = ServerFrame::Event {
+            seq: self.seq,
+            channel: &d.channel,
+            data: &d.data,
+        }
+        .to_json();
+        self.send(myself, f).await;
+    }
+
+    pub(super) async fn on_permissions(&mut self, myself: &ActorRef<ConnMsg>, p: PermsUpdate) {
+        if p.version < self.auth.perms_version {
+            return;
+        }
+        self.auth.perms_version = p.version;
+        self.auth.permissions = p
+            .permissions
+            .unwrap_or_else(|| self.auth.token_permissions.clone());
+        self.reauthorize(myself, true).await;
+    }
+
+    /// Re-checks live subscriptions against the current permissions, drops the ones no longer
+    /// allowed, and tells the client (always after a registry change, else only if dropped).
+    async fn reauthorize(&mut self, myself: &ActorRef<ConnMsg>, always_notify: bool) {
+        self.perms = Permissions::parse(&self.auth.permissions);
+        let dropped: Vec<String> = self
+            .subs
+            .iter()
+            .filter(|c| !self.perms.can_subscribe(c))
+            .cloned()
+            .collect();
+        for c in &dropped {
+            self.subs.remove(c);
+            self.ctx
+                .directory
+                .unsubscribe(&self.auth.session_id, &self.auth.tenant, c);
+        }
+        if always_notify || !dropped.is_empty() {
+            self.seq += 1;
+            let f = ServerFrame::Permissions {
+                seq: self.seq,
+                permissions: &self.auth.permissions,
+                version: self.auth.perms_version,
+                dropped: &dropped,
+            }
+            .to_json();
+            self.send(myself, f).await;
+        }
+    }
+
+    /// Verifies a refresh token off the actor (a JWKS fetch may take a while) and reports back.
+    fn start_refresh(&self, myself: &ActorRef<ConnMsg>, id: u64, token: String) {
+        let ctx = self.ctx.clone();
+        let me = myself.clone();
+        tokio::spawn(async move {
+            let outcome = ctx
+                .auth
+                .verify(&token, &RegistryTenants(&ctx.registry))
+                .await
+                .map_err(|e| ("unauthorized", e.to_string()));
+            let _ = me.cast(ConnMsg::Refreshed(Box::new(RefreshResult { id, outcome })));
+        });
+    }
+
+    pub(super) async fn on_refreshed(&mut self, myself: &ActorRef<ConnMsg>, r: RefreshResult) {
+        let check = match r.outcome {
+            Err(e) => Err(e),
+            Ok(t) if t.tenant != self.auth.tenant || t.user != self.auth.user => Err((
+                "subject_mismatch",
+                "token is for another tenant or subject".to_owned(),
+            )),
+            Ok(t) => {
+                let sid = &self.auth.session_id;
+                let state = self.ctx.registry.read(|s| {
+                    if s.is_session_revoked(sid) {
+                        return Err(crate::protocol::CloseCode::SessionRevoked);
+                    }
+                    s.check_admission(&t.tenant, &t.user, t.iat, t.jti.as_deref())
+                        .map_err(denial_close_code)?;
+                    Ok(s.user_permissions(&t.tenant, &t.user)
+                        .map(|(p, v)| (p.to_vec(), v)))
+                });
+                match state {
+                    Ok(over) => Ok((t, over)),
+                    Err(code) => Err(("refused", format!("refused by registry: {}", code.name()))),
+                }
+            }
+        };
+        let a = &self.auth;
+        match check {
+            Err((code, message)) => {
+                self.ctx.audit.emit(AuditRecord {
+                    kind: "refresh_fail",
+                    tenant: Some(&a.tenant),
+                    user: Some(&a.user),
+                    session_id: Some(&a.session_id),
+                    reason: Some(code),
+                    ..Default::default()
+                });
+                self.send(myself, ServerFrame::fail(r.id, code, &message).to_json())
+                    .await;
+            }
+            Ok((t, over)) => {
+                self.ctx.audit.emit(AuditRecord {
+                    kind: "refresh_ok",
+                    tenant: Some(&a.tenant),
+                    user: Some(&a.user),
+                    session_id: Some(&a.session_id),
+                    actor: t.act.as_deref(),
+                    ..Default::default()
+                });
+                if t.jti != self.auth.jti {
+                    self.ctx
+                        .directory
+                        .set_jti(&self.auth.session_id, t.jti.clone());
+                }
+                let old_perms = std::mem::take(&mut self.auth.permissions);
+                let (permissions, version) = match over {
+                    Some((p, v)) => (p, v),
+                    None => (t.permissions.clone(), self.auth.perms_version),
+                };
+                self.auth.jti = t.jti;
+                self.auth.iat = t.iat;
+                self.auth.exp = t.exp;
+                self.auth.act = t.act;
+                self.auth.token_permissions = t.permissions;
+                self.auth.permissions = permissions;
+                self.auth.perms_version = version;
+                let changed = old_perms != self.auth.permissions;
+                self.arm_expiry(myself);
+                self.send(myself, ServerFrame::ok(r.id).to_json()).await;
+                self.reauthorize(myself, changed).await;
+            }
+        }
+    }
+}

@@ -1,0 +1,179 @@
+//! The socket tasks of one connection: a reader feeding the actor and a writer draining the
+//! bounded outbound queue, with a close path that bypasses the queue.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use ractor::ActorRef;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::error::CapacityError;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+
+use super::ConnMsg;
+use crate::limits::ConnSlot;
+use crate::protocol::CloseCode;
+
+/// Frames read but not yet handled by the actor. Bounds the actor's mailbox from the socket side.
+const FRAMES_IN_FLIGHT: usize = 32;
+
+pub enum Outbound {
+    Text(String),
+    Ping,
+}
+
+/// The actor's side of the socket tasks.
+pub struct IoHandles {
+    pub out: mpsc::Sender<Outbound>,
+    pub close: Option<oneshot::Sender<CloseCode>>,
+    pub writer: Option<JoinHandle<()>>,
+    pub reader: Option<JoinHandle<()>>,
+    /// Set once the actor is closing: the reader then discards frames until the socket ends.
+    pub closing: Arc<AtomicBool>,
+}
+
+/// Starts the socket tasks once the actor exists (the reader needs the actor's address).
+pub type IoStarter = Box<dyn FnOnce(ActorRef<ConnMsg>) -> IoHandles + Send>;
+
+/// Splits `ws` into reader and writer tasks bound to `actor`.
+pub fn spawn_io<S>(
+    ws: WebSocketStream<S>,
+    actor: ActorRef<ConnMsg>,
+    queue: usize,
+    close_timeout: Duration,
+    guard: ConnSlot,
+) -> IoHandles
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (sink, stream) = ws.split();
+    let (out_tx, out_rx) = mpsc::channel(queue.max(1));
+    let (close_tx, close_rx) = oneshot::channel();
+    let closing = Arc::new(AtomicBool::new(false));
+    let writer = tokio::spawn(write_loop(sink, out_rx, close_rx, close_timeout));
+    let reader = tokio::spawn(read_loop(stream, actor, closing.clone(), guard));
+    IoHandles {
+        out: out_tx,
+        close: Some(close_tx),
+        writer: Some(writer),
+        reader: Some(reader),
+        closing,
+    }
+}
+
+async fn read_loop<S>(
+    mut stream: futures_util::stream::SplitStream<WebSocketStream<S>>,
+    actor: ActorRef<ConnMsg>,
+    closing: Arc<AtomicBool>,
+    _guard: ConnSlot,
+) where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let permits = Arc::new(Semaphore::new(FRAMES_IN_FLIGHT));
+    while let Some(item) = stream.next().await {
+        if closing.load(Ordering::Relaxed) {
+            // Keep reading only to see the client's close reply; nothing else matters now.
+            match item {
+                Ok(Message::Close(_)) | Err(_) => break,
+                _ => continue,
+            }
+        }
+        let msg = match item {
+            Ok(Message::Text(t)) => {
+                let Ok(permit) = permits.clone().acquire_owned().await else {
+                    break;
+                };
+                ConnMsg::Frame(t, permit)
+            }
+            Ok(Message::Binary(_)) => ConnMsg::Binary,
+            Ok(Message::Pong(_)) | Ok(Message::Ping(_)) => ConnMsg::Activity,
+            Ok(Message::Close(_)) => ConnMsg::ClientGone,
+            Ok(Message::Frame(_)) => continue,
+            Err(WsError::Capacity(CapacityError::MessageTooLong { .. })) => ConnMsg::TooBig,
+            Err(_) => ConnMsg::ClientGone,
+        };
+        let last = matches!(msg, ConnMsg::ClientGone | ConnMsg::TooBig);
+        if actor.cast(msg).is_err() || last {
+            return;
+        }
+    }
+    let _ = actor.cast(ConnMsg::ClientGone);
+}
+
+type Sink<S> = futures_util::stream::SplitSink<WebSocketStream<S>, Message>;
+
+async fn write_loop<S>(
+    mut sink: Sink<S>,
+    mut rx: mpsc::Receiver<Outbound>,
+    mut close_rx: oneshot::Receiver<CloseCode>,
+    close_timeout: Duration,
+) where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    loop {
+        let next = tokio::select! {
+            biased;
+            code = &mut close_rx => {
+                if let Ok(code) = code {
+                    send_close(&mut sink, code, close_timeout).await;
+                }
+                return;
+            }
+            next = rx.recv() => next,
+        };
+        let msg = match next {
+            Some(Outbound::Text(t)) => Message::text(t),
+            Some(Outbound::Ping) => Message::Ping(Default::default()),
+            None => return,
+        };
+        // A client that stopped reading blocks this send; a close request must still win.
+        tokio::select! {
+            biased;
+            code = &mut close_rx => {
+                if let Ok(code) = code {
+                    send_close(&mut sink, code, close_timeout).await;
+                }
+                return;
+            }
+            r = sink.send(msg) => if r.is_err() { return },
+        }
+    }
+}
+
+async fn send_close<S>(sink: &mut Sink<S>, code: CloseCode, close_timeout: Duration)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let frame = CloseFrame {
+        code: code.code().into(),
+        reason: code.name().into(),
+    };
+    // Bounded: a client that never reads gets its socket dropped instead.
+    let _ = tokio::time::timeout(close_timeout, sink.send(Message::Close(Some(frame)))).await;
+}
+
+/// Closes a socket that never got an actor (handshake failures).
+pub async fn close_raw<S>(ws: &mut WebSocketStream<S>, code: CloseCode, close_timeout: Duration)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let frame = CloseFrame {
+        code: code.code().into(),
+        reason: code.name().into(),
+    };
+    let _ = tokio::time::timeout(close_timeout, ws.close(Some(frame))).await;
+    // Give the client a moment to answer the close, so it reads our frame before the FIN.
+    let _ = tokio::time::timeout(close_timeout, async {
+        while let Some(Ok(m)) = ws.next().await {
+            if m.is_close() {
+                break;
+            }
+        }
+    })
+    .await;
+}

@@ -1,0 +1,96 @@
+//! One ractor actor per client connection, its socket tasks, and their supervisor.
+//!
+//! The actor owns the session's `AuthContext`, subscriptions, sequence counter and timers.
+//! The socket is split: a reader task turns frames into `ConnMsg::Frame`, a writer task drains
+//! a bounded outbound queue. Closing goes through a separate one-shot so a revocation is sent
+//! even when the outbound queue is full.
+
+mod actor;
+mod handlers;
+mod io;
+mod supervisor;
+
+use std::sync::Arc;
+
+use serde_json::value::RawValue;
+use tokio::sync::OwnedSemaphorePermit;
+use tokio_tungstenite::tungstenite::Utf8Bytes;
+
+pub use actor::{ConnArgs, ConnectionActor, denial_close_code};
+pub use io::{IoHandles, IoStarter, close_raw, spawn_io};
+pub use supervisor::{SessionSupervisor, SupervisorMsg};
+
+use crate::auth::VerifiedToken;
+use crate::protocol::CloseCode;
+
+/// The authorization state of one live session.
+#[derive(Debug, Clone)]
+pub struct AuthContext {
+    pub tenant: String,
+    pub user: String,
+    pub session_id: String,
+    pub jti: Option<String>,
+    pub iat: u64,
+    pub exp: u64,
+    /// Permissions carried by the current token.
+    pub token_permissions: Vec<String>,
+    /// Effective permissions: the registry override if set, else the token's.
+    pub permissions: Vec<String>,
+    pub perms_version: u64,
+    /// Impersonating actor (`act.sub`).
+    pub act: Option<String>,
+}
+
+/// A message published to a channel or addressed to a user/session, shared by every recipient.
+#[derive(Debug)]
+pub struct Delivery {
+    pub channel: String,
+    pub data: Box<RawValue>,
+    /// Direct deliveries (to a user or session) skip the subscription check.
+    pub direct: bool,
+}
+
+/// A permission change from the registry.
+#[derive(Debug)]
+pub struct PermsUpdate {
+    /// `None`: back to the token's claims.
+    pub permissions: Option<Vec<String>>,
+    pub version: u64,
+}
+
+/// Result of verifying a refresh token off the actor.
+#[derive(Debug)]
+pub struct RefreshResult {
+    pub id: u64,
+    pub outcome: Result<VerifiedToken, (&'static str, String)>,
+}
+
+/// What a connection actor handles. Large variants are boxed to keep the mailbox small.
+#[derive(Debug)]
+pub enum ConnMsg {
+    /// A text frame from the client; the permit bounds frames in flight per connection.
+    Frame(Utf8Bytes, OwnedSemaphorePermit),
+    /// A binary frame (not part of the protocol).
+    Binary,
+    /// Any sign of life from the client (pong).
+    Activity,
+    /// The client sent a frame above `max_frame_bytes`.
+    TooBig,
+    /// The client closed or the socket failed.
+    ClientGone,
+    Tick,
+    TokenExpiring {
+        generation: u64,
+    },
+    TokenExpired {
+        generation: u64,
+    },
+    Deliver(Arc<Delivery>),
+    Permissions(Box<PermsUpdate>),
+    /// Close with this code. `registry` is true when the registry already ended the session.
+    Close {
+        code: CloseCode,
+        registry: bool,
+    },
+    Refreshed(Box<RefreshResult>),
+}

@@ -1,0 +1,56 @@
+//! `NodeCtx`: the shared, read-mostly services every connection and admin request uses.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tether_cluster::clock::SharedClock;
+use tether_cluster::{NodeId, Registry};
+
+use crate::audit::Audit;
+use crate::auth::Authenticator;
+use crate::directory::SessionDirectory;
+use crate::metrics::Metrics;
+
+/// Connection-level settings resolved from `[limits]`, `[auth]` and `[session]`.
+#[derive(Debug, Clone)]
+pub struct ConnSettings {
+    pub auth_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub heartbeat_interval: Duration,
+    pub upgrade_timeout: Duration,
+    pub max_frame_bytes: usize,
+    pub max_protocol_errors: u32,
+    pub outbound_queue: usize,
+    pub messages_per_sec: u32,
+    pub rate_limit_strikes: u32,
+    pub max_subscriptions: usize,
+    pub max_sessions_per_user: u32,
+    pub refresh_window_secs: u64,
+    pub allow_query_token: bool,
+    /// How long a close handshake may take before the socket is simply dropped.
+    pub close_timeout: Duration,
+}
+
+/// Everything shared by the gateway, the connection actors, the dispatcher and the admin API.
+pub struct NodeCtx {
+    pub node_id: NodeId,
+    /// Node name shown to clients (`welcome.node`), `n<id>`.
+    pub node_name: String,
+    pub region: String,
+    pub registry: Registry,
+    pub directory: SessionDirectory,
+    pub auth: Authenticator,
+    pub metrics: Arc<Metrics>,
+    pub audit: Audit,
+    pub clock: SharedClock,
+    pub conn: ConnSettings,
+}
+
+/// Registry view used by the authenticator to find tenant configs.
+pub struct RegistryTenants<'a>(pub &'a Registry);
+
+impl crate::auth::TenantLookup for RegistryTenants<'_> {
+    fn tenant_config(&self, id: &str) -> Option<tether_cluster::tenant::TenantConfig> {
+        self.0.read(|s| s.tenant(id).map(|t| t.config.clone()))
+    }
+}

@@ -1,0 +1,179 @@
+//! The per-node dispatcher: turns applied registry events into messages to the owning
+//! connection actors, and delivers published messages to local recipients.
+//!
+//! It runs inside the state machine's apply (through `EventSink`), so by the time a proposer's
+//! commit returns on this node, every local actor affected by the entry has been told.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::{Arc, Mutex, Weak};
+
+use tether_cluster::EventSink;
+use tether_cluster::command::{EntryMeta, RegistryEvent};
+
+use crate::conn::{ConnMsg, Delivery, PermsUpdate};
+use crate::context::NodeCtx;
+use crate::directory::DirEntry;
+use crate::protocol::CloseCode;
+
+/// How many recent entries keep the list of sessions they closed, for `?wait=closed`.
+const RECENT: usize = 4096;
+
+/// Sessions a given log entry told to close, kept briefly for `?wait=closed`.
+#[derive(Default)]
+pub struct DispatchLog {
+    by_index: Mutex<BTreeMap<u64, Vec<String>>>,
+}
+
+impl DispatchLog {
+    pub fn closed_by(&self, index: u64) -> Vec<String> {
+        let g = self.by_index.lock().unwrap_or_else(|p| p.into_inner());
+        g.get(&index).cloned().unwrap_or_default()
+    }
+
+    fn record(&self, index: u64, sessions: Vec<String>) {
+        let mut g = self.by_index.lock().unwrap_or_else(|p| p.into_inner());
+        g.insert(index, sessions);
+        while g.len() > RECENT {
+            g.pop_first();
+        }
+    }
+}
+
+/// The `EventSink` handed to the registry. Holds the node context weakly: the registry is
+/// built before the context that contains it.
+pub struct Dispatcher {
+    ctx: Mutex<Weak<NodeCtx>>,
+    pub log: Arc<DispatchLog>,
+}
+
+impl Dispatcher {
+    pub fn new() -> Arc<Dispatcher> {
+        Arc::new(Dispatcher {
+            ctx: Mutex::new(Weak::new()),
+            log: Arc::default(),
+        })
+    }
+
+    pub fn attach(&self, ctx: &Arc<NodeCtx>) {
+        *self.ctx.lock().unwrap_or_else(|p| p.into_inner()) = Arc::downgrade(ctx);
+    }
+}
+
+fn close_all(sessions: &[(String, DirEntry)], code: CloseCode, closed: &mut Vec<String>) {
+    for (sid, e) in sessions {
+        let _ = e.actor.cast(ConnMsg::Close {
+            code,
+            registry: true,
+        });
+        closed.push(sid.clone());
+    }
+}
+
+impl EventSink for Dispatcher {
+    fn on_applied(&self, meta: &EntryMeta, events: &[RegistryEvent]) {
+        let Some(ctx) = self.ctx.lock().unwrap_or_else(|p| p.into_inner()).upgrade() else {
+            return;
+        };
+        let dir = &ctx.directory;
+        let mut closed = Vec::new();
+        for ev in events {
+            match ev {
+                RegistryEvent::SessionRevoked { session, .. } => {
+                    if let Some(e) = dir.get(&session.session_id) {
+                        close_all(
+                            &[(session.session_id.clone(), e)],
+                            CloseCode::SessionRevoked,
+                            &mut closed,
+                        );
+                    }
+                    ctx.metrics
+                        .inc("tether_revocations_total", &[("kind", "session")]);
+                }
+                RegistryEvent::UserLoggedOut { tenant, user, .. } => {
+                    close_all(
+                        &dir.sessions_of_user(tenant, user),
+                        CloseCode::LoggedOut,
+                        &mut closed,
+                    );
+                    ctx.metrics
+                        .inc("tether_revocations_total", &[("kind", "logout")]);
+                }
+                RegistryEvent::TokenRevoked {
+                    tenant,
+                    jti,
+                    sessions,
+                } => {
+                    // Holders found by the registry (their opening token) and by the directory
+                    // (a refresh may have swapped the token a session holds).
+                    let mut targets = dir.sessions_with_jti(tenant, jti);
+                    let seen: HashSet<String> = targets.iter().map(|(s, _)| s.clone()).collect();
+                    for s in sessions {
+                        if seen.contains(&s.session_id) {
+                            continue;
+                        }
+                        if let Some(e) = dir.get(&s.session_id) {
+                            targets.push((s.session_id.clone(), e));
+                        }
+                    }
+                    close_all(&targets, CloseCode::SessionRevoked, &mut closed);
+                    ctx.metrics
+                        .inc("tether_revocations_total", &[("kind", "token")]);
+                }
+                RegistryEvent::TenantDisabled { tenant, .. }
+                | RegistryEvent::TenantDeleted { tenant, .. } => {
+                    close_all(
+                        &dir.sessions_of_tenant(tenant),
+                        CloseCode::TenantDisabled,
+                        &mut closed,
+                    );
+                    ctx.metrics
+                        .inc("tether_revocations_total", &[("kind", "tenant")]);
+                }
+                RegistryEvent::PermissionsChanged {
+                    tenant,
+                    user,
+                    permissions,
+                    version,
+                    ..
+                } => {
+                    for (_, e) in dir.sessions_of_user(tenant, user) {
+                        let update = PermsUpdate {
+                            permissions: permissions.clone(),
+                            version: *version,
+                        };
+                        let _ = e.actor.cast(ConnMsg::Permissions(Box::new(update)));
+                    }
+                }
+                _ => {}
+            }
+        }
+        if !closed.is_empty() {
+            self.log.record(meta.index, closed);
+        }
+    }
+}
+
+/// Delivers to this node's subscribers of `channel` in `tenant`; returns how many were sent.
+pub fn deliver_channel(ctx: &NodeCtx, tenant: &str, d: &Arc<Delivery>) -> usize {
+    send_all(ctx.directory.subscribers(tenant, &d.channel), d)
+}
+
+/// Delivers to every local session of a user.
+pub fn deliver_user(ctx: &NodeCtx, tenant: &str, user: &str, d: &Arc<Delivery>) -> usize {
+    send_all(ctx.directory.sessions_of_user(tenant, user), d)
+}
+
+/// Delivers to one local session (of that tenant).
+pub fn deliver_session(ctx: &NodeCtx, tenant: &str, session_id: &str, d: &Arc<Delivery>) -> usize {
+    match ctx.directory.get(session_id) {
+        Some(e) if e.tenant == tenant => send_all(vec![(session_id.to_owned(), e)], d),
+        _ => 0,
+    }
+}
+
+fn send_all(targets: Vec<(String, DirEntry)>, d: &Arc<Delivery>) -> usize {
+    targets
+        .iter()
+        .filter(|(_, e)| e.actor.cast(ConnMsg::Deliver(d.clone())).is_ok())
+        .count()
+}

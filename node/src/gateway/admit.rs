@@ -1,0 +1,311 @@
+//! The handshake of one connection: upgrade, `hello` within `auth_timeout`, token checks,
+//! admission through the log, then the connection actor.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use base64::Engine;
+use ractor::Actor;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::Message;
+
+use super::upgrade::{self, UpgradeInfo};
+use super::{ClientStream, Gateway};
+use crate::audit::AuditRecord;
+use crate::auth::VerifiedToken;
+use crate::conn::{AuthContext, ConnArgs, ConnectionActor, SupervisorMsg, spawn_io};
+use crate::conn::{close_raw, denial_close_code};
+use crate::context::RegistryTenants;
+use crate::limits::{ConnSlot, LimitError};
+use crate::protocol::{ClientFrame, CloseCode, ServerFrame};
+use tether_cluster::RegistryError;
+use tether_cluster::command::{ClientInfo, Command, OpenSession, RegistryEvent};
+
+/// Outcome of the handshake before an actor exists: a close code and a metrics reason.
+struct Refusal {
+    code: CloseCode,
+    reason: &'static str,
+}
+
+fn refuse(code: CloseCode, reason: &'static str) -> Refusal {
+    Refusal { code, reason }
+}
+
+pub(super) async fn handshake<S: ClientStream>(
+    gw: Arc<Gateway>,
+    stream: S,
+    peer: SocketAddr,
+    slot: Result<ConnSlot, LimitError>,
+) {
+    let ctx = &gw.ctx;
+    let mut info = UpgradeInfo::default();
+    let limit_err = slot.as_ref().err().copied();
+    let allow_query = ctx.conn.allow_query_token;
+    #[allow(clippy::result_large_err)] // tungstenite's callback contract
+    let cb = |req: &_, resp| match limit_err {
+        Some(e) => Err(upgrade::reject_limit(e)),
+        None => upgrade::inspect(req, resp, allow_query).map(|(resp, i)| {
+            info = i;
+            resp
+        }),
+    };
+    let accept = tokio_tungstenite::accept_hdr_async_with_config(stream, cb, Some(gw.ws_config()));
+    let ws = match tokio::time::timeout(ctx.conn.upgrade_timeout, accept).await {
+        Ok(Ok(ws)) => ws,
+        Ok(Err(_)) | Err(_) => {
+            let reason = limit_err.map(|e| e.reason()).unwrap_or("upgrade");
+            ctx.metrics.inc(
+                "tether_handshakes_total",
+                &[("outcome", "fail"), ("reason", reason)],
+            );
+            return;
+        }
+    };
+    let Ok(slot) = slot else { return };
+    let mut ws = ws;
+    match authenticate(&gw, &mut ws, &info, peer).await {
+        Ok((token, hello_client)) => admit(gw, ws, token, hello_client, slot).await,
+        Err(r) => {
+            ctx.metrics.inc(
+                "tether_handshakes_total",
+                &[("outcome", "fail"), ("reason", r.reason)],
+            );
+            close_raw(&mut ws, r.code, ctx.conn.close_timeout).await;
+        }
+    }
+}
+
+/// Waits for `hello`, picks the token by carrier precedence and verifies it.
+async fn authenticate<S: ClientStream>(
+    gw: &Gateway,
+    ws: &mut WebSocketStream<S>,
+    info: &UpgradeInfo,
+    peer: SocketAddr,
+) -> Result<(VerifiedToken, ClientInfo), Refusal> {
+    use futures_util::StreamExt;
+    let ctx = &gw.ctx;
+    let deadline = tokio::time::Instant::now() + ctx.conn.auth_timeout;
+    let mut errors = 0;
+    let (hello_token, resume, client) = loop {
+        let next = match tokio::time::timeout_at(deadline, ws.next()).await {
+            Err(_) => return Err(refuse(CloseCode::AuthTimeout, "auth_timeout")),
+            Ok(None) | Ok(Some(Err(_))) => return Err(refuse(CloseCode::Normal, "client_gone")),
+            Ok(Some(Ok(m))) => m,
+        };
+        let text = match next {
+            Message::Text(t) => t,
+            Message::Close(_) => return Err(refuse(CloseCode::Normal, "client_gone")),
+            Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => continue,
+            Message::Binary(_) => {
+                errors += 1;
+                if errors >= ctx.conn.max_protocol_errors {
+                    return Err(refuse(CloseCode::ProtocolError, "protocol"));
+                }
+                continue;
+            }
+        };
+        match ClientFrame::parse(&text) {
+            Ok(ClientFrame::Hello {
+                token,
+                resume,
+                client,
+            }) => break (token, resume, client),
+            other => {
+                errors += 1;
+                let message = match other {
+                    Err(e) => e.to_string(),
+                    Ok(_) => "the first frame must be hello".to_owned(),
+                };
+                let f = ServerFrame::Error {
+                    code: "bad_frame",
+                    message: &message,
+                }
+                .to_json();
+                let _ = futures_util::SinkExt::send(ws, Message::text(f)).await;
+                if errors >= ctx.conn.max_protocol_errors {
+                    return Err(refuse(CloseCode::ProtocolError, "protocol"));
+                }
+            }
+        }
+    };
+    let token = info
+        .bearer_header
+        .as_deref()
+        .or(info.bearer_subprotocol.as_deref())
+        .or(hello_token.as_deref())
+        .or(info.query_token.as_deref())
+        .ok_or_else(|| refuse(CloseCode::Unauthorized, "missing_token"))?;
+    let remote = peer.ip().to_string();
+    let verified = match ctx
+        .auth
+        .verify(token, &RegistryTenants(&ctx.registry))
+        .await
+    {
+        Ok(v) => v,
+        Err(e) => {
+            ctx.audit.emit(AuditRecord {
+                kind: "auth_fail",
+                reason: Some(e.reason()),
+                remote: Some(&remote),
+                ..Default::default()
+            });
+            return Err(refuse(CloseCode::Unauthorized, e.reason()));
+        }
+    };
+    let origins = ctx.registry.read(|s| {
+        s.tenant(&verified.tenant)
+            .map(|t| t.config.allowed_origins.clone())
+    });
+    if !upgrade::origin_allowed(&origins.unwrap_or_default(), info.origin.as_deref()) {
+        return Err(refuse(CloseCode::ForbiddenOrigin, "origin"));
+    }
+    if let Some(r) = &resume {
+        // Resuming a session the registry revoked must fail loudly, not silently start fresh.
+        if ctx.registry.read(|s| s.is_session_revoked(&r.session_id)) {
+            return Err(refuse(CloseCode::SessionRevoked, "resume_revoked"));
+        }
+    }
+    let client = client
+        .map(|c| ClientInfo {
+            name: c.name,
+            version: c.version,
+        })
+        .unwrap_or_default();
+    Ok((verified, client))
+}
+
+fn random_hex(bytes: usize) -> String {
+    let mut b = vec![0u8; bytes];
+    rand::fill(&mut b[..]);
+    hex::encode(b)
+}
+
+fn random_b64(bytes: usize) -> String {
+    let mut b = vec![0u8; bytes];
+    rand::fill(&mut b[..]);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
+}
+
+/// Commits `OpenSession` and starts the actor; or closes with the registry's verdict.
+async fn admit<S: ClientStream>(
+    gw: Arc<Gateway>,
+    mut ws: WebSocketStream<S>,
+    t: VerifiedToken,
+    client: ClientInfo,
+    slot: ConnSlot,
+) {
+    let ctx = gw.ctx.clone();
+    let fail = |reason: &'static str| {
+        ctx.metrics.inc(
+            "tether_handshakes_total",
+            &[("outcome", "fail"), ("reason", reason)],
+        );
+    };
+    // Cheap local pre-check: most refusals need no commit.
+    if let Err(d) = ctx
+        .registry
+        .read(|s| s.check_admission(&t.tenant, &t.user, t.iat, t.jti.as_deref()))
+    {
+        fail("registry_precheck");
+        return close_raw(&mut ws, denial_close_code(d), ctx.conn.close_timeout).await;
+    }
+    let session_id = random_hex(16);
+    let open = OpenSession {
+        session_id: session_id.clone(),
+        tenant: t.tenant.clone(),
+        user: t.user.clone(),
+        jti: t.jti.clone(),
+        iat: t.iat,
+        exp: t.exp,
+        node: ctx.node_id,
+        client,
+        act: t.act.clone(),
+        max_sessions_per_user: ctx.conn.max_sessions_per_user,
+    };
+    let started = tokio::time::Instant::now();
+    let committed = ctx.registry.propose(Command::OpenSession(open), None).await;
+    ctx.metrics.observe_commit(started.elapsed());
+    match committed {
+        Ok(c) => {
+            if let Some(d) = c.events.iter().find_map(|e| match e {
+                RegistryEvent::AdmissionDenied { reason, .. } => Some(*reason),
+                _ => None,
+            }) {
+                fail("registry_denied");
+                return close_raw(&mut ws, denial_close_code(d), ctx.conn.close_timeout).await;
+            }
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "admission commit failed");
+            fail("registry_unavailable");
+            let code = match e {
+                RegistryError::Timeout | RegistryError::NotLeader { .. } => {
+                    CloseCode::TryAgainLater
+                }
+                _ => CloseCode::RegistryUnavailable,
+            };
+            return close_raw(&mut ws, code, ctx.conn.close_timeout).await;
+        }
+    }
+    let (permissions, perms_version) = ctx
+        .registry
+        .read(|s| {
+            s.user_permissions(&t.tenant, &t.user)
+                .map(|(p, v)| (p.to_vec(), v))
+        })
+        .unwrap_or_else(|| (t.permissions.clone(), 0));
+    ctx.audit.emit(AuditRecord {
+        kind: if t.act.is_some() {
+            "impersonation"
+        } else {
+            "auth_ok"
+        },
+        tenant: Some(&t.tenant),
+        user: Some(&t.user),
+        session_id: Some(&session_id),
+        actor: t.act.as_deref(),
+        ..Default::default()
+    });
+    let auth = AuthContext {
+        tenant: t.tenant,
+        user: t.user,
+        session_id: session_id.clone(),
+        jti: t.jti,
+        iat: t.iat,
+        exp: t.exp,
+        token_permissions: t.permissions,
+        permissions,
+        perms_version,
+        act: t.act,
+    };
+    let queue = ctx.conn.outbound_queue;
+    let close_timeout = ctx.conn.close_timeout;
+    // The slot lives as long as the socket's reader: dropping it frees the per-IP count.
+    let io = Box::new(move |me| spawn_io(ws, me, queue, close_timeout, slot));
+    let args = ConnArgs {
+        ctx: ctx.clone(),
+        auth,
+        resume_token: random_b64(32),
+        io,
+    };
+    match Actor::spawn_linked(None, ConnectionActor, args, gw.supervisor.get_cell()).await {
+        Ok((actor, _)) => {
+            ctx.metrics.inc(
+                "tether_handshakes_total",
+                &[("outcome", "ok"), ("reason", "ok")],
+            );
+            let _ = gw.supervisor.cast(SupervisorMsg::Track {
+                actor: actor.get_id(),
+                session_id,
+            });
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "could not start connection actor");
+            fail("spawn");
+            let _ = ctx
+                .registry
+                .propose(Command::CloseSession { session_id }, None)
+                .await;
+        }
+    }
+}

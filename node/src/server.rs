@@ -1,0 +1,245 @@
+//! Builds a node from its config and already-bound listeners, runs it until `shutdown`.
+//!
+//! Library code never binds: `main` (or a test) binds, possibly to port 0, and passes the
+//! listeners in. The admin API runs on its own runtime thread so probes and revocations are
+//! answered even when the client listener saturates the main runtime.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::Context;
+use ractor::Actor;
+use tether_cluster::clock::SharedClock;
+use tether_cluster::command::Command;
+use tether_cluster::{RaftTiming, Registry, RegistryConfig, TetherNode};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::admin::{self, AdminState};
+use crate::audit::{Audit, AuditSink};
+use crate::auth::{AdminVerifier, AuthSettings, Authenticator};
+use crate::config::{Config, Timing};
+use crate::conn::{ConnMsg, SessionSupervisor};
+use crate::context::{ConnSettings, NodeCtx};
+use crate::dispatch::Dispatcher;
+use crate::gateway::{self, Gateway};
+use crate::limits::Limits;
+use crate::metrics::Metrics;
+use crate::protocol::CloseCode;
+use crate::tls;
+
+/// Listeners bound by the caller.
+pub struct Listeners {
+    pub client: std::net::TcpListener,
+    pub admin: std::net::TcpListener,
+}
+
+/// How long shutdown waits for connections to close before stopping the registry.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+fn conn_settings(c: &Config) -> ConnSettings {
+    let l = &c.limits;
+    ConnSettings {
+        auth_timeout: Duration::from_secs(l.auth_timeout_secs),
+        idle_timeout: Duration::from_secs(l.idle_timeout_secs),
+        heartbeat_interval: Duration::from_secs(l.heartbeat_interval_secs),
+        upgrade_timeout: Duration::from_secs(l.upgrade_timeout_secs),
+        max_frame_bytes: l.max_frame_bytes,
+        max_protocol_errors: l.max_protocol_errors,
+        outbound_queue: l.outbound_queue,
+        messages_per_sec: l.messages_per_conn_per_sec,
+        rate_limit_strikes: l.rate_limit_strikes,
+        max_subscriptions: l.max_subscriptions_per_conn as usize,
+        max_sessions_per_user: l.max_connections_per_user,
+        refresh_window_secs: c.auth.refresh_window_secs,
+        allow_query_token: c.auth.allow_query_token,
+        close_timeout: Duration::from_secs(2),
+    }
+}
+
+/// Runs the node until `shutdown` is cancelled.
+pub async fn run(
+    config: Config,
+    listeners: Listeners,
+    clock: SharedClock,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let metrics = Arc::new(Metrics::default());
+    let dispatcher = Dispatcher::new();
+    let timing = match config.cluster.timing {
+        Timing::Lan => RaftTiming::lan(),
+        Timing::CrossRegion => RaftTiming::cross_region(),
+    };
+    let node = TetherNode {
+        addr: config.listen.peer.clone(),
+        region: config.node.region.clone(),
+    };
+    let mut rc = RegistryConfig::new(config.node.id, node, config.node.data_dir.clone());
+    rc.timing = timing;
+    rc.snapshot_every = config.raft.snapshot_every;
+    rc.expire_interval = Duration::from_secs(config.session.expire_interval_secs);
+    std::fs::create_dir_all(&config.node.data_dir)
+        .with_context(|| format!("creating data dir {}", config.node.data_dir.display()))?;
+    let registry = Registry::open(rc, clock.clone(), dispatcher.clone())
+        .await
+        .context("opening the registry")?;
+    registry
+        .bootstrap_if_new()
+        .await
+        .context("bootstrapping the registry")?;
+    registry
+        .wait_for_leader(Duration::from_secs(30))
+        .await
+        .context("waiting for a leader")?;
+    sync_tenants(&registry, &config).await?;
+
+    let settings = AuthSettings {
+        leeway_secs: config.auth.leeway_secs,
+        tenant_claim: config.auth.tenant_claim.clone(),
+        max_token_bytes: config.auth.max_token_bytes,
+    };
+    let admin_keys: Vec<_> = config.admin.keys.iter().map(|k| k.to_key_spec()).collect();
+    let admin_verifier = AdminVerifier::new(&admin_keys, clock.clone(), config.auth.leeway_secs)
+        .context("admin keys")?;
+    let node_name = format!("n{}", config.node.id);
+    let audit = Audit::start(
+        AuditSink::Stdout,
+        &node_name,
+        clock.clone(),
+        metrics.clone(),
+    );
+    let ctx = Arc::new(NodeCtx {
+        node_id: config.node.id,
+        node_name,
+        region: config.node.region.clone(),
+        registry: registry.clone(),
+        directory: Default::default(),
+        auth: Authenticator::new(settings, clock.clone()),
+        metrics: metrics.clone(),
+        audit,
+        clock,
+        conn: conn_settings(&config),
+    });
+    dispatcher.attach(&ctx);
+    let (supervisor, supervisor_join) = Actor::spawn(None, SessionSupervisor, ctx.clone())
+        .await
+        .context("starting the session supervisor")?;
+
+    let l = &config.limits;
+    let limits = Arc::new(Limits::new(
+        l.max_connections as usize,
+        l.max_connections_per_ip,
+        l.handshakes_per_ip_per_sec,
+    ));
+    let tls = match (&config.tls.client_cert, &config.tls.client_key) {
+        (Some(cert), Some(key)) => Some(tls::acceptor(cert, key).context("client TLS")?),
+        _ => None,
+    };
+    let gw = Arc::new(Gateway {
+        ctx: ctx.clone(),
+        limits: limits.clone(),
+        supervisor: supervisor.clone(),
+        tls,
+    });
+    listeners.client.set_nonblocking(true)?;
+    let client_listener = TcpListener::from_std(listeners.client)?;
+    let accepting = CancellationToken::new();
+    let gateway_task = tokio::spawn(gateway::serve(client_listener, gw, accepting.clone()));
+
+    let ready = Arc::new(AtomicBool::new(false));
+    let admin_state = Arc::new(AdminState {
+        ctx: ctx.clone(),
+        admin: admin_verifier,
+        dispatch: dispatcher.log.clone(),
+        ready: ready.clone(),
+    });
+    let admin_stop = CancellationToken::new();
+    let admin_thread = spawn_admin(
+        listeners.admin,
+        admin::router(admin_state),
+        admin_stop.clone(),
+    )?;
+
+    let gc_limits = limits.clone();
+    let gc = tokio::spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_secs(60));
+        loop {
+            every.tick().await;
+            gc_limits.gc();
+        }
+    });
+    ready.store(true, Ordering::Release);
+    tracing::info!(node = ctx.node_id, "node ready");
+
+    shutdown.cancelled().await;
+    tracing::info!("shutting down");
+    ready.store(false, Ordering::Release);
+    accepting.cancel();
+    let _ = gateway_task.await;
+    for (_, e) in ctx.directory.all() {
+        let _ = e.actor.cast(ConnMsg::Close {
+            code: CloseCode::ServiceRestart,
+            registry: false,
+        });
+    }
+    let deadline = tokio::time::Instant::now() + SHUTDOWN_GRACE;
+    let ids: Vec<String> = ctx.directory.all().into_iter().map(|(s, _)| s).collect();
+    ctx.directory.wait_gone(&ids, deadline).await;
+    // Let the CloseSession proposals of the closed connections commit before Raft stops.
+    let _ = tokio::time::timeout(
+        Duration::from_secs(2),
+        registry.propose(Command::Expire, None),
+    )
+    .await;
+    gc.abort();
+    supervisor.stop(None);
+    let _ = supervisor_join.await;
+    admin_stop.cancel();
+    let _ = tokio::task::spawn_blocking(move || admin_thread.join()).await;
+    registry.shutdown().await.context("stopping the registry")?;
+    Ok(())
+}
+
+/// Config-file tenants are bootstrapped into the registry (replicated from then on); a config
+/// tenant that differs from the registry's copy is re-put, so the file stays authoritative for
+/// the tenants it names. Tenants created over the API are left alone.
+async fn sync_tenants(registry: &Registry, config: &Config) -> anyhow::Result<()> {
+    for t in &config.tenants {
+        let want = t.to_tenant_config();
+        let have = registry.read(|s| s.tenant(&want.id).map(|r| r.config.clone()));
+        if have.as_ref() != Some(&want) {
+            registry
+                .propose(Command::PutTenant(want), None)
+                .await
+                .with_context(|| format!("bootstrapping tenant {}", t.id))?;
+        }
+    }
+    Ok(())
+}
+
+fn spawn_admin(
+    listener: std::net::TcpListener,
+    router: axum::Router,
+    stop: CancellationToken,
+) -> anyhow::Result<std::thread::JoinHandle<()>> {
+    listener.set_nonblocking(true)?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let handle = std::thread::Builder::new()
+        .name("tether-admin".into())
+        .spawn(move || {
+            rt.block_on(async move {
+                let Ok(l) = TcpListener::from_std(listener) else {
+                    tracing::error!("admin listener unusable");
+                    return;
+                };
+                let serve = axum::serve(l, router).with_graceful_shutdown(stop.cancelled_owned());
+                if let Err(e) = serve.await {
+                    tracing::error!(error = %e, "admin server failed");
+                }
+            });
+        })?;
+    Ok(handle)
+}
