@@ -98,10 +98,6 @@ impl JwksCache {
         }
     }
 
-    pub fn settings(&self) -> &JwksSettings {
-        &self.inner.settings
-    }
-
     /// The key `kid` from the JWKS at `uri`: `Ok(None)` when the document (fetched now, or
     /// recently) does not have it; `Err` when the document could not be fetched or parsed and
     /// no previously fetched copy has the key.
@@ -304,6 +300,23 @@ mod tests {
         // Known kids do not refetch.
         assert!(matches!(jwks.key(&server.uri, "rsa1").await, Ok(Some(_))));
         assert_eq!(server.hits(), 2);
+    }
+
+    /// Concurrent lookups of a not-yet-fetched kid share one fetch, even with no rate limit.
+    #[tokio::test]
+    async fn concurrent_lookups_share_one_fetch() {
+        let server = JwksServer::start(jwks_doc(&["rsa1"])).await;
+        let jwks = cache(Duration::ZERO);
+        let lookups: Vec<_> = (0..16)
+            .map(|_| {
+                let (jwks, uri) = (jwks.clone(), server.uri.clone());
+                tokio::spawn(async move { jwks.key(&uri, "rsa1").await })
+            })
+            .collect();
+        for lookup in lookups {
+            assert!(matches!(lookup.await, Ok(Ok(Some(_)))));
+        }
+        assert_eq!(server.hits(), 1);
     }
 
     /// Server errors and oversized documents are reported as JWKS errors.

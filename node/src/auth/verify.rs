@@ -47,10 +47,6 @@ impl Authenticator {
         }
     }
 
-    pub fn settings(&self) -> &AuthSettings {
-        &self.inner.settings
-    }
-
     /// Verifies `token` against the config of the tenant it names.
     ///
     /// Registry state (tenant disabled, user `not_before`, revoked `jti`) is the caller's next
@@ -204,10 +200,12 @@ fn actor(claims: &Claims) -> Result<Option<String>, AuthError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::auth::JwksSettings;
     use crate::auth::test_keys::*;
     use crate::auth::test_support::*;
     use jsonwebtoken::Algorithm;
     use serde_json::json;
+    use std::time::Duration;
     use tether_cluster::clock::ManualClock;
     use tether_cluster::tenant::KeySpec;
 
@@ -341,6 +339,36 @@ mod tests {
             .await;
         assert_eq!(unknown, Err(AuthError::UnknownKid));
         assert_eq!(server.hits(), 1, "the unknown kid was rate limited");
+    }
+
+    /// A key the IdP adds later is found by refetching on its unknown kid.
+    #[tokio::test]
+    async fn jwks_rotation_picked_up() {
+        let server = JwksServer::start(jwks_doc(&["rsa-old"])).await;
+        let tenant = TenantConfig {
+            jwks_uri: Some(server.uri.clone()),
+            ..acme()
+        };
+        let tenants = StaticTenants::with([tenant]);
+        let settings = JwksSettings {
+            min_refetch_interval: Duration::ZERO,
+            ..Default::default()
+        };
+        let clock = Arc::new(ManualClock::new(NOW * 1000));
+        let a = Authenticator::with_jwks(AuthSettings::default(), clock, JwksCache::new(settings));
+        let old = a
+            .verify(
+                &sign(Algorithm::RS256, Some("rsa-old"), &claims()),
+                &tenants,
+            )
+            .await;
+        assert!(old.is_ok());
+        server.set_response(200, jwks_doc(&["rsa-old", "ec-new"]));
+        let new = a
+            .verify(&sign(Algorithm::ES256, Some("ec-new"), &claims()), &tenants)
+            .await;
+        assert!(matches!(new, Ok(t) if t.kid == "ec-new"));
+        assert_eq!(server.hits(), 2);
     }
 
     /// A tenant without issuer or audiences does not check them.
