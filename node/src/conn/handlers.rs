@@ -52,6 +52,10 @@ impl ConnState {
                     let f = ServerFrame::fail(id, "forbidden", "no pub permission for channel");
                     return self.send(myself, f.to_json()).await;
                 }
+                let Ok(data) = serde_json::value::to_raw_value(&data) else {
+                    let f = ServerFrame::fail(id, "bad_frame", "data is not serializable");
+                    return self.send(myself, f.to_json()).await;
+                };
                 let delivery = Arc::new(Delivery {
                     channel,
                     data,

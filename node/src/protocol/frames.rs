@@ -44,7 +44,8 @@ pub enum ClientFrame {
     Publish {
         id: u64,
         channel: String,
-        data: Box<RawValue>,
+        // Not `RawValue`: serde buffers internally tagged enums, which RawValue cannot survive.
+        data: serde_json::Value,
     },
     Ack {
         seq: u64,

@@ -1,0 +1,192 @@
+//! `WsClient`: a real WebSocket client (tokio-tungstenite) with helpers that wait with deadlines.
+
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+use crate::DEADLINE;
+
+/// How the token reaches the server.
+#[derive(Clone, Copy, Debug)]
+pub enum Carrier {
+    Header,
+    Subprotocol,
+    Hello,
+}
+
+pub struct WsClient {
+    pub ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+}
+
+/// Result of waiting for the server to close.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Closed {
+    pub code: u16,
+    pub reason: String,
+}
+
+/// Upgrade request for `url` with the `tether.v1` subprotocol (plus a bearer subprotocol) and
+/// optional Authorization/Origin headers.
+pub fn request(
+    url: &str,
+    bearer_header: Option<&str>,
+    bearer_proto: Option<&str>,
+    origin: Option<&str>,
+) -> tokio_tungstenite::tungstenite::handshake::client::Request {
+    let mut req = url.into_client_request().expect("client request");
+    let mut protos = "tether.v1".to_owned();
+    if let Some(t) = bearer_proto {
+        protos.push_str(&format!(", tether.bearer.{t}"));
+    }
+    let h = req.headers_mut();
+    h.insert(
+        "sec-websocket-protocol",
+        HeaderValue::from_str(&protos).expect("header"),
+    );
+    if let Some(t) = bearer_header {
+        h.insert(
+            "authorization",
+            HeaderValue::from_str(&format!("Bearer {t}")).expect("header"),
+        );
+    }
+    if let Some(o) = origin {
+        h.insert("origin", HeaderValue::from_str(o).expect("header"));
+    }
+    req
+}
+
+impl WsClient {
+    /// Upgrades (no hello sent yet).
+    pub async fn upgrade(
+        req: tokio_tungstenite::tungstenite::handshake::client::Request,
+    ) -> Result<WsClient, WsError> {
+        let (ws, _) = tokio::time::timeout(DEADLINE, tokio_tungstenite::connect_async(req))
+            .await
+            .map_err(|_| WsError::Io(std::io::Error::other("upgrade timed out")))??;
+        Ok(WsClient { ws })
+    }
+
+    /// Connects with `token` on `carrier`, sends hello, and returns the client (welcome unread).
+    pub async fn connect_with(url: &str, token: &str, carrier: Carrier) -> WsClient {
+        let req = match carrier {
+            Carrier::Header => request(url, Some(token), None, None),
+            Carrier::Subprotocol => request(url, None, Some(token), None),
+            Carrier::Hello => request(url, None, None, None),
+        };
+        let mut c = WsClient::upgrade(req).await.expect("upgrade");
+        let hello = match carrier {
+            Carrier::Hello => json!({"type": "hello", "token": token}),
+            _ => json!({"type": "hello"}),
+        };
+        c.send_json(&hello).await;
+        c
+    }
+
+    /// Connects with a header token and returns the welcome frame.
+    pub async fn connect(url: &str, token: &str) -> (WsClient, Value) {
+        let mut c = WsClient::connect_with(url, token, Carrier::Header).await;
+        let w = c.next_json().await;
+        assert_eq!(w["type"], "welcome", "expected welcome, got {w}");
+        (c, w)
+    }
+
+    pub async fn send_json(&mut self, v: &Value) {
+        self.send_text(&v.to_string()).await;
+    }
+
+    pub async fn send_text(&mut self, s: &str) {
+        self.ws.send(Message::text(s)).await.expect("send");
+    }
+
+    /// Next JSON text frame (pings are answered by tungstenite while reading).
+    pub async fn next_json(&mut self) -> Value {
+        let end = tokio::time::Instant::now() + DEADLINE;
+        loop {
+            let m = tokio::time::timeout_at(end, self.ws.next())
+                .await
+                .expect("timed out waiting for a frame");
+            match m {
+                Some(Ok(Message::Text(t))) => return serde_json::from_str(&t).expect("JSON frame"),
+                Some(Ok(Message::Close(c))) => panic!("closed while waiting for a frame: {c:?}"),
+                Some(Ok(_)) => continue,
+                Some(Err(e)) => panic!("socket error while waiting for a frame: {e}"),
+                None => panic!("socket ended while waiting for a frame"),
+            }
+        }
+    }
+
+    /// Next frame of `type`, skipping others.
+    pub async fn next_of(&mut self, ty: &str) -> Value {
+        loop {
+            let v = self.next_json().await;
+            if v["type"] == ty {
+                return v;
+            }
+        }
+    }
+
+    /// Reads until the server's close frame (frames before it are returned too).
+    pub async fn closed_within(&mut self, within: Duration) -> (Closed, Vec<Value>) {
+        let end = tokio::time::Instant::now() + within;
+        let mut frames = Vec::new();
+        loop {
+            let m = tokio::time::timeout_at(end, self.ws.next())
+                .await
+                .expect("timed out waiting for close");
+            match m {
+                Some(Ok(Message::Close(Some(CloseFrame { code, reason })))) => {
+                    return (
+                        Closed {
+                            code: code.into(),
+                            reason: reason.to_string(),
+                        },
+                        frames,
+                    );
+                }
+                Some(Ok(Message::Close(None))) => {
+                    return (
+                        Closed {
+                            code: 1005,
+                            reason: String::new(),
+                        },
+                        frames,
+                    );
+                }
+                Some(Ok(Message::Text(t))) => {
+                    frames.push(serde_json::from_str(&t).unwrap_or(Value::Null))
+                }
+                Some(Ok(_)) => continue,
+                Some(Err(e)) => panic!("socket error before a close frame: {e}"),
+                None => panic!("socket ended without a close frame"),
+            }
+        }
+    }
+
+    pub async fn closed(&mut self) -> Closed {
+        self.closed_within(DEADLINE).await.0
+    }
+
+    /// Sends a request frame with `id` and returns the reply with that id.
+    pub async fn request(&mut self, mut frame: Value, id: u64) -> Value {
+        frame["id"] = json!(id);
+        self.send_json(&frame).await;
+        loop {
+            let v = self.next_json().await;
+            if v["type"] == "reply" && v["id"] == id {
+                return v;
+            }
+        }
+    }
+
+    pub async fn subscribe(&mut self, channel: &str, id: u64) -> Value {
+        self.request(json!({"type": "subscribe", "channel": channel}), id)
+            .await
+    }
+}

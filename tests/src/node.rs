@@ -1,0 +1,237 @@
+//! `TestNode`: one `tether serve --config` child process on a temp data dir.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use crate::tokens::*;
+
+/// Path of the `tether` binary, built once per test process.
+pub fn tether_bin() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        if let Ok(p) = std::env::var("TETHER_BIN") {
+            return PathBuf::from(p);
+        }
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .expect("workspace root")
+            .to_owned();
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        // Up to date after `cargo test --workspace` (which builds the binary); cheap then.
+        let status = Command::new(cargo)
+            .args(["build", "-q", "-p", "tether-node", "--bin", "tether"])
+            .current_dir(&root)
+            .status()
+            .expect("running cargo build");
+        assert!(status.success(), "building tether failed");
+        let target = std::env::var("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|_| root.join("target"));
+        target.join("debug").join("tether")
+    })
+    .clone()
+}
+
+/// The test node's config: one tenant `acme` (HS256 + optional JWKS), one admin key, short
+/// timeouts so expiry/idle paths run in seconds. `extra` is appended verbatim (TOML).
+pub fn config_toml(data_dir: &Path, limits: &str, extra_tenant: &str) -> String {
+    format!(
+        r#"
+[node]
+id = 1
+region = "test-1"
+data_dir = "{data}"
+
+[listen]
+client = "127.0.0.1:0"
+admin = "127.0.0.1:0"
+peer = "127.0.0.1:0"
+
+[auth]
+leeway_secs = 0
+refresh_window_secs = 2
+
+[limits]
+auth_timeout_secs = 2
+idle_timeout_secs = 3
+heartbeat_interval_secs = 1
+{limits}
+
+[[admin.keys]]
+kid = "{ADMIN_KID}"
+alg = "HS256"
+secret = "{ADMIN_SECRET}"
+
+[[tenants]]
+id = "{TENANT}"
+issuer = "{ISSUER}"
+audiences = ["{AUDIENCE}"]
+allowed_origins = ["{ORIGIN}"]
+{extra_tenant}
+
+[[tenants.keys]]
+kid = "{TENANT_KID}"
+alg = "HS256"
+secret = "{TENANT_SECRET}"
+"#,
+        data = data_dir.display()
+    )
+}
+
+pub struct TestNode {
+    pub dir: tempfile::TempDir,
+    pub config_path: PathBuf,
+    child: Option<Child>,
+    pub client_addr: String,
+    pub admin_addr: String,
+    /// Everything the node printed on stdout (audit lines etc.), collected in the background.
+    pub stdout: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl TestNode {
+    /// Starts a node with default limits.
+    pub async fn start() -> TestNode {
+        Self::start_with("", "").await
+    }
+
+    /// Starts a node with extra `[limits]` lines and extra tenant keys (TOML).
+    pub async fn start_with(limits: &str, extra_tenant: &str) -> TestNode {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config_path = dir.path().join("tether.toml");
+        let data = dir.path().join("data");
+        std::fs::write(&config_path, config_toml(&data, limits, extra_tenant))
+            .expect("write config");
+        let mut n = TestNode {
+            dir,
+            config_path,
+            child: None,
+            client_addr: String::new(),
+            admin_addr: String::new(),
+            stdout: Default::default(),
+        };
+        n.spawn().await;
+        n
+    }
+
+    /// (Re)starts the process on the same config and data dir.
+    pub async fn spawn(&mut self) {
+        let bin = tether_bin();
+        let config = self.config_path.clone();
+        let stdout = self.stdout.clone();
+        let (child, client, admin) = tokio::task::spawn_blocking(move || {
+            let mut child = Command::new(bin)
+                .args(["serve", "--config"])
+                .arg(&config)
+                .env("TETHER_LOG", "warn")
+                .stdout(Stdio::piped())
+                .stderr(Stdio::inherit())
+                .spawn()
+                .expect("spawning tether");
+            let out = child.stdout.take().expect("stdout");
+            let mut lines = BufReader::new(out).lines();
+            let mut addrs = None;
+            for line in lines.by_ref() {
+                let Ok(line) = line else { break };
+                if let Some(rest) = line.strip_prefix("tether listening ") {
+                    let mut client = None;
+                    let mut admin = None;
+                    for kv in rest.split_whitespace() {
+                        if let Some(v) = kv.strip_prefix("client=") {
+                            client = Some(v.to_owned());
+                        }
+                        if let Some(v) = kv.strip_prefix("admin=") {
+                            admin = Some(v.to_owned());
+                        }
+                    }
+                    addrs = client.zip(admin);
+                    break;
+                }
+            }
+            // Keep draining stdout so the node never blocks on a full pipe.
+            std::thread::spawn(move || {
+                for line in lines.map_while(Result::ok) {
+                    stdout.lock().unwrap_or_else(|p| p.into_inner()).push(line);
+                }
+            });
+            let (c, a) = addrs.expect("tether did not print its listening line");
+            (child, c, a)
+        })
+        .await
+        .expect("spawn task");
+        self.child = Some(child);
+        self.client_addr = client;
+        self.admin_addr = admin;
+        self.wait_ready().await;
+    }
+
+    pub async fn wait_ready(&self) {
+        let url = format!("http://{}/readyz", self.admin_addr);
+        let http = reqwest::Client::new();
+        crate::wait_for("node ready", crate::DEADLINE, || {
+            let req = http.get(&url).timeout(Duration::from_secs(2)).send();
+            async move {
+                req.await
+                    .ok()
+                    .filter(|r| r.status().is_success())
+                    .map(|_| ())
+            }
+        })
+        .await;
+    }
+
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}/v1/connect", self.client_addr)
+    }
+
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.admin_addr)
+    }
+
+    /// SIGKILL and wait.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM and wait up to `grace`; returns the exit status if it exited.
+    pub fn terminate(&mut self, grace: Duration) -> Option<std::process::ExitStatus> {
+        let mut c = self.child.take()?;
+        let _ = Command::new("kill")
+            .args(["-TERM", &c.id().to_string()])
+            .status();
+        for _ in 0..(grace.as_millis() / 20).max(1) {
+            if let Ok(Some(s)) = c.try_wait() {
+                return Some(s);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = c.kill();
+        let _ = c.wait();
+        None
+    }
+
+    /// Lines printed so far that are audit records of `kind`.
+    pub fn audit_lines(&self, kind: &str) -> Vec<serde_json::Value> {
+        let lines = self
+            .stdout
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        lines
+            .iter()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|v| v["audit"]["kind"] == kind)
+            .collect()
+    }
+}
+
+impl Drop for TestNode {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
