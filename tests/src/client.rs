@@ -169,6 +169,32 @@ impl WsClient {
         }
     }
 
+    /// Like `closed_within`, but `None` if no close frame arrived in time; frames read on the
+    /// way are appended to `frames`.
+    pub async fn try_closed_within(
+        &mut self,
+        within: Duration,
+        frames: &mut Vec<Value>,
+    ) -> Option<Closed> {
+        let end = tokio::time::Instant::now() + within;
+        loop {
+            let m = tokio::time::timeout_at(end, self.ws.next()).await.ok()?;
+            match m {
+                Some(Ok(Message::Close(Some(CloseFrame { code, reason })))) => {
+                    return Some(Closed {
+                        code: code.into(),
+                        reason: reason.to_string(),
+                    });
+                }
+                Some(Ok(Message::Text(t))) => {
+                    frames.push(serde_json::from_str(&t).unwrap_or(Value::Null))
+                }
+                Some(Ok(_)) => continue,
+                _ => return None,
+            }
+        }
+    }
+
     pub async fn closed(&mut self) -> Closed {
         self.closed_within(DEADLINE).await.0
     }

@@ -125,7 +125,10 @@ impl TestNode {
             let mut child = Command::new(bin)
                 .args(["serve", "--config"])
                 .arg(&config)
-                .env("TETHER_LOG", "warn")
+                .env(
+                    "TETHER_LOG",
+                    std::env::var("TETHER_TEST_LOG").unwrap_or_else(|_| "warn".into()),
+                )
                 .stdout(Stdio::piped())
                 .stderr(Stdio::inherit())
                 .spawn()

@@ -107,12 +107,15 @@ async fn expiry_closes_4100_unless_refreshed() {
         .request(json!({"type": "refresh", "token": token("alice", &[])}), 1)
         .await;
     assert_eq!(reply["ok"], true);
-    // Wait until well past the old exp, then show the connection still serves.
-    tether_tests::wait_for("old exp to pass", Duration::from_secs(30), || async move {
-        (now() > old_exp + 1).then_some(())
-    })
-    .await;
-    assert_eq!(c.subscribe("x.y", 2).await["type"], "reply");
+    // Keep talking (so idle_timeout does not interfere) until well past the old exp.
+    let mut id = 2;
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    while now() <= old_exp + 1 {
+        tick.tick().await;
+        assert_eq!(c.subscribe("x.y", id).await["type"], "reply");
+        id += 1;
+    }
+    assert_eq!(c.subscribe("x.y", id).await["type"], "reply");
 }
 
 /// A client that answers nothing (not even pings) is closed 4102 after idle_timeout.
@@ -120,9 +123,8 @@ async fn expiry_closes_4100_unless_refreshed() {
 async fn idle_client_closed_4102() {
     let node = TestNode::start().await;
     let (mut c, _) = WsClient::connect(&node.ws_url(), &token("alice", &[])).await;
-    // Not reading means tungstenite never answers the server's pings.
-    let raw = c.ws.get_mut();
-    let _ = raw; // keep the socket open, unread
+    // Silence is the subject of this test: not reading means tungstenite never answers the
+    // server's pings, so for longer than idle_timeout (3 s) the node hears nothing.
     tokio::time::sleep(Duration::from_secs(5)).await;
     let closed = c.closed().await;
     assert_eq!(
@@ -136,35 +138,87 @@ async fn idle_client_closed_4102() {
 async fn message_flood_closed_4108() {
     let node =
         TestNode::start_with("messages_per_conn_per_sec = 5\nrate_limit_strikes = 2", "").await;
-    let (mut c, _) = WsClient::connect(&node.ws_url(), &token("alice", &[])).await;
-    let mut code = None;
-    let mut saw_rate_error = false;
-    for round in 0..10 {
+    let (mut c, _) = WsClient::connect(&node.ws_url(), &token("alice", &["sub:a.*"])).await;
+    let mut frames = Vec::new();
+    let mut closed = None;
+    // Each round floods one rate window; the second over-limit window is the last strike.
+    for round in 0..10u64 {
         for i in 0..20 {
-            let f = json!({"type": "subscribe", "id": round * 100 + i, "channel": "a.b"});
-            if futures_util::SinkExt::send(
-                &mut c.ws,
-                tokio_tungstenite::tungstenite::Message::text(f.to_string()),
-            )
-            .await
-            .is_err()
-            {
-                break;
-            }
+            c.send_json(&json!({"type": "subscribe", "id": round * 100 + i, "channel": "a.b"}))
+                .await;
         }
-        let (closed, frames) = match tokio::time::timeout(
-            Duration::from_millis(1200),
-            c.closed_within(Duration::from_secs(1)),
-        )
-        .await
+        if let Some(cl) = c
+            .try_closed_within(Duration::from_millis(1100), &mut frames)
+            .await
         {
-            Ok(x) => x,
-            Err(_) => continue,
-        };
-        saw_rate_error |= frames.iter().any(|f| f["code"] == "rate_limited");
-        code = Some(closed.code);
-        break;
+            closed = Some(cl);
+            break;
+        }
     }
-    let _ = saw_rate_error;
-    assert_eq!(code, Some(4108));
+    let closed = closed.expect("never closed for flooding");
+    assert_eq!(
+        (closed.code, closed.reason.as_str()),
+        (4108, "rate_limited")
+    );
+    assert!(
+        frames.iter().any(|f| f["code"] == "rate_limited"),
+        "no rate_limited error frame"
+    );
+    // Within the limit, frames were served.
+    assert!(
+        frames
+            .iter()
+            .any(|f| f["type"] == "reply" && f["ok"] == true)
+    );
+}
+
+/// A client that stops reading is closed 4108 once its bounded queue fills, while another
+/// subscriber of the same channel keeps receiving.
+#[tokio::test]
+async fn slow_consumer_closed_4108_without_affecting_others() {
+    let node = TestNode::start_with("outbound_queue = 16", "").await;
+    let (mut slow, _) = WsClient::connect(&node.ws_url(), &token("slow", &["sub:feed.*"])).await;
+    let (mut fast, _) = WsClient::connect(&node.ws_url(), &token("fast", &["sub:feed.*"])).await;
+    assert_eq!(slow.subscribe("feed.a", 1).await["ok"], true);
+    assert_eq!(fast.subscribe("feed.a", 1).await["ok"], true);
+    let blob = "y".repeat(60_000);
+    let mut slow_gone = false;
+    for n in 0..2000u64 {
+        let r = call(
+            &node,
+            "POST",
+            "/v1/publish",
+            Some(json!({"tenant": "acme", "channel": "feed.a", "data": {"n": n, "blob": blob}})),
+        )
+        .await;
+        assert_eq!(r.status, 200);
+        let ev = fast.next_of("event").await;
+        assert_eq!(ev["data"]["n"], n, "the fast client missed an event");
+        if r.body["delivered"] == 1 {
+            slow_gone = true;
+            break;
+        }
+    }
+    assert!(slow_gone, "the slow consumer was never dropped");
+    // The close frame sits behind megabytes the client never read, so the node gives up on
+    // the close handshake after close_timeout: the client sees 4108 or a dropped socket.
+    let mut frames = Vec::new();
+    if let Some(closed) = slow
+        .try_closed_within(Duration::from_secs(30), &mut frames)
+        .await
+    {
+        assert_eq!(closed.code, 4108);
+    }
+    let metrics = tether_tests::admin::call(&node, "GET", "/metrics", None)
+        .await
+        .body;
+    let metrics = metrics.as_str().unwrap_or_default().to_owned();
+    assert!(
+        metrics.contains("tether_slow_consumers_total 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("tether_closes_total{code=\"4108\"} 1"),
+        "{metrics}"
+    );
 }
