@@ -42,3 +42,47 @@ pub async fn call_as(
     let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
     Resp { status, body }
 }
+
+/// Calls the admin API with a raw (possibly invalid) body sent as JSON.
+pub async fn call_raw(
+    node: &TestNode,
+    token: Option<&str>,
+    method: &str,
+    path: &str,
+    body: &str,
+) -> Resp {
+    let http = reqwest::Client::new();
+    let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+    let mut req = http
+        .request(method, node.admin_url(path))
+        .header("content-type", "application/json")
+        .body(body.to_owned())
+        .timeout(Duration::from_secs(30));
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    let r = req.send().await.expect("admin request");
+    let status = r.status().as_u16();
+    let text = r.text().await.expect("admin body");
+    let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    Resp { status, body }
+}
+
+/// Asserts `r` is an error with `status` and the contract's `{"error":{"code","message"}}`
+/// body (both strings, message non-empty).
+pub fn assert_error(r: &Resp, status: u16, what: &str) {
+    assert_eq!(r.status, status, "{what}: {}", r.body);
+    let e = &r.body["error"];
+    assert!(
+        e["code"].as_str().is_some_and(|c| !c.is_empty()),
+        "{what}: error.code missing in {}",
+        r.body
+    );
+    assert!(
+        e["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "{what}: error.message missing in {}",
+        r.body
+    );
+    let keys: Vec<&String> = r.body.as_object().map(|o| o.keys().collect()).unwrap_or_default();
+    assert_eq!(keys, ["error"], "{what}: extra top-level fields in {}", r.body);
+}
