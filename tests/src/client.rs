@@ -216,3 +216,42 @@ impl WsClient {
             .await
     }
 }
+
+impl WsClient {
+    /// Upgrades over a TCP connection from the local address `src` (any 127.0.0.0/8 address
+    /// reaches a loopback listener), so tests can act as several client IPs.
+    pub async fn upgrade_from(
+        src: std::net::IpAddr,
+        server: &str,
+        req: tokio_tungstenite::tungstenite::handshake::client::Request,
+    ) -> Result<WsClient, WsError> {
+        let server: std::net::SocketAddr = server
+            .parse()
+            .map_err(|e| WsError::Io(std::io::Error::other(format!("{server}: {e}"))))?;
+        let connect = async {
+            let sock = tokio::net::TcpSocket::new_v4()?;
+            sock.bind(std::net::SocketAddr::new(src, 0))?;
+            let tcp = sock.connect(server).await?;
+            let (ws, _) = tokio_tungstenite::client_async(req, MaybeTlsStream::Plain(tcp)).await?;
+            Ok::<_, WsError>(WsClient { ws })
+        };
+        tokio::time::timeout(DEADLINE, connect)
+            .await
+            .map_err(|_| WsError::Io(std::io::Error::other("upgrade timed out")))?
+    }
+
+    /// Closes from the client side and reads until the server has closed too.
+    pub async fn close_and_drain(mut self) {
+        let _ = self.ws.close(None).await;
+        let end = tokio::time::Instant::now() + DEADLINE;
+        while let Ok(Some(Ok(_))) = tokio::time::timeout_at(end, self.ws.next()).await {}
+    }
+}
+
+/// The HTTP status of a refused upgrade, or `None` if it was not refused at the HTTP level.
+pub fn refused_status(r: &Result<WsClient, WsError>) -> Option<u16> {
+    match r {
+        Err(WsError::Http(resp)) => Some(resp.status().as_u16()),
+        _ => None,
+    }
+}
