@@ -94,6 +94,18 @@ pub fn apply(state: &mut RegistryState, command: &Command, meta: &EntryMeta) -> 
             }]
         }
         Command::Expire => vec![expire(state, meta)],
+        Command::RefreshSession {
+            session_id,
+            jti,
+            iat,
+            exp,
+        } => vec![refresh_session(
+            state,
+            session_id,
+            jti.as_deref(),
+            *iat,
+            *exp,
+        )],
     }
 }
 
@@ -149,7 +161,10 @@ fn revoke_session(
     meta: &EntryMeta,
 ) -> Vec<RegistryEvent> {
     if let Some(record) = state.remove_session(session_id) {
-        state.add_tombstone(session_id, tombstone_for(&record, meta));
+        state.add_tombstone(
+            session_id,
+            tombstone_for(&record, meta, Denial::SessionRevoked),
+        );
         return vec![RegistryEvent::SessionRevoked {
             session: SessionRef {
                 session_id: record.session_id,
@@ -183,7 +198,7 @@ fn logout_user(
     let not_before = (meta.at_ms / 1000 + 1).max(user_record.not_before.unwrap_or(0));
     user_record.not_before = Some(not_before);
     let ids = state.session_ids_of_user(tenant, user);
-    let sessions = remove_sessions(state, ids, Some(meta));
+    let sessions = remove_sessions(state, ids, Some((meta, Denial::LoggedOut)));
     RegistryEvent::UserLoggedOut {
         tenant: tenant.to_owned(),
         user: user.to_owned(),
@@ -208,7 +223,7 @@ fn revoke_token(
         state.revoke_jti(tenant, jti, exp);
     }
     let ids = state.session_ids_with_jti(tenant, jti);
-    let sessions = remove_sessions(state, ids, Some(meta));
+    let sessions = remove_sessions(state, ids, Some((meta, Denial::TokenRevoked)));
     RegistryEvent::TokenRevoked {
         tenant: tenant.to_owned(),
         jti: jti.to_owned(),
@@ -263,19 +278,19 @@ fn jti_expired(exp: u64, meta: &EntryMeta) -> bool {
     exp.saturating_add(JTI_GRACE_SECS) < meta.at_ms / 1000
 }
 
-/// Removes the given live sessions, tombstoning them when `revoked_at` is set.
+/// Removes the given live sessions, tombstoning them (with the cause) when `revoked` is set.
 fn remove_sessions(
     state: &mut RegistryState,
     ids: Vec<String>,
-    revoked_at: Option<&EntryMeta>,
+    revoked: Option<(&EntryMeta, Denial)>,
 ) -> Vec<SessionRef> {
     let mut removed = Vec::with_capacity(ids.len());
     for id in ids {
         let Some(record) = state.remove_session(&id) else {
             continue;
         };
-        if let Some(meta) = revoked_at {
-            state.add_tombstone(&id, tombstone_for(&record, meta));
+        if let Some((meta, cause)) = revoked {
+            state.add_tombstone(&id, tombstone_for(&record, meta, cause));
         }
         removed.push(SessionRef {
             session_id: record.session_id,
@@ -285,11 +300,48 @@ fn remove_sessions(
     removed
 }
 
-fn tombstone_for(record: &SessionRecord, meta: &EntryMeta) -> Tombstone {
+fn tombstone_for(record: &SessionRecord, meta: &EntryMeta, cause: Denial) -> Tombstone {
     Tombstone {
         tenant: record.tenant.clone(),
         user: record.user.clone(),
         at_ms: meta.at_ms,
+        cause,
+    }
+}
+
+/// A live session took a new token: admission is re-checked for the new token at this log
+/// position, and the record follows it (so revocation by the new `jti`, and expiry GC by the
+/// new `exp`, find the session).
+fn refresh_session(
+    state: &mut RegistryState,
+    session_id: &str,
+    jti: Option<&str>,
+    iat: u64,
+    exp: u64,
+) -> RegistryEvent {
+    let Some(record) = state.session(session_id).cloned() else {
+        return match state.tombstone(session_id) {
+            Some(t) => RegistryEvent::AdmissionDenied {
+                session_id: session_id.to_owned(),
+                reason: t.cause,
+            },
+            None => not_found("session", session_id),
+        };
+    };
+    if let Err(reason) = state.check_admission(&record.tenant, &record.user, iat, jti) {
+        return RegistryEvent::AdmissionDenied {
+            session_id: session_id.to_owned(),
+            reason,
+        };
+    }
+    state.insert_session(SessionRecord {
+        jti: jti.map(str::to_owned),
+        iat,
+        exp,
+        ..record
+    });
+    RegistryEvent::SessionRefreshed {
+        session_id: session_id.to_owned(),
     }
 }
 

@@ -103,6 +103,13 @@ pub enum Command {
     DeleteTenant {
         tenant: String,
     },
+    /// A live session presented a new token in-band; re-checked like an admission.
+    RefreshSession {
+        session_id: String,
+        jti: Option<String>,
+        iat: u64,
+        exp: u64,
+    },
     /// Garbage collection proposed by the leader: drops deny-list entries past their `exp`
     /// and revoked-session tombstones older than the retention, judged at the entry's time.
     Expire,
@@ -122,6 +129,7 @@ impl Command {
             Command::EnableTenant { .. } => "enable_tenant",
             Command::PutTenant(_) => "put_tenant",
             Command::DeleteTenant { .. } => "delete_tenant",
+            Command::RefreshSession { .. } => "refresh_session",
             Command::Expire => "expire",
         }
     }
@@ -162,6 +170,10 @@ pub enum RegistryEvent {
         reason: Denial,
     },
     SessionClosed {
+        session_id: String,
+    },
+    /// A `RefreshSession` was admitted.
+    SessionRefreshed {
         session_id: String,
     },
     /// Close with 4004.

@@ -57,6 +57,9 @@ pub struct Tombstone {
     pub user: String,
     /// Entry time of the revocation.
     pub at_ms: u64,
+    /// Why the session ended: `SessionRevoked`, `LoggedOut` or `TokenRevoked`. A resume of the
+    /// id is refused with the matching close code (4004 or 4005).
+    pub cause: Denial,
 }
 
 /// The replicated registry.

@@ -103,19 +103,27 @@ impl EventSink for Dispatcher {
                     jti,
                     sessions,
                 } => {
-                    // Holders found by the registry (their opening token) and by the directory
-                    // (a refresh may have swapped the token a session holds).
-                    let mut targets = dir.sessions_with_jti(tenant, jti);
-                    let seen: HashSet<String> = targets.iter().map(|(s, _)| s.clone()).collect();
+                    // Holders the registry removed (their current token, as recorded by
+                    // OpenSession/RefreshSession), plus any local session still presenting the
+                    // jti (a refresh in flight): those are closed as a normal end, so that
+                    // their registry record is closed as well.
+                    let mut listed = Vec::new();
                     for s in sessions {
-                        if seen.contains(&s.session_id) {
-                            continue;
-                        }
                         if let Some(e) = dir.get(&s.session_id) {
-                            targets.push((s.session_id.clone(), e));
+                            listed.push((s.session_id.clone(), e));
                         }
                     }
-                    close_all(&targets, CloseCode::SessionRevoked, &mut closed);
+                    close_all(&listed, CloseCode::SessionRevoked, &mut closed);
+                    let seen: HashSet<String> = listed.into_iter().map(|(s, _)| s).collect();
+                    for (sid, e) in dir.sessions_with_jti(tenant, jti) {
+                        if !seen.contains(&sid) {
+                            let _ = e.actor.cast(ConnMsg::Close {
+                                code: CloseCode::SessionRevoked,
+                                registry: false,
+                            });
+                            closed.push(sid);
+                        }
+                    }
                     ctx.metrics
                         .inc("tether_revocations_total", &[("kind", "token")]);
                 }

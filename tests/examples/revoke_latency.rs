@@ -19,7 +19,10 @@ fn pct(sorted: &[f64], p: f64) -> f64 {
 
 #[tokio::main]
 async fn main() {
-    let n: usize = std::env::args().nth(1).and_then(|s| s.parse().ok()).unwrap_or(200);
+    let n: usize = std::env::args()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(200);
     let node = TestNode::start().await;
     let mut client_ms = Vec::with_capacity(n);
     let mut server_ms = Vec::with_capacity(n);
@@ -36,7 +39,10 @@ async fn main() {
         client_ms.push(closed.1.as_secs_f64() * 1000.0);
         server_ms.push(resp.body["propagation_ms"].as_f64().unwrap_or(f64::NAN));
     }
-    for (name, v) in [("admin call -> client close frame", &mut client_ms), ("propagation_ms (server)", &mut server_ms)] {
+    for (name, v) in [
+        ("admin call -> client close frame", &mut client_ms),
+        ("propagation_ms (server)", &mut server_ms),
+    ] {
         v.sort_by(|a, b| a.total_cmp(b));
         println!(
             "{name:34} n={n} p50={:.2}ms p95={:.2}ms p99={:.2}ms max={:.2}ms",

@@ -638,3 +638,105 @@ fn never_reads_wall_time() {
     apply(&mut state, &logout, &meta(4, 2_500));
     assert_eq!(state.user_not_before("acme", "u"), Some(3));
 }
+
+fn refresh(session_id: &str, jti: Option<&str>, iat: u64) -> Command {
+    Command::RefreshSession {
+        session_id: session_id.into(),
+        jti: jti.map(Into::into),
+        iat,
+        exp: iat + 7200,
+    }
+}
+
+/// RefreshSession moves the record to the new token, so revoking the NEW jti finds the
+/// session and expiry GC follows the new exp.
+#[test]
+fn refresh_session_follows_new_token() {
+    let mut state = with_sessions(&[open("s1", "alice", Some("j1"), T0 / 1000)]);
+    let ev = apply(
+        &mut state,
+        &refresh("s1", Some("j2"), T0 / 1000 + 10),
+        &meta(10, T0 + 10_000),
+    );
+    assert_eq!(
+        ev,
+        vec![RegistryEvent::SessionRefreshed {
+            session_id: "s1".into()
+        }]
+    );
+    let s = state.session("s1").unwrap();
+    assert_eq!(
+        (s.jti.as_deref(), s.exp),
+        (Some("j2"), T0 / 1000 + 10 + 7200)
+    );
+    let revoke = Command::RevokeToken {
+        tenant: "acme".into(),
+        jti: "j2".into(),
+        exp: s.exp,
+    };
+    match &apply(&mut state, &revoke, &meta(11, T0 + 11_000))[..] {
+        [RegistryEvent::TokenRevoked { sessions, .. }] => assert_eq!(sessions, &refs(&["s1"])),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        state.tombstone("s1").map(|t| t.cause),
+        Some(Denial::TokenRevoked)
+    );
+}
+
+/// A refresh with a token issued before a logout, or of a revoked session, is denied with
+/// the cause; an unknown session is NotFound.
+#[test]
+fn refresh_session_denials() {
+    let mut state = with_sessions(&[
+        open("s1", "alice", Some("j1"), T0 / 1000),
+        open("s2", "bob", Some("j3"), T0 / 1000),
+    ]);
+    let logout = Command::LogoutUser {
+        tenant: "acme".into(),
+        user: "alice".into(),
+        reason: String::new(),
+    };
+    apply(&mut state, &logout, &meta(10, T0 + 10_000));
+    assert_eq!(
+        state.tombstone("s1").map(|t| t.cause),
+        Some(Denial::LoggedOut)
+    );
+    let ev = apply(
+        &mut state,
+        &refresh("s1", Some("j9"), T0 / 1000),
+        &meta(11, T0 + 11_000),
+    );
+    assert_eq!(
+        ev,
+        vec![RegistryEvent::AdmissionDenied {
+            session_id: "s1".into(),
+            reason: Denial::LoggedOut
+        }]
+    );
+    let revoke = Command::RevokeToken {
+        tenant: "acme".into(),
+        jti: "j4".into(),
+        exp: T0 / 1000 + 99,
+    };
+    apply(&mut state, &revoke, &meta(12, T0 + 12_000));
+    let ev = apply(
+        &mut state,
+        &refresh("s2", Some("j4"), T0 / 1000 + 1),
+        &meta(13, T0 + 13_000),
+    );
+    assert_eq!(
+        ev,
+        vec![RegistryEvent::AdmissionDenied {
+            session_id: "s2".into(),
+            reason: Denial::TokenRevoked
+        }]
+    );
+    assert_eq!(state.session("s2").unwrap().jti.as_deref(), Some("j3"));
+    let ev = apply(
+        &mut state,
+        &refresh("nope", None, T0 / 1000),
+        &meta(14, T0 + 14_000),
+    );
+    assert!(matches!(ev[..], [RegistryEvent::NotFound { .. }]), "{ev:?}");
+}

@@ -14,11 +14,9 @@ use super::ConfigError;
 
 /// Shortest accepted HMAC secret, in bytes, for admin and tenant keys alike.
 ///
-/// RFC 7518 §3.2 asks for a key as long as the hash (32 bytes for HS256), but tenant
-/// secrets are often issued by the tenant's own IdP and we cannot choose them; 16 bytes
-/// (128 bits) is the floor below which brute force is realistic, so that is what we
-/// enforce. Generated secrets (dev mode) should use 32 bytes.
-pub const MIN_SECRET_BYTES: usize = 16;
+/// RFC 7518 §3.2: an HS256 key must be at least as long as the hash (32 bytes). The verifier
+/// (`auth::keys`) enforces the same floor, so a config that validates also verifies.
+pub const MIN_SECRET_BYTES: usize = 32;
 
 /// The algorithms a key may be pinned to.
 pub const ALGORITHMS: [&str; 4] = ["HS256", "RS256", "ES256", "EdDSA"];

@@ -281,7 +281,7 @@ fn valid_edge_cases_accepted() {
         tenant_key(&jwk("EdDSA", ED_JWK_TOML)),
         tenant_key(&jwk("RS256", RSA_JWK_TOML)),
         tenant_key(&jwk("ES256", &EC_JWK_TOML.replace("kty", "alg = \"ES256\", kty"))),
-        admin_key(&hs(&"s".repeat(16))),
+        admin_key(&hs(&"s".repeat(32))),
         "[auth]\nleeway_secs = 0\nmax_token_bytes = 512\n[limits]\nmax_frame_bytes = 16777216".into(),
     ];
     for text in &cases {

@@ -11,7 +11,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use super::io::{IoHandles, Outbound};
-use super::{AuthContext, ConnMsg, IoStarter};
+use super::{AuthContext, ConnMsg, IoStarter, PermsUpdate};
 use crate::context::NodeCtx;
 use crate::directory::DirEntry;
 use crate::perms::Permissions;
@@ -26,6 +26,8 @@ pub struct ConnArgs {
     pub auth: AuthContext,
     pub resume_token: String,
     pub io: IoStarter,
+    /// Message rate for this connection (the tenant's limit, else the node's).
+    pub messages_per_sec: u32,
 }
 
 pub struct ConnState {
@@ -38,6 +40,7 @@ pub struct ConnState {
     pub(super) last_activity: Instant,
     last_ping: Instant,
     pub(super) protocol_errors: u32,
+    pub(super) messages_per_sec: u32,
     pub(super) rate_window_start: Instant,
     pub(super) rate_count: u32,
     pub(super) rate_strikes: u32,
@@ -65,6 +68,7 @@ impl Actor for ConnectionActor {
             auth,
             resume_token,
             io,
+            messages_per_sec,
         } = args;
         let io = io(myself.clone());
         ctx.directory.insert(
@@ -89,6 +93,7 @@ impl Actor for ConnectionActor {
             last_activity: now,
             last_ping: now,
             protocol_errors: 0,
+            messages_per_sec,
             rate_window_start: now,
             rate_count: 0,
             rate_strikes: 0,
@@ -132,17 +137,34 @@ impl Actor for ConnectionActor {
         // that commit and our directory registration above, when no dispatcher could find us.
         // Re-checking the state now closes that window: anything applied later is dispatched.
         let a = &state.auth;
-        let denial = state.ctx.registry.read(|s| {
-            if s.is_session_revoked(&a.session_id) {
-                return Some(CloseCode::SessionRevoked);
-            }
-            match s.check_admission(&a.tenant, &a.user, a.iat, a.jti.as_deref()) {
-                Ok(()) => None,
-                Err(d) => Some(denial_close_code(d)),
-            }
+        let (denial, perms) = state.ctx.registry.read(|s| {
+            let denial = match s.tombstone(&a.session_id) {
+                Some(t) => Some(denial_close_code(t.cause)),
+                None => s
+                    .check_admission(&a.tenant, &a.user, a.iat, a.jti.as_deref())
+                    .err()
+                    .map(denial_close_code),
+            };
+            let perms = s
+                .user_permissions(&a.tenant, &a.user)
+                .map(|(p, v)| (p.to_vec(), v));
+            (denial, perms)
         });
         if let Some(code) = denial {
             state.close(&myself, code, true).await;
+            return Ok(());
+        }
+        // Same window for a permission change: apply it if we missed its dispatch.
+        let version = state
+            .ctx
+            .registry
+            .read(|s| s.user_perms_version(&a.tenant, &a.user));
+        if version > state.auth.perms_version {
+            let update = PermsUpdate {
+                permissions: perms.map(|(p, _)| p),
+                version,
+            };
+            state.on_permissions(&myself, update).await;
         }
         Ok(())
     }

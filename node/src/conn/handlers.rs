@@ -11,6 +11,7 @@ use crate::audit::AuditRecord;
 use crate::context::RegistryTenants;
 use crate::perms::{Permissions, is_valid_channel};
 use crate::protocol::{ClientFrame, CloseCode, FrameError, ServerFrame};
+use tether_cluster::command::{Command, RegistryEvent};
 
 impl ConnState {
     pub(super) async fn on_text(&mut self, myself: &ActorRef<ConnMsg>, text: &str) {
@@ -122,7 +123,7 @@ impl ConnState {
             self.rate_struck_this_window = false;
         }
         self.rate_count += 1;
-        if self.rate_count <= self.ctx.conn.messages_per_sec {
+        if self.rate_count <= self.messages_per_sec {
             return true;
         }
         if !self.rate_struck_this_window {
@@ -197,15 +198,49 @@ impl ConnState {
     }
 
     /// Verifies a refresh token off the actor (a JWKS fetch may take a while) and reports back.
+    /// Verifies a refresh token and commits `RefreshSession`, off the actor (a JWKS fetch or
+    /// a commit may take a while); the verdict comes back as `ConnMsg::Refreshed`.
     fn start_refresh(&self, myself: &ActorRef<ConnMsg>, id: u64, token: String) {
         let ctx = self.ctx.clone();
         let me = myself.clone();
+        let (tenant, user) = (self.auth.tenant.clone(), self.auth.user.clone());
+        let session_id = self.auth.session_id.clone();
         tokio::spawn(async move {
-            let outcome = ctx
-                .auth
-                .verify(&token, &RegistryTenants(&ctx.registry))
-                .await
-                .map_err(|e| ("unauthorized", e.to_string()));
+            let outcome = async {
+                let t = ctx
+                    .auth
+                    .verify(&token, &RegistryTenants(&ctx.registry))
+                    .await
+                    .map_err(|e| ("unauthorized", e.to_string()))?;
+                if t.tenant != tenant || t.user != user {
+                    let msg = "token is for another tenant or subject".to_owned();
+                    return Err(("subject_mismatch", msg));
+                }
+                // Through the log, like admission: a revocation committed before this entry
+                // wins on every node, and the registry record follows the new token.
+                let cmd = Command::RefreshSession {
+                    session_id,
+                    jti: t.jti.clone(),
+                    iat: t.iat,
+                    exp: t.exp,
+                };
+                let c = ctx
+                    .registry
+                    .propose(cmd, None)
+                    .await
+                    .map_err(|e| ("unavailable", e.to_string()))?;
+                for e in &c.events {
+                    if let RegistryEvent::AdmissionDenied { reason, .. } = e {
+                        let code = denial_close_code(*reason);
+                        return Err(("refused", format!("refused by registry: {}", code.name())));
+                    }
+                    if let RegistryEvent::NotFound { what } = e {
+                        return Err(("refused", format!("refused by registry: no {what}")));
+                    }
+                }
+                Ok(t)
+            }
+            .await;
             let _ = me.cast(ConnMsg::Refreshed(Box::new(RefreshResult { id, outcome })));
         });
     }
@@ -213,25 +248,12 @@ impl ConnState {
     pub(super) async fn on_refreshed(&mut self, myself: &ActorRef<ConnMsg>, r: RefreshResult) {
         let check = match r.outcome {
             Err(e) => Err(e),
-            Ok(t) if t.tenant != self.auth.tenant || t.user != self.auth.user => Err((
-                "subject_mismatch",
-                "token is for another tenant or subject".to_owned(),
-            )),
             Ok(t) => {
-                let sid = &self.auth.session_id;
-                let state = self.ctx.registry.read(|s| {
-                    if s.is_session_revoked(sid) {
-                        return Err(crate::protocol::CloseCode::SessionRevoked);
-                    }
-                    s.check_admission(&t.tenant, &t.user, t.iat, t.jti.as_deref())
-                        .map_err(denial_close_code)?;
-                    Ok(s.user_permissions(&t.tenant, &t.user)
-                        .map(|(p, v)| (p.to_vec(), v)))
+                let over = self.ctx.registry.read(|s| {
+                    s.user_permissions(&t.tenant, &t.user)
+                        .map(|(p, v)| (p.to_vec(), v))
                 });
-                match state {
-                    Ok(over) => Ok((t, over)),
-                    Err(code) => Err(("refused", format!("refused by registry: {}", code.name()))),
-                }
+                Ok((t, over))
             }
         };
         let a = &self.auth;

@@ -7,7 +7,8 @@ use std::sync::Arc;
 use base64::Engine;
 use ractor::Actor;
 use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::error::CapacityError;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
 use super::upgrade::{self, UpgradeInfo};
 use super::{ClientStream, Gateway};
@@ -89,6 +90,9 @@ async fn authenticate<S: ClientStream>(
     let (hello_token, resume, client) = loop {
         let next = match tokio::time::timeout_at(deadline, ws.next()).await {
             Err(_) => return Err(refuse(CloseCode::AuthTimeout, "auth_timeout")),
+            Ok(Some(Err(WsError::Capacity(CapacityError::MessageTooLong { .. })))) => {
+                return Err(refuse(CloseCode::MessageTooBig, "frame_too_big"));
+            }
             Ok(None) | Ok(Some(Err(_))) => return Err(refuse(CloseCode::Normal, "client_gone")),
             Ok(Some(Ok(m))) => m,
         };
@@ -161,8 +165,11 @@ async fn authenticate<S: ClientStream>(
     }
     if let Some(r) = &resume {
         // Resuming a session the registry revoked must fail loudly, not silently start fresh.
-        if ctx.registry.read(|s| s.is_session_revoked(&r.session_id)) {
-            return Err(refuse(CloseCode::SessionRevoked, "resume_revoked"));
+        if let Some(cause) = ctx
+            .registry
+            .read(|s| s.tombstone(&r.session_id).map(|t| t.cause))
+        {
+            return Err(refuse(denial_close_code(cause), "resume_revoked"));
         }
     }
     let client = client
@@ -209,6 +216,10 @@ async fn admit<S: ClientStream>(
         fail("registry_precheck");
         return close_raw(&mut ws, denial_close_code(d), ctx.conn.close_timeout).await;
     }
+    let tenant_limits = ctx
+        .registry
+        .read(|s| s.tenant(&t.tenant).map(|r| r.config.limits.clone()))
+        .unwrap_or_default();
     let session_id = random_hex(16);
     let open = OpenSession {
         session_id: session_id.clone(),
@@ -220,7 +231,9 @@ async fn admit<S: ClientStream>(
         node: ctx.node_id,
         client,
         act: t.act.clone(),
-        max_sessions_per_user: ctx.conn.max_sessions_per_user,
+        max_sessions_per_user: tenant_limits
+            .max_connections_per_user
+            .unwrap_or(ctx.conn.max_sessions_per_user),
     };
     let started = tokio::time::Instant::now();
     let committed = ctx.registry.propose(Command::OpenSession(open), None).await;
@@ -282,11 +295,15 @@ async fn admit<S: ClientStream>(
     let close_timeout = ctx.conn.close_timeout;
     // The slot lives as long as the socket's reader: dropping it frees the per-IP count.
     let io = Box::new(move |me| spawn_io(ws, me, queue, close_timeout, slot));
+    let messages_per_sec = tenant_limits
+        .messages_per_conn_per_sec
+        .unwrap_or(ctx.conn.messages_per_sec);
     let args = ConnArgs {
         ctx: ctx.clone(),
         auth,
         resume_token: random_b64(32),
         io,
+        messages_per_sec,
     };
     match Actor::spawn_linked(None, ConnectionActor, args, gw.supervisor.get_cell()).await {
         Ok((actor, _)) => {
