@@ -83,6 +83,15 @@ pub fn assert_error(r: &Resp, status: u16, what: &str) {
         "{what}: error.message missing in {}",
         r.body
     );
-    let keys: Vec<&String> = r.body.as_object().map(|o| o.keys().collect()).unwrap_or_default();
-    assert_eq!(keys, ["error"], "{what}: extra top-level fields in {}", r.body);
+    let keys: Vec<&String> = r
+        .body
+        .as_object()
+        .map(|o| o.keys().collect())
+        .unwrap_or_default();
+    assert_eq!(
+        keys,
+        ["error"],
+        "{what}: extra top-level fields in {}",
+        r.body
+    );
 }

@@ -36,7 +36,10 @@ async fn unauthenticated_requests_get_401() {
     let http = reqwest::Client::new();
     let r = http
         .get(node.admin_url("/v1/cluster"))
-        .header("authorization", format!("Basic {}", admin_token("tether:admin")))
+        .header(
+            "authorization",
+            format!("Basic {}", admin_token("tether:admin")),
+        )
         .send()
         .await
         .expect("admin request");
@@ -65,7 +68,11 @@ async fn tenant_scope_is_enforced() {
     let acme = admin_token("tether:admin:acme");
     let acme_endpoints = [
         ("GET", "/v1/tenants/acme".to_owned(), None),
-        ("GET", "/v1/tenants/acme/users/alice/sessions".to_owned(), None),
+        (
+            "GET",
+            "/v1/tenants/acme/users/alice/sessions".to_owned(),
+            None,
+        ),
         ("GET", format!("/v1/sessions/{sid}"), None),
         (
             "PUT",
@@ -120,14 +127,26 @@ async fn bad_requests_get_400_and_404() {
     let cases: Vec<(u16, Resp, &str)> = vec![
         (
             400,
-            call_raw(&node, Some(&t), "PUT", "/v1/tenants/acme/users/alice/permissions", "{nope")
-                .await,
+            call_raw(
+                &node,
+                Some(&t),
+                "PUT",
+                "/v1/tenants/acme/users/alice/permissions",
+                "{nope",
+            )
+            .await,
             "invalid JSON on permissions",
         ),
         (
             400,
-            call_raw(&node, Some(&t), "POST", &format!("/v1/sessions/{sid}/revoke"), "[1,")
-                .await,
+            call_raw(
+                &node,
+                Some(&t),
+                "POST",
+                &format!("/v1/sessions/{sid}/revoke"),
+                "[1,",
+            )
+            .await,
             "invalid JSON on revoke",
         ),
         (
@@ -196,7 +215,12 @@ async fn bad_requests_get_400_and_404() {
     let r = call(&node, "GET", &format!("/v1/sessions/{sid}"), None).await;
     assert_eq!(r.status, 200, "{}", r.body);
     let r = call(&node, "GET", "/v1/tenants/acme/users/alice/sessions", None).await;
-    assert_eq!(r.body["sessions"].as_array().map(Vec::len), Some(1), "{}", r.body);
+    assert_eq!(
+        r.body["sessions"].as_array().map(Vec::len),
+        Some(1),
+        "{}",
+        r.body
+    );
 }
 
 const NEWCO_SECRET: &str = "newco-test-secret-0123456789abcdef01234567";
@@ -214,12 +238,8 @@ async fn put_tenant_creates_working_tenant() {
     });
     let t = sign_hs("n1", NEWCO_SECRET, &claims);
     // Before the tenant exists its tokens are refused.
-    let mut c = WsClient::connect_with(
-        &node.ws_url(),
-        &t,
-        tether_tests::client::Carrier::Header,
-    )
-    .await;
+    let mut c =
+        WsClient::connect_with(&node.ws_url(), &t, tether_tests::client::Carrier::Header).await;
     assert_eq!(c.closed().await.code, 4001);
 
     let body = json!({
@@ -229,7 +249,11 @@ async fn put_tenant_creates_working_tenant() {
     });
     let r = call(&node, "PUT", "/v1/tenants/newco", Some(body)).await;
     assert_eq!(r.status, 200, "{}", r.body);
-    assert!(r.body["commit_index"].as_u64().is_some_and(|i| i > 0), "{}", r.body);
+    assert!(
+        r.body["commit_index"].as_u64().is_some_and(|i| i > 0),
+        "{}",
+        r.body
+    );
 
     let (mut c, w) = WsClient::connect(&node.ws_url(), &t).await;
     assert_eq!(w["permissions"], json!(["sub:news.*"]));
@@ -253,7 +277,9 @@ async fn put_tenant_creates_working_tenant() {
         &node,
         "PUT",
         "/v1/tenants/newco",
-        Some(json!({"id": "other", "keys": [{"kid": "n1", "alg": "HS256", "secret": NEWCO_SECRET}]})),
+        Some(
+            json!({"id": "other", "keys": [{"kid": "n1", "alg": "HS256", "secret": NEWCO_SECRET}]}),
+        ),
     )
     .await;
     assert_error(&r, 409, "id mismatch");
@@ -274,7 +300,10 @@ async fn get_tenant_redacts_secrets() {
     let text = r.body.to_string();
     assert!(!text.contains(TENANT_SECRET), "secret leaked: {text}");
     // Not even a recognisable part of it.
-    assert!(!text.contains(&TENANT_SECRET[..12]), "secret prefix leaked: {text}");
+    assert!(
+        !text.contains(&TENANT_SECRET[..12]),
+        "secret prefix leaked: {text}"
+    );
 }
 
 /// A live session is listed under its user and found by id, with node, region,
@@ -303,7 +332,10 @@ async fn sessions_are_listed_and_found() {
         assert_eq!(s["node"], 1, "{s}");
         assert_eq!(s["region"], "test-1", "{s}");
         let at = s["connected_at"].as_u64().expect("connected_at");
-        assert!((before..=after).contains(&at), "connected_at {at} not in {before}..={after}");
+        assert!(
+            (before..=after).contains(&at),
+            "connected_at {at} not in {before}..={after}"
+        );
         assert_eq!(s["client"]["name"], "ios", "{s}");
         assert_eq!(s["client"]["version"], "1.4.0", "{s}");
     };
@@ -331,19 +363,28 @@ async fn probes_and_metrics() {
         assert_eq!(r.status(), 200, "{p}");
     }
     let (_c, _) = WsClient::connect(&node.ws_url(), &token("alice", &[])).await;
-    let text = tether_tests::wait_for("metrics of one live connection", tether_tests::DEADLINE, || {
-        let req = http.get(node.admin_url("/metrics")).send();
-        async move {
-            let text = req.await.ok()?.text().await.ok()?;
-            text.lines().any(|l| l == "tether_connections 1").then_some(text)
-        }
-    })
+    let text = tether_tests::wait_for(
+        "metrics of one live connection",
+        tether_tests::DEADLINE,
+        || {
+            let req = http.get(node.admin_url("/metrics")).send();
+            async move {
+                let text = req.await.ok()?.text().await.ok()?;
+                text.lines()
+                    .any(|l| l == "tether_connections 1")
+                    .then_some(text)
+            }
+        },
+    )
     .await;
     assert!(
         text.contains(r#"tether_handshakes_total{outcome="ok",reason="ok"} 1"#),
         "{text}"
     );
-    assert!(text.contains("tether_raft_commit_seconds_bucket{"), "{text}");
+    assert!(
+        text.contains("tether_raft_commit_seconds_bucket{"),
+        "{text}"
+    );
     let count = text
         .lines()
         .find_map(|l| l.strip_prefix("tether_raft_commit_seconds_count "))
@@ -360,12 +401,20 @@ async fn cluster_view_single_node() {
     let r = call(&node, "GET", "/v1/cluster", None).await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.body["leader"], 1, "{}", r.body);
-    assert!(r.body["term"].as_u64().is_some_and(|t| t >= 1), "{}", r.body);
+    assert!(
+        r.body["term"].as_u64().is_some_and(|t| t >= 1),
+        "{}",
+        r.body
+    );
     assert!(r.body["commit_index"].as_u64().is_some(), "{}", r.body);
     let nodes = r.body["nodes"].as_array().expect("nodes");
     assert_eq!(nodes.len(), 1, "{}", r.body);
     assert_eq!(nodes[0]["id"], 1);
     assert_eq!(nodes[0]["role"], "leader");
     assert_eq!(nodes[0]["region"], "test-1");
-    assert!(nodes[0]["addr"].as_str().is_some_and(|a| !a.is_empty()), "{}", r.body);
+    assert!(
+        nodes[0]["addr"].as_str().is_some_and(|a| !a.is_empty()),
+        "{}",
+        r.body
+    );
 }

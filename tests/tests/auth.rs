@@ -72,7 +72,10 @@ fn attacks() -> Vec<(String, String)> {
     let mut v: Vec<(String, String)> = Vec::new();
     let mut add = |what: &str, t: String| v.push((what.to_owned(), t));
     for alg in ["none", "None", "NONE", "nOnE"] {
-        add(&format!("alg {alg} with kid"), alg_none(alg, Some(TENANT_KID)));
+        add(
+            &format!("alg {alg} with kid"),
+            alg_none(alg, Some(TENANT_KID)),
+        );
         add(&format!("alg {alg} without kid"), alg_none(alg, None));
     }
     let c = claims_with(|_| {});
@@ -101,9 +104,15 @@ fn attacks() -> Vec<(String, String)> {
         "kid path traversal",
         sign_hs("../../etc/passwd", TENANT_SECRET, &c),
     );
-    add("kid SQL injection", sign_hs("' OR '1'='1", TENANT_SECRET, &c));
+    add(
+        "kid SQL injection",
+        sign_hs("' OR '1'='1", TENANT_SECRET, &c),
+    );
     add("kid 1 KB", sign_hs(&"k".repeat(1024), TENANT_SECRET, &c));
-    add("kid 10 KB", sign_hs(&"k".repeat(10 * 1024), TENANT_SECRET, &c));
+    add(
+        "kid 10 KB",
+        sign_hs(&"k".repeat(10 * 1024), TENANT_SECRET, &c),
+    );
     add(
         "expired",
         hs(&claims_with(|c| {
@@ -289,7 +298,10 @@ async fn jwks_uri_key_accepted_unknown_kid_refused() {
     let forged = sign_es("ec-unknown", &claims("alice", 600, &[]));
     let mut c = WsClient::connect_with(&node.ws_url(), &forged, Carrier::Header).await;
     let closed = c.closed().await;
-    assert_eq!((closed.code, closed.reason.as_str()), (4001, "unauthorized"));
+    assert_eq!(
+        (closed.code, closed.reason.as_str()),
+        (4001, "unauthorized")
+    );
     // An ES256 token of the JWKS key under an inline HS256 kid is refused too.
     let mut c = WsClient::connect_with(
         &node.ws_url(),

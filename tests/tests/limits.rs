@@ -34,9 +34,11 @@ async fn welcome(c: &mut WsClient) -> Value {
 /// 429 while 127.0.0.2 still connects, and closing one connection frees exactly one slot.
 #[tokio::test]
 async fn per_ip_cap_refuses_fourth_and_frees_on_close() {
-    let node =
-        TestNode::start_with("max_connections_per_ip = 3\nhandshakes_per_ip_per_sec = 1000", "")
-            .await;
+    let node = TestNode::start_with(
+        "max_connections_per_ip = 3\nhandshakes_per_ip_per_sec = 1000",
+        "",
+    )
+    .await;
     let mut held = Vec::new();
     for i in 0..3 {
         let mut c = upgrade_from(&node, HOME, &token(&format!("u{i}"), &[]))
@@ -98,10 +100,13 @@ async fn handshake_rate_refuses_burst() {
     // 5 in the bucket, plus one token per 200 ms the burst took to arrive.
     let refill = (elapsed.as_millis() / 200) as usize + 1;
     assert!(
-        ok >= 1 && ok <= 5 + refill,
+        (1..=5 + refill).contains(&ok),
         "{ok} admitted, {refused} refused in {elapsed:?}"
     );
-    assert!(refused >= 20 - 5 - refill, "only {refused} refused");
+    assert!(
+        refused >= 1 && refused >= 15usize.saturating_sub(refill),
+        "only {refused} refused in {elapsed:?}"
+    );
     drop(results);
 
     let mut other = upgrade_from(&node, OTHER, &t)
@@ -123,15 +128,24 @@ async fn per_user_cap_closes_third_4108() {
     let node = TestNode::start_with("max_connections_per_user = 2", "").await;
     let (mut a1, _) = WsClient::connect(&node.ws_url(), &token("alice", &[])).await;
     let (mut a2, _) = WsClient::connect(&node.ws_url(), &token("alice", &[])).await;
-    let mut a3 = WsClient::connect_with(&node.ws_url(), &token("alice", &[]), Carrier::Header).await;
+    let mut a3 =
+        WsClient::connect_with(&node.ws_url(), &token("alice", &[]), Carrier::Header).await;
     let closed = a3.closed().await;
-    assert_eq!((closed.code, closed.reason.as_str()), (4108, "rate_limited"));
+    assert_eq!(
+        (closed.code, closed.reason.as_str()),
+        (4108, "rate_limited")
+    );
     WsClient::connect(&node.ws_url(), &token("bob", &[])).await;
     assert_eq!(a1.subscribe("x.y", 1).await["type"], "reply");
     assert_eq!(a2.subscribe("x.y", 1).await["type"], "reply");
     let r = tether_tests::admin::call(&node, "GET", "/v1/tenants/acme/users/alice/sessions", None)
         .await;
-    assert_eq!(r.body["sessions"].as_array().map(Vec::len), Some(2), "{}", r.body);
+    assert_eq!(
+        r.body["sessions"].as_array().map(Vec::len),
+        Some(2),
+        "{}",
+        r.body
+    );
 }
 
 /// A tenant's `[tenants.limits] max_connections_per_user` overrides the node's `[limits]`
@@ -146,9 +160,14 @@ async fn tenant_max_connections_per_user_overrides_node_limit() {
     )
     .await;
     let r = tether_tests::admin::call(&node, "GET", "/v1/tenants/acme", None).await;
-    assert_eq!(r.body["limits"]["max_connections_per_user"], 1, "{}", r.body);
+    assert_eq!(
+        r.body["limits"]["max_connections_per_user"], 1,
+        "{}",
+        r.body
+    );
     let (_a1, _) = WsClient::connect(&node.ws_url(), &token("alice", &[])).await;
-    let mut a2 = WsClient::connect_with(&node.ws_url(), &token("alice", &[]), Carrier::Header).await;
+    let mut a2 =
+        WsClient::connect_with(&node.ws_url(), &token("alice", &[]), Carrier::Header).await;
     match first_outcome(&mut a2).await {
         Err(code) => assert_eq!(code, 4108),
         Ok(frame) => panic!("second connection admitted despite the tenant cap of 1: {frame}"),
