@@ -212,3 +212,79 @@ async fn permission_change_drops_subscription() {
     assert_eq!(p["permissions"], json!(["sub:chat.*", "sub:news.*"]));
     assert_eq!(c.subscribe("chat.room1", 4).await["ok"], true);
 }
+
+/// Resuming a session that ended in a logout is refused with 4005 (logged_out), even with a
+/// fresh token minted after the logout.
+#[tokio::test]
+async fn resume_after_logout_refused_4005() {
+    let node = TestNode::start().await;
+    let (mut c, w) = WsClient::connect(&node.ws_url(), &token("frank", &[])).await;
+    let r = call(
+        &node,
+        "POST",
+        "/v1/tenants/acme/users/frank/logout?wait=closed",
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(c.closed().await.code, 4005);
+    // A token is admitted again once minted after the logout's second (not_before)...
+    let logged_out_at = now();
+    tether_tests::wait_for(
+        "the second after the logout",
+        tether_tests::DEADLINE,
+        || async move { (now() > logged_out_at).then_some(()) },
+    )
+    .await;
+    let fresh = token("frank", &[]);
+    WsClient::connect(&node.ws_url(), &fresh).await;
+    // ...but not for resuming the logged-out one.
+    let req = tether_tests::client::request(&node.ws_url(), Some(&fresh), None, None);
+    let mut c2 = WsClient::upgrade(req).await.unwrap();
+    let resume =
+        json!({"session_id": w["session_id"], "resume_token": w["resume_token"], "last_seq": 0});
+    c2.send_json(&json!({"type": "hello", "resume": resume}))
+        .await;
+    let closed = c2.closed().await;
+    assert_eq!((closed.code, closed.reason.as_str()), (4005, "logged_out"));
+}
+
+/// After an in-band refresh, revoking the NEW token's jti closes the session (the registry
+/// follows the refreshed token) and the session is gone from the registry.
+#[tokio::test]
+async fn revoking_refreshed_token_closes_session() {
+    let node = TestNode::start().await;
+    let (mut c, w) = WsClient::connect(&node.ws_url(), &token("gina", &[])).await;
+    let sid = w["session_id"].as_str().unwrap().to_owned();
+    let new_claims = claims("gina", 600, &[]);
+    let new_token = sign_hs(TENANT_KID, TENANT_SECRET, &new_claims);
+    let reply = c
+        .request(json!({"type": "refresh", "token": new_token}), 1)
+        .await;
+    assert_eq!(reply["ok"], true, "{reply}");
+    let got = call(&node, "GET", &format!("/v1/sessions/{sid}"), None).await;
+    assert_eq!(got.body["expires_at"], new_claims["exp"], "{}", got.body);
+    let body = json!({"jti": new_claims["jti"], "exp": new_claims["exp"]});
+    let r = call(
+        &node,
+        "POST",
+        "/v1/tenants/acme/tokens/revoke?wait=closed",
+        Some(body),
+    )
+    .await;
+    assert_eq!(r.body["closed"], 1, "{}", r.body);
+    assert_eq!(c.closed().await.code, 4004);
+    assert_eq!(
+        call(&node, "GET", &format!("/v1/sessions/{sid}"), None)
+            .await
+            .status,
+        404
+    );
+    // Refreshing onto a revoked token is refused too.
+    let (mut c, _) = WsClient::connect(&node.ws_url(), &token("gina", &[])).await;
+    let reply = c
+        .request(json!({"type": "refresh", "token": new_token}), 2)
+        .await;
+    assert_eq!(reply["ok"], false);
+    assert_eq!(reply["error"]["code"], "refused");
+}
