@@ -191,3 +191,34 @@ async fn first_outcome(c: &mut WsClient) -> Result<Value, u16> {
         }
     }
 }
+
+/// The tenant's `session_max_lifetime_secs` ends a session (4100) even though its token is
+/// valid for much longer, and a refresh cannot extend it.
+#[tokio::test]
+async fn tenant_session_max_lifetime_closes_4100() {
+    let node = TestNode::start_with("", "[tenants.limits]\nsession_max_lifetime_secs = 3").await;
+    let (mut c, _) = WsClient::connect(&node.ws_url(), &token("alice", &[])).await;
+    let reply = c
+        .request(
+            serde_json::json!({"type": "refresh", "token": token("alice", &[])}),
+            1,
+        )
+        .await;
+    assert_eq!(reply["ok"], true);
+    // Keep the connection busy so idle_timeout (3 s) is not what closes it.
+    let mut id = 2;
+    let closed = loop {
+        c.send_json(&serde_json::json!({"type": "subscribe", "id": id, "channel": "a.b"}))
+            .await;
+        id += 1;
+        let mut frames = Vec::new();
+        if let Some(cl) = c
+            .try_closed_within(std::time::Duration::from_millis(500), &mut frames)
+            .await
+        {
+            break cl;
+        }
+        assert!(id < 60, "session outlived its maximum lifetime");
+    };
+    assert_eq!(closed.code, 4100);
+}

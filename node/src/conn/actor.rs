@@ -28,6 +28,9 @@ pub struct ConnArgs {
     pub io: IoStarter,
     /// Message rate for this connection (the tenant's limit, else the node's).
     pub messages_per_sec: u32,
+    /// Wall time (ms) at which the session ends whatever its tokens say
+    /// (the tenant's `session_max_lifetime_secs`).
+    pub session_deadline_ms: Option<u64>,
 }
 
 pub struct ConnState {
@@ -41,6 +44,7 @@ pub struct ConnState {
     last_ping: Instant,
     pub(super) protocol_errors: u32,
     pub(super) messages_per_sec: u32,
+    session_deadline_ms: Option<u64>,
     pub(super) rate_window_start: Instant,
     pub(super) rate_count: u32,
     pub(super) rate_strikes: u32,
@@ -69,6 +73,7 @@ impl Actor for ConnectionActor {
             resume_token,
             io,
             messages_per_sec,
+            session_deadline_ms,
         } = args;
         let io = io(myself.clone());
         ctx.directory.insert(
@@ -94,6 +99,7 @@ impl Actor for ConnectionActor {
             last_ping: now,
             protocol_errors: 0,
             messages_per_sec,
+            session_deadline_ms,
             rate_window_start: now,
             rate_count: 0,
             rate_strikes: 0,
@@ -328,6 +334,14 @@ impl ConnState {
         );
         self.timers
             .push(myself.send_after(until(exp_ms), move || ConnMsg::TokenExpired { generation }));
+        if let Some(deadline) = self.session_deadline_ms {
+            // No warning: a refresh cannot extend the session's lifetime.
+            self.timers.push(
+                myself.send_after(until(deadline), move || ConnMsg::TokenExpired {
+                    generation,
+                }),
+            );
+        }
     }
 
     async fn on_tick(&mut self, myself: &ActorRef<ConnMsg>) {

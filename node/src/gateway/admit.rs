@@ -304,6 +304,9 @@ async fn admit<S: ClientStream>(
         resume_token: random_b64(32),
         io,
         messages_per_sec,
+        session_deadline_ms: tenant_limits
+            .session_max_lifetime_secs
+            .map(|secs| ctx.clock.now_ms().saturating_add(secs.saturating_mul(1000))),
     };
     match Actor::spawn_linked(None, ConnectionActor, args, gw.supervisor.get_cell()).await {
         Ok((actor, _)) => {
