@@ -86,6 +86,12 @@ impl Actor for ConnectionActor {
             },
         );
         ctx.metrics.connection_opened();
+        // Counted here, before the welcome is queued, so a client that has its welcome can
+        // already see its handshake in /metrics.
+        ctx.metrics.inc(
+            "tether_handshakes_total",
+            &[("outcome", "ok"), ("reason", "ok")],
+        );
         let now = Instant::now();
         let perms = Permissions::parse(&auth.permissions);
         let mut state = ConnState {

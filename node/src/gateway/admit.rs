@@ -310,10 +310,6 @@ async fn admit<S: ClientStream>(
     };
     match Actor::spawn_linked(None, ConnectionActor, args, gw.supervisor.get_cell()).await {
         Ok((actor, _)) => {
-            ctx.metrics.inc(
-                "tether_handshakes_total",
-                &[("outcome", "ok"), ("reason", "ok")],
-            );
             let _ = gw.supervisor.cast(SupervisorMsg::Track {
                 actor: actor.get_id(),
                 session_id,
