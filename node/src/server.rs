@@ -93,6 +93,7 @@ pub async fn run(
         .await
         .context("waiting for a leader")?;
     sync_tenants(&registry, &config).await?;
+    reap_own_sessions(&registry, config.node.id).await;
 
     let settings = AuthSettings {
         leeway_secs: config.auth.leeway_secs,
@@ -216,6 +217,34 @@ async fn sync_tenants(registry: &Registry, config: &Config) -> anyhow::Result<()
         }
     }
     Ok(())
+}
+
+/// A node that (re)starts holds no connections, so any session the registry still lists as
+/// owned by it was cut off by a crash: close them, so they stop counting against per-user caps
+/// and stop showing as live.
+async fn reap_own_sessions(registry: &Registry, node_id: u64) {
+    let ids: Vec<String> = registry.read(|s| {
+        s.tenants()
+            .flat_map(|t| s.sessions_of_tenant(&t.config.id))
+            .filter(|r| r.node == node_id)
+            .map(|r| r.session_id.clone())
+            .collect()
+    });
+    if !ids.is_empty() {
+        tracing::info!(
+            count = ids.len(),
+            "closing sessions left over from before a restart"
+        );
+    }
+    for session_id in ids {
+        if let Err(e) = registry
+            .propose(Command::CloseSession { session_id }, None)
+            .await
+        {
+            tracing::warn!(error = %e, "could not close a leftover session");
+            return;
+        }
+    }
 }
 
 fn spawn_admin(

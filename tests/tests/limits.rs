@@ -222,3 +222,48 @@ async fn tenant_session_max_lifetime_closes_4100() {
     };
     assert_eq!(closed.code, 4100);
 }
+
+/// Slowloris: connections that never finish their HTTP upgrade are dropped after
+/// `upgrade_timeout_secs`, and meanwhile real clients connect, get revoked, and the admin
+/// API answers.
+#[tokio::test]
+async fn slowloris_upgrades_time_out_without_blocking_others() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let node = TestNode::start_with(
+        "upgrade_timeout_secs = 2\nhandshakes_per_ip_per_sec = 10000",
+        "",
+    )
+    .await;
+    let mut lorises = Vec::new();
+    for _ in 0..200 {
+        let mut s = tokio::net::TcpStream::connect(&node.client_addr)
+            .await
+            .expect("tcp connect");
+        // A request line and one header, never the blank line that ends the request.
+        s.write_all(b"GET /v1/connect HTTP/1.1\r\nHost: x\r\n")
+            .await
+            .expect("write");
+        lorises.push(s);
+    }
+    let (mut c, w) = WsClient::connect(&node.ws_url(), &token("alice", &[])).await;
+    let sid = w["session_id"].as_str().unwrap().to_owned();
+    let r = tether_tests::admin::call(
+        &node,
+        "POST",
+        &format!("/v1/sessions/{sid}/revoke?wait=closed"),
+        None,
+    )
+    .await;
+    assert_eq!(r.body["closed"], 1, "{}", r.body);
+    assert_eq!(c.closed().await.code, 4004);
+    // Every slowloris socket is closed by the node (EOF or reset), none is left hanging.
+    for mut s in lorises {
+        let mut buf = [0u8; 64];
+        let read = tokio::time::timeout(DEADLINE, s.read(&mut buf)).await;
+        match read {
+            Ok(Ok(0)) | Ok(Err(_)) => {}
+            Ok(Ok(n)) => panic!("unexpected {n} bytes for an unfinished upgrade"),
+            Err(_) => panic!("a slowloris connection was never closed"),
+        }
+    }
+}

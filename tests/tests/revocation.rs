@@ -288,3 +288,24 @@ async fn revoking_refreshed_token_closes_session() {
     assert_eq!(reply["ok"], false);
     assert_eq!(reply["error"]["code"], "refused");
 }
+
+/// Sessions cut off by a crash (SIGKILL) are closed in the registry when the node restarts,
+/// so they no longer count against the per-user cap.
+#[tokio::test]
+async fn crash_leftover_sessions_are_reaped_on_restart() {
+    let mut node = TestNode::start_with("max_connections_per_user = 1", "").await;
+    let (_c, _) = WsClient::connect(&node.ws_url(), &token("hana", &[])).await;
+    let listed = call(&node, "GET", "/v1/tenants/acme/users/hana/sessions", None).await;
+    assert_eq!(listed.body["sessions"].as_array().map(Vec::len), Some(1));
+    node.kill();
+    node.spawn().await;
+    let listed = call(&node, "GET", "/v1/tenants/acme/users/hana/sessions", None).await;
+    assert_eq!(
+        listed.body["sessions"].as_array().map(Vec::len),
+        Some(0),
+        "{}",
+        listed.body
+    );
+    // The cap of 1 is free again.
+    WsClient::connect(&node.ws_url(), &token("hana", &[])).await;
+}

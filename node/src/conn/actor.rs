@@ -132,6 +132,14 @@ impl Actor for ConnectionActor {
             .to_json()
         };
         let _ = state.io.out.try_send(Outbound::Text(welcome));
+        tracing::debug!(
+            session_id = %state.auth.session_id,
+            tenant = %state.auth.tenant,
+            user = %state.auth.user,
+            node = state.ctx.node_id,
+            act = ?state.auth.act,
+            "session opened"
+        );
         state.arm_expiry(&myself);
         let tick = (state.ctx.conn.heartbeat_interval / 2)
             .min(state.ctx.conn.idle_timeout / 4)
@@ -267,6 +275,7 @@ impl Actor for ConnectionActor {
             session_id = %state.auth.session_id,
             tenant = %state.auth.tenant,
             user = %state.auth.user,
+            node = state.ctx.node_id,
             code = code.code(),
             "connection closed"
         );
