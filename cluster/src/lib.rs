@@ -17,6 +17,7 @@
 //! openraft's generics.
 
 pub mod apply;
+pub mod certs;
 pub mod clock;
 pub mod codec;
 pub mod command;
@@ -26,6 +27,7 @@ pub mod registry;
 pub mod state;
 pub mod state_machine;
 pub mod tenant;
+pub mod transport;
 
 pub use apply::apply;
 pub use registry::{

@@ -1,0 +1,1 @@
+//! Dev certificates (being built).
