@@ -1,0 +1,91 @@
+//! Client side of connection setup: TCP connect, TLS as the cluster CA dictates, and the
+//! hello exchange. Every failure here means "unreachable" to the caller.
+
+use tokio::net::TcpStream;
+use tokio::time::timeout;
+use tokio_rustls::TlsConnector;
+use tokio_util::codec::Framed;
+use tracing::debug;
+
+use super::wire::{
+    Hello, PROTOCOL_VERSION, PeerFramed, PeerIo, frame_codec, recv_hello, send_hello,
+};
+use super::{HANDSHAKE_TIMEOUT, TransportConfig, tls};
+use crate::NodeId;
+
+/// Opens a connection to `addr` and checks the peer's hello. `expect` is the node id the
+/// caller believes lives there; a different one is refused (a stale address after a
+/// reshuffle must not deliver Raft messages to the wrong node).
+pub(super) async fn dial(
+    cfg: &TransportConfig,
+    addr: &str,
+    expect: Option<NodeId>,
+) -> Result<PeerFramed, String> {
+    let tcp = match timeout(cfg.connect_timeout, TcpStream::connect(addr)).await {
+        Ok(Ok(tcp)) => tcp,
+        Ok(Err(e)) => return Err(format!("connect to {addr}: {e}")),
+        Err(_) => {
+            return Err(format!(
+                "connect to {addr}: timed out after {:?}",
+                cfg.connect_timeout
+            ));
+        }
+    };
+    // Raft RPCs are small and latency-bound: do not let Nagle hold them back.
+    if let Err(e) = tcp.set_nodelay(true) {
+        debug!(peer = addr, error = %e, "set_nodelay failed");
+    }
+    match timeout(HANDSHAKE_TIMEOUT, handshake(cfg, addr, expect, tcp)).await {
+        Ok(result) => result,
+        Err(_) => Err(format!(
+            "{addr}: TLS/hello handshake timed out after {HANDSHAKE_TIMEOUT:?}"
+        )),
+    }
+}
+
+async fn handshake(
+    cfg: &TransportConfig,
+    addr: &str,
+    expect: Option<NodeId>,
+    tcp: TcpStream,
+) -> Result<PeerFramed, String> {
+    let io: Box<dyn PeerIo> = match &cfg.tls {
+        Some(peer_tls) => {
+            let name = tls::server_name(addr).map_err(|e| e.to_string())?;
+            let stream = TlsConnector::from(peer_tls.client.clone())
+                .connect(name, tcp)
+                .await
+                .map_err(|e| format!("{addr}: TLS handshake failed: {e}"))?;
+            Box::new(stream)
+        }
+        None => Box::new(tcp),
+    };
+    let mut framed = Framed::new(io, frame_codec(cfg.max_frame_bytes));
+    let ours = Hello {
+        protocol: PROTOCOL_VERSION,
+        node_id: cfg.node_id,
+    };
+    // With TLS 1.3 the server checks our certificate after our side of the handshake has
+    // completed, so a rejected client certificate shows up here, as a fatal alert on read.
+    send_hello(&mut framed, ours)
+        .await
+        .map_err(|e| format!("{addr}: {e}"))?;
+    let theirs = recv_hello(&mut framed)
+        .await
+        .map_err(|e| format!("{addr}: {e}"))?;
+    if theirs.protocol != PROTOCOL_VERSION {
+        return Err(format!(
+            "{addr}: peer speaks protocol version {}, we speak {PROTOCOL_VERSION}",
+            theirs.protocol
+        ));
+    }
+    if let Some(expected) = expect
+        && theirs.node_id != expected
+    {
+        return Err(format!(
+            "{addr}: peer is node {}, expected node {expected}",
+            theirs.node_id
+        ));
+    }
+    Ok(framed)
+}

@@ -1,0 +1,454 @@
+//! Peer transport over real sockets on 127.0.0.1: round trips (plaintext and mutual TLS),
+//! multiplexing, timeouts, refusals, reconnects and protocol limits.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use futures_util::future::join_all;
+use futures_util::{SinkExt, StreamExt};
+use serde::{Deserialize, Serialize};
+use tether_cluster::NodeId;
+use tether_cluster::certs::write_dev_pki;
+use tether_cluster::codec;
+use tether_cluster::transport::wire::{Hello, PROTOCOL_VERSION, frame_codec};
+use tether_cluster::transport::{
+    Handler, PeerClient, PeerTls, TransportConfig, TransportError, serve,
+};
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
+use tokio::time::{Instant, sleep, timeout};
+use tokio_util::bytes::Bytes;
+use tokio_util::codec::{Framed, LengthDelimitedCodec};
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+enum Req {
+    Echo(String),
+    Hang,
+    Panic,
+    Blob(Vec<u8>),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+enum Resp {
+    Echo { text: String, from: NodeId },
+    Len(usize),
+}
+
+#[derive(Default)]
+struct TestHandler {
+    calls: AtomicUsize,
+}
+
+impl Handler<Req, Resp> for TestHandler {
+    async fn handle(&self, from: NodeId, req: Req) -> Resp {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        match req {
+            Req::Echo(text) => Resp::Echo { text, from },
+            Req::Hang => std::future::pending().await,
+            Req::Panic => panic!("handler panics on purpose"),
+            Req::Blob(bytes) => Resp::Len(bytes.len()),
+        }
+    }
+}
+
+type Client = PeerClient<Req, Resp>;
+
+const CALL: Duration = Duration::from_secs(5);
+
+fn config(node_id: NodeId, tls: Option<PeerTls>) -> TransportConfig {
+    let mut cfg = TransportConfig::new(node_id, tls);
+    cfg.backoff_min = Duration::from_millis(20);
+    cfg.backoff_max = Duration::from_millis(100);
+    cfg
+}
+
+struct Server {
+    addr: SocketAddr,
+    handler: Arc<TestHandler>,
+    shutdown: CancellationToken,
+    task: JoinHandle<()>,
+}
+
+impl Server {
+    async fn start(cfg: TransportConfig) -> Server {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        Server::start_on(listener, cfg)
+    }
+
+    fn start_on(listener: TcpListener, cfg: TransportConfig) -> Server {
+        let addr = listener.local_addr().expect("local addr");
+        let handler = Arc::new(TestHandler::default());
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(serve::<Req, Resp, _>(
+            listener,
+            Arc::new(cfg),
+            handler.clone(),
+            shutdown.clone(),
+        ));
+        Server {
+            addr,
+            handler,
+            shutdown,
+            task,
+        }
+    }
+
+    async fn stop(self) {
+        self.shutdown.cancel();
+        self.task.await.expect("serve task");
+    }
+
+    fn calls(&self) -> usize {
+        self.handler.calls.load(Ordering::SeqCst)
+    }
+}
+
+fn client(cfg: TransportConfig, addr: impl ToString) -> Client {
+    PeerClient::new(Arc::new(cfg), addr.to_string(), None)
+}
+
+/// A dev PKI for nodes `a` and `b` (both reachable as 127.0.0.1) in `dir`.
+fn pki(dir: &Path) {
+    let sans = vec!["127.0.0.1".to_string(), "localhost".to_string()];
+    write_dev_pki(dir, &[("a".into(), sans.clone()), ("b".into(), sans)]).expect("dev pki");
+}
+
+fn tls(dir: &Path, node: &str) -> PeerTls {
+    PeerTls::from_pem_files(
+        &dir.join("ca.pem"),
+        &dir.join(format!("{node}.pem")),
+        &dir.join(format!("{node}-key.pem")),
+    )
+    .expect("peer tls")
+}
+
+/// A TCP forwarder that counts the connections it accepted.
+async fn counting_proxy(target: SocketAddr) -> (SocketAddr, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
+    let addr = listener.local_addr().expect("proxy addr");
+    let count = Arc::new(AtomicUsize::new(0));
+    let counted = count.clone();
+    tokio::spawn(async move {
+        while let Ok((mut inbound, _)) = listener.accept().await {
+            counted.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                if let Ok(mut outbound) = TcpStream::connect(target).await {
+                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                }
+            });
+        }
+    });
+    (addr, count)
+}
+
+/// A hand-driven connection that has sent `hello` and read the server's answer.
+async fn raw_hello(
+    addr: SocketAddr,
+    hello: Hello,
+) -> (Framed<TcpStream, LengthDelimitedCodec>, Hello) {
+    let tcp = TcpStream::connect(addr).await.expect("connect");
+    let mut framed = Framed::new(tcp, frame_codec(1 << 20));
+    let bytes = codec::encode(&hello).expect("encode hello");
+    framed.send(Bytes::from(bytes)).await.expect("send hello");
+    let reply = framed
+        .next()
+        .await
+        .expect("hello reply")
+        .expect("read hello");
+    (framed, codec::decode(&reply).expect("decode hello"))
+}
+
+fn echo(text: &str, from: NodeId) -> Resp {
+    Resp::Echo {
+        text: text.into(),
+        from,
+    }
+}
+
+/// A plaintext call reaches the handler, which sees the caller's node id, and comes back.
+#[tokio::test]
+async fn plaintext_echo_round_trip() {
+    let server = Server::start(config(1, None)).await;
+    let c = client(config(2, None), server.addr);
+    let resp = c.call(Req::Echo("hi".into()), CALL).await;
+    assert_eq!(resp.expect("call"), echo("hi", 2));
+    server.stop().await;
+}
+
+/// With mutual TLS from the dev PKI, a call round-trips; the client checks the server's
+/// node id when told which node to expect.
+#[tokio::test]
+async fn mtls_echo_round_trip() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    pki(dir.path());
+    let server = Server::start(config(1, Some(tls(dir.path(), "a")))).await;
+    let cfg = Arc::new(config(2, Some(tls(dir.path(), "b"))));
+    let c: Client = PeerClient::new(cfg.clone(), server.addr.to_string(), Some(1));
+    let resp = c.call(Req::Echo("secure".into()), CALL).await;
+    assert_eq!(resp.expect("call"), echo("secure", 2));
+
+    let wrong: Client = PeerClient::new(cfg, server.addr.to_string(), Some(9));
+    let err = wrong.call(Req::Echo("x".into()), CALL).await;
+    assert!(matches!(err, Err(TransportError::Unreachable(ref m)) if m.contains("node 1")));
+    server.stop().await;
+}
+
+/// 1000 concurrent calls share one connection and each gets its own answer.
+#[tokio::test]
+async fn thousand_concurrent_calls_on_one_connection() {
+    let server = Server::start(config(1, None)).await;
+    let (proxy, connections) = counting_proxy(server.addr).await;
+    let c = client(config(2, None), proxy);
+    let calls = (0..1000).map(|i| {
+        let c = c.clone();
+        async move { (i, c.call(Req::Echo(format!("m{i}")), CALL).await) }
+    });
+    for (i, resp) in join_all(calls).await {
+        assert_eq!(resp.expect("call"), echo(&format!("m{i}"), 2));
+    }
+    assert_eq!(connections.load(Ordering::SeqCst), 1);
+    assert_eq!(server.calls(), 1000);
+    server.stop().await;
+}
+
+/// A handler that never answers yields `Timeout`, and the same connection keeps serving.
+#[tokio::test]
+async fn unanswered_call_times_out_and_connection_stays_usable() {
+    let server = Server::start(config(1, None)).await;
+    let (proxy, connections) = counting_proxy(server.addr).await;
+    let c = client(config(2, None), proxy);
+    let hung = c.call(Req::Hang, Duration::from_millis(200)).await;
+    assert!(matches!(hung, Err(TransportError::Timeout)), "{hung:?}");
+    let resp = c.call(Req::Echo("after".into()), CALL).await;
+    assert_eq!(resp.expect("call"), echo("after", 2));
+    assert_eq!(connections.load(Ordering::SeqCst), 1);
+    server.stop().await;
+}
+
+/// A server whose certificate comes from another CA is refused by the client.
+#[tokio::test]
+async fn server_cert_from_another_ca_is_refused() {
+    let (ours, theirs) = (
+        tempfile::tempdir().expect("dir"),
+        tempfile::tempdir().expect("dir"),
+    );
+    pki(ours.path());
+    pki(theirs.path());
+    let server = Server::start(config(1, Some(tls(theirs.path(), "a")))).await;
+    let c = client(config(2, Some(tls(ours.path(), "b"))), server.addr);
+    let err = c.call(Req::Echo("x".into()), CALL).await;
+    assert!(
+        matches!(
+            err,
+            Err(TransportError::Unreachable(_) | TransportError::Tls(_))
+        ),
+        "{err:?}"
+    );
+    assert_eq!(server.calls(), 0);
+    server.stop().await;
+}
+
+/// A client whose certificate comes from another CA is refused by the server, whose
+/// handler never runs.
+#[tokio::test]
+async fn client_cert_from_another_ca_is_refused() {
+    let (ours, theirs) = (
+        tempfile::tempdir().expect("dir"),
+        tempfile::tempdir().expect("dir"),
+    );
+    pki(ours.path());
+    pki(theirs.path());
+    let server = Server::start(config(1, Some(tls(ours.path(), "a")))).await;
+    // Trusts the right CA (so the server looks fine) but presents a foreign certificate.
+    let read = |p: &Path| std::fs::read(p).expect("read pem");
+    let impostor = PeerTls::from_pem(
+        &read(&ours.path().join("ca.pem")),
+        &read(&theirs.path().join("b.pem")),
+        &read(&theirs.path().join("b-key.pem")),
+    )
+    .expect("impostor tls");
+    let c = client(config(2, Some(impostor)), server.addr);
+    let err = c.call(Req::Echo("x".into()), CALL).await;
+    assert!(
+        matches!(
+            err,
+            Err(TransportError::Unreachable(_) | TransportError::Tls(_))
+        ),
+        "{err:?}"
+    );
+    assert_eq!(server.calls(), 0);
+    server.stop().await;
+}
+
+/// After the server restarts on the same address, the client reconnects by itself.
+#[tokio::test]
+async fn client_reconnects_after_server_restart() {
+    let server = Server::start(config(1, None)).await;
+    let addr = server.addr;
+    let c = client(config(2, None), addr);
+    c.call(Req::Echo("before".into()), CALL)
+        .await
+        .expect("first call");
+    server.stop().await;
+
+    let down = c.call(Req::Echo("down".into()), CALL).await;
+    assert!(
+        matches!(
+            down,
+            Err(TransportError::Closed(_) | TransportError::Unreachable(_))
+        ),
+        "{down:?}"
+    );
+    let listener = TcpListener::bind(addr).await.expect("rebind same port");
+    let server = Server::start_on(listener, config(1, None));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match c.call(Req::Echo("again".into()), CALL).await {
+            Ok(resp) => {
+                assert_eq!(resp, echo("again", 2));
+                break;
+            }
+            Err(e) if Instant::now() < deadline => {
+                assert!(
+                    matches!(
+                        e,
+                        TransportError::Unreachable(_) | TransportError::Closed(_)
+                    ),
+                    "{e:?}"
+                );
+                // Polling interval while the client's backoff (≤ 100 ms here) runs out.
+                sleep(Duration::from_millis(10)).await;
+            }
+            Err(e) => panic!("no reconnect within the deadline: {e:?}"),
+        }
+    }
+    server.stop().await;
+}
+
+/// A closed port is `Unreachable` quickly; a second call inside the backoff fails fast
+/// without dialing, even though the port is open by then.
+#[tokio::test]
+async fn closed_port_is_unreachable_and_backoff_fails_fast() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    drop(listener);
+    let mut cfg = config(2, None);
+    cfg.backoff_min = Duration::from_secs(30);
+    cfg.backoff_max = Duration::from_secs(30);
+    let c = client(cfg, addr);
+    let started = Instant::now();
+    let err = c.call(Req::Echo("x".into()), CALL).await;
+    assert!(
+        matches!(err, Err(TransportError::Unreachable(_))),
+        "{err:?}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(2));
+
+    let server = Server::start_on(
+        TcpListener::bind(addr).await.expect("rebind"),
+        config(1, None),
+    );
+    let err = c.call(Req::Echo("x".into()), CALL).await;
+    assert!(
+        matches!(err, Err(TransportError::Unreachable(ref m)) if m.contains("backing off")),
+        "{err:?}"
+    );
+    assert_eq!(server.calls(), 0);
+    server.stop().await;
+}
+
+/// A frame over `max_frame_bytes` closes that connection; the server keeps serving others,
+/// and a client refuses to send an oversized request at all.
+#[tokio::test]
+async fn oversized_frame_closes_the_connection_only() {
+    let mut cfg = config(1, None);
+    cfg.max_frame_bytes = 1024;
+    let server = Server::start(cfg).await;
+    let hello = Hello {
+        protocol: PROTOCOL_VERSION,
+        node_id: 7,
+    };
+    let (mut raw, _) = raw_hello(server.addr, hello).await;
+    let mut oversized = 4096u32.to_be_bytes().to_vec();
+    oversized.extend(vec![0u8; 4096]);
+    // The server may close before taking all the bytes: a write error is fine too.
+    let _ = raw.get_mut().write_all(&oversized).await;
+    let next = timeout(Duration::from_secs(5), raw.next()).await;
+    assert!(
+        matches!(next, Ok(None | Some(Err(_)))),
+        "connection not closed"
+    );
+
+    let mut small = config(2, None);
+    small.max_frame_bytes = 1024;
+    let c = client(small, server.addr);
+    let too_big = c.call(Req::Blob(vec![1; 2048]), CALL).await;
+    assert!(
+        matches!(too_big, Err(TransportError::FrameTooLarge)),
+        "{too_big:?}"
+    );
+    let resp = c.call(Req::Blob(vec![1; 100]), CALL).await;
+    assert_eq!(resp.expect("call"), Resp::Len(100));
+    server.stop().await;
+}
+
+/// Hellos with different protocol versions are refused on both sides, before any request.
+#[tokio::test]
+async fn protocol_version_mismatch_is_refused() {
+    let server = Server::start(config(1, None)).await;
+    let future = Hello {
+        protocol: PROTOCOL_VERSION + 1,
+        node_id: 7,
+    };
+    let (mut raw, reply) = raw_hello(server.addr, future).await;
+    assert_eq!(reply.protocol, PROTOCOL_VERSION);
+    let next = timeout(Duration::from_secs(5), raw.next()).await;
+    assert!(
+        matches!(next, Ok(None | Some(Err(_)))),
+        "connection not closed"
+    );
+    assert_eq!(server.calls(), 0);
+    server.stop().await;
+
+    // A fake server that answers with another version.
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let Ok((tcp, _)) = listener.accept().await else {
+            return;
+        };
+        let mut framed = Framed::new(tcp, frame_codec(1 << 20));
+        let _ = framed.next().await;
+        let hello = Hello {
+            protocol: PROTOCOL_VERSION + 1,
+            node_id: 1,
+        };
+        let bytes = codec::encode(&hello).expect("encode");
+        let _ = framed.send(Bytes::from(bytes)).await;
+        let _ = framed.next().await;
+    });
+    let err = client(config(2, None), addr)
+        .call(Req::Echo("x".into()), CALL)
+        .await;
+    assert!(
+        matches!(err, Err(TransportError::Unreachable(ref m)) if m.contains("protocol version")),
+        "{err:?}"
+    );
+}
+
+/// A panicking handler answers `Remote` instead of leaving the caller to time out.
+#[tokio::test]
+async fn handler_panic_is_a_remote_error() {
+    let server = Server::start(config(1, None)).await;
+    let c = client(config(2, None), server.addr);
+    let err = c.call(Req::Panic, CALL).await;
+    assert!(matches!(err, Err(TransportError::Remote(_))), "{err:?}");
+    let resp = c.call(Req::Echo("still".into()), CALL).await;
+    assert_eq!(resp.expect("call"), echo("still", 2));
+    server.stop().await;
+}
