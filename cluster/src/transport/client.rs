@@ -55,7 +55,7 @@ struct Slot<Resp> {
 impl<Req, Resp> PeerClient<Req, Resp>
 where
     Req: Serialize,
-    Resp: DeserializeOwned + Send + Sync + 'static,
+    Resp: DeserializeOwned + Send + 'static,
 {
     /// A client for the peer listening on `peer_addr` (`host:port`; with TLS the host must
     /// be a SAN of the peer's certificate). With `peer_id`, a peer announcing a different
@@ -111,7 +111,7 @@ enum Ready<Resp> {
     Dialing(Dialing<Resp>),
 }
 
-impl<Resp: DeserializeOwned + Send + Sync + 'static> Inner<Resp> {
+impl<Resp: DeserializeOwned + Send + 'static> Inner<Resp> {
     // A std mutex: it guards a few fields and is never held across an await.
     fn slot(&self) -> MutexGuard<'_, Slot<Resp>> {
         self.slot
@@ -134,7 +134,7 @@ impl<Resp: DeserializeOwned + Send + Sync + 'static> Inner<Resp> {
         }
         slot.backoff
             .check(Instant::now())
-            .map_err(|reason| TransportError::Unreachable(format!("{}: {reason}", this.addr)))?;
+            .map_err(TransportError::Unreachable)?;
         let dialing = Self::start_dial(this.clone());
         slot.dialing = Some(dialing.clone());
         Ok(Ready::Dialing(dialing))

@@ -39,7 +39,7 @@ pub use tls::PeerTls;
 use crate::NodeId;
 
 /// Everything the transport needs to know about this node, shared by its server and clients.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct TransportConfig {
     pub node_id: NodeId,
     /// `None` means plaintext, which the node only allows with `insecure_peer = true`;
@@ -48,6 +48,8 @@ pub struct TransportConfig {
     /// Bound on TCP connect; TLS and the hello exchange get [`HANDSHAKE_TIMEOUT`] on top.
     pub connect_timeout: Duration,
     /// Largest frame accepted or sent; a larger incoming frame closes the connection.
+    /// Payloads are also bound by `codec::MAX_DECODE_BYTES` (64 MiB), so raising this
+    /// above that buys nothing.
     pub max_frame_bytes: usize,
     /// Per connection: outstanding requests a client may have, and handler tasks a server
     /// runs at once for one peer.
