@@ -165,6 +165,13 @@ fn revoke_session(
             session_id,
             tombstone_for(&record, meta, Denial::SessionRevoked),
         );
+        // The device's token dies with its session: otherwise the same token would simply
+        // open a new session. Other live sessions holding it end at their next refresh.
+        if let Some(jti) = &record.jti
+            && !jti_expired(record.exp, meta)
+        {
+            state.revoke_jti(&record.tenant, jti, record.exp);
+        }
         return vec![RegistryEvent::SessionRevoked {
             session: SessionRef {
                 session_id: record.session_id,

@@ -103,6 +103,9 @@ pub enum Command {
     DeleteTenant {
         tenant: String,
     },
+    /// Garbage collection proposed by the leader: drops deny-list entries past their `exp`
+    /// and revoked-session tombstones older than the retention, judged at the entry's time.
+    Expire,
     /// A live session presented a new token in-band; re-checked like an admission.
     RefreshSession {
         session_id: String,
@@ -110,9 +113,6 @@ pub enum Command {
         iat: u64,
         exp: u64,
     },
-    /// Garbage collection proposed by the leader: drops deny-list entries past their `exp`
-    /// and revoked-session tombstones older than the retention, judged at the entry's time.
-    Expire,
 }
 
 impl Command {

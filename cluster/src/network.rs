@@ -1,77 +1,189 @@
-//! The Raft network factory for a single-node registry: every peer is unreachable.
+//! The openraft network over the peer transport.
 //!
-//! The peer transport (mutual-TLS TCP, bincode frames) arrives with the cluster issue. Until
-//! then a one-voter cluster never calls these methods (it has no one to replicate to or ask
-//! for votes); if one is called anyway, `Unreachable` makes openraft back off and retry
-//! instead of treating it as a protocol error.
+//! Connect failures map to `Unreachable` (openraft backs off from that peer) and every other
+//! failure to `Network` or `Timeout` (openraft retries at its normal pace) — on purpose: a
+//! peer that is down must not be hammered, a peer that dropped one request must not be
+//! treated as down.
 
-use openraft::error::{InstallSnapshotError, RPCError, RaftError, Unreachable};
-use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use openraft::error::{
+    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Timeout, Unreachable,
+};
+use openraft::network::{RPCOption, RPCTypes, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
     VoteRequest, VoteResponse,
 };
 
+use crate::rpc::{PeerRequest, PeerResponse};
+use crate::transport::{PeerClient, TransportConfig, TransportError};
 use crate::{NodeId, TetherNode, TypeConfig};
 
+/// A client to one peer, carrying every kind of peer request.
+pub type Peer = PeerClient<PeerRequest, PeerResponse>;
+
+/// One persistent client per peer address, shared by Raft replication, forwarding and
+/// node-level RPCs.
+#[derive(Clone)]
+pub struct PeerPool {
+    cfg: Arc<TransportConfig>,
+    peers: Arc<Mutex<HashMap<String, Peer>>>,
+    /// When each peer last accepted our AppendEntries as its leader (the leader's lease).
+    acks: Arc<Mutex<HashMap<NodeId, tokio::time::Instant>>>,
+}
+
+impl PeerPool {
+    pub fn new(cfg: Arc<TransportConfig>) -> PeerPool {
+        PeerPool {
+            cfg,
+            peers: Arc::default(),
+            acks: Arc::default(),
+        }
+    }
+
+    fn record_ack(&self, peer: NodeId) {
+        let mut g = self.acks.lock().unwrap_or_else(|p| p.into_inner());
+        g.insert(peer, tokio::time::Instant::now());
+    }
+
+    /// When `peer` last acknowledged this node as its leader.
+    pub fn last_ack(&self, peer: NodeId) -> Option<tokio::time::Instant> {
+        let g = self.acks.lock().unwrap_or_else(|p| p.into_inner());
+        g.get(&peer).copied()
+    }
+
+    pub fn get(&self, addr: &str, id: Option<NodeId>) -> Peer {
+        let mut g = self.peers.lock().unwrap_or_else(|p| p.into_inner());
+        g.entry(addr.to_owned())
+            .or_insert_with(|| PeerClient::new(self.cfg.clone(), addr.to_owned(), id))
+            .clone()
+    }
+
+    pub fn node_id(&self) -> NodeId {
+        self.cfg.node_id
+    }
+}
+
+/// Hands out a [`PeerConn`] per replication target.
+#[derive(Clone)]
+pub struct PeerNetwork {
+    pub pool: PeerPool,
+}
+
+pub struct PeerConn {
+    me: NodeId,
+    target: NodeId,
+    peer: Peer,
+    pool: PeerPool,
+}
+
+impl RaftNetworkFactory<TypeConfig> for PeerNetwork {
+    type Network = PeerConn;
+
+    async fn new_client(&mut self, target: NodeId, node: &TetherNode) -> PeerConn {
+        PeerConn {
+            me: self.pool.node_id(),
+            target,
+            peer: self.pool.get(&node.addr, Some(target)),
+            pool: self.pool.clone(),
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
-#[error("no peer transport yet: node {target} is unreachable")]
-struct NoTransport {
-    target: NodeId,
-}
+#[error("peer answered {0} with a response of another kind")]
+struct WrongResponse(&'static str);
 
-/// Hands out a [`NoPeer`] connection for every target.
-#[derive(Debug, Clone, Default)]
-pub struct SingleNodeNetwork;
-
-/// A "connection" to a peer that always fails with `Unreachable`.
-#[derive(Debug)]
-pub struct NoPeer {
-    target: NodeId,
-}
-
-impl NoPeer {
-    fn unreachable<E: std::error::Error>(&self) -> RPCError<NodeId, TetherNode, E> {
-        RPCError::Unreachable(Unreachable::new(&NoTransport {
-            target: self.target,
-        }))
+impl PeerConn {
+    async fn call<E: std::error::Error>(
+        &self,
+        req: PeerRequest,
+        action: RPCTypes,
+        option: &RPCOption,
+    ) -> Result<PeerResponse, RPCError<NodeId, TetherNode, E>> {
+        let timeout = option.hard_ttl();
+        self.peer.call(req, timeout).await.map_err(|e| match e {
+            TransportError::Unreachable(_) | TransportError::Tls(_) => {
+                RPCError::Unreachable(Unreachable::new(&e))
+            }
+            TransportError::Timeout => RPCError::Timeout(Timeout {
+                action,
+                id: self.me,
+                target: self.target,
+                timeout,
+            }),
+            other => RPCError::Network(NetworkError::new(&other)),
+        })
     }
 }
 
-impl RaftNetworkFactory<TypeConfig> for SingleNodeNetwork {
-    type Network = NoPeer;
-
-    async fn new_client(&mut self, target: NodeId, _node: &TetherNode) -> NoPeer {
-        NoPeer { target }
-    }
+fn wrong<E: std::error::Error>(what: &'static str) -> RPCError<NodeId, TetherNode, E> {
+    RPCError::Network(NetworkError::new(&WrongResponse(what)))
 }
 
-impl RaftNetwork<TypeConfig> for NoPeer {
+impl RaftNetwork<TypeConfig> for PeerConn {
     async fn append_entries(
         &mut self,
-        _rpc: AppendEntriesRequest<TypeConfig>,
-        _option: RPCOption,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, TetherNode, RaftError<NodeId>>>
     {
-        Err(self.unreachable())
+        match self
+            .call(
+                PeerRequest::AppendEntries(rpc),
+                RPCTypes::AppendEntries,
+                &option,
+            )
+            .await?
+        {
+            PeerResponse::AppendEntries(Ok(r)) => {
+                // Anything but HigherVote means the peer accepts us as leader of this term.
+                if !matches!(r, AppendEntriesResponse::HigherVote(_)) {
+                    self.pool.record_ack(self.target);
+                }
+                Ok(r)
+            }
+            PeerResponse::AppendEntries(Err(e)) => {
+                Err(RPCError::RemoteError(RemoteError::new(self.target, e)))
+            }
+            _ => Err(wrong("append_entries")),
+        }
     }
 
     async fn install_snapshot(
         &mut self,
-        _rpc: InstallSnapshotRequest<TypeConfig>,
-        _option: RPCOption,
+        rpc: InstallSnapshotRequest<TypeConfig>,
+        option: RPCOption,
     ) -> Result<
         InstallSnapshotResponse<NodeId>,
         RPCError<NodeId, TetherNode, RaftError<NodeId, InstallSnapshotError>>,
     > {
-        Err(self.unreachable())
+        let req = PeerRequest::InstallSnapshot(rpc);
+        match self.call(req, RPCTypes::InstallSnapshot, &option).await? {
+            PeerResponse::InstallSnapshot(Ok(r)) => Ok(r),
+            PeerResponse::InstallSnapshot(Err(e)) => {
+                Err(RPCError::RemoteError(RemoteError::new(self.target, e)))
+            }
+            _ => Err(wrong("install_snapshot")),
+        }
     }
 
     async fn vote(
         &mut self,
-        _rpc: VoteRequest<NodeId>,
-        _option: RPCOption,
+        rpc: VoteRequest<NodeId>,
+        option: RPCOption,
     ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, TetherNode, RaftError<NodeId>>> {
-        Err(self.unreachable())
+        match self
+            .call(PeerRequest::Vote(rpc), RPCTypes::Vote, &option)
+            .await?
+        {
+            PeerResponse::Vote(Ok(r)) => Ok(r),
+            PeerResponse::Vote(Err(e)) => {
+                Err(RPCError::RemoteError(RemoteError::new(self.target, e)))
+            }
+            _ => Err(wrong("vote")),
+        }
     }
 }

@@ -18,9 +18,10 @@ use crate::clock::SharedClock;
 use crate::codec::CodecError;
 use crate::command::{Command, EntryMeta, Envelope, RegistryEvent};
 use crate::log_store::LogStore;
-use crate::network::SingleNodeNetwork;
+use crate::network::{PeerNetwork, PeerPool};
 use crate::state::RegistryState;
 use crate::state_machine::StateMachine;
+use crate::transport::TransportConfig;
 use crate::{NodeId, Raft, TetherNode};
 
 /// How long `propose` waits for commit + apply before giving up. Generous against a slow
@@ -74,7 +75,7 @@ impl Default for RaftTiming {
 }
 
 /// Everything `Registry::open` needs besides the clock and the sink.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct RegistryConfig {
     pub node_id: NodeId,
     pub node: TetherNode,
@@ -85,6 +86,8 @@ pub struct RegistryConfig {
     pub snapshot_every: u64,
     /// How often the leader proposes `Command::Expire`.
     pub expire_interval: Duration,
+    /// Peer transport settings (TLS, timeouts) used to reach other members.
+    pub transport: Arc<TransportConfig>,
 }
 
 impl RegistryConfig {
@@ -97,6 +100,7 @@ impl RegistryConfig {
             timing: RaftTiming::lan(),
             snapshot_every: 5000,
             expire_interval: Duration::from_secs(60),
+            transport: Arc::new(TransportConfig::new(node_id, None)),
         }
     }
 }
@@ -147,20 +151,25 @@ impl From<crate::StorageError> for RegistryError {
     }
 }
 
-struct Inner {
-    raft: Raft,
+pub(crate) struct Inner {
+    pub(crate) raft: Raft,
     machine: StateMachine,
-    node_id: NodeId,
-    node: TetherNode,
-    clock: SharedClock,
+    pub(crate) node_id: NodeId,
+    pub(crate) node: TetherNode,
+    pub(crate) clock: SharedClock,
     stop: watch::Sender<bool>,
     expirer: tokio::sync::Mutex<Option<JoinHandle<()>>>,
+    pub(crate) pool: PeerPool,
+    /// Base of `last_leader_contact_ms` (a monotonic clock, never the wall clock).
+    pub(crate) started: tokio::time::Instant,
+    /// Ms after `started` when a current leader last reached us; `u64::MAX` = never.
+    pub(crate) last_leader_contact_ms: std::sync::atomic::AtomicU64,
 }
 
 /// The registry handle; clones share one Raft instance.
 #[derive(Clone)]
 pub struct Registry {
-    inner: Arc<Inner>,
+    pub(crate) inner: Arc<Inner>,
 }
 
 impl Registry {
@@ -188,10 +197,11 @@ impl Registry {
         }
         .validate()
         .map_err(|e| RegistryError::Fatal(format!("raft config: {e}")))?;
+        let pool = PeerPool::new(cfg.transport.clone());
         let raft = Raft::new(
             cfg.node_id,
             Arc::new(config),
-            SingleNodeNetwork,
+            PeerNetwork { pool: pool.clone() },
             log,
             machine.clone(),
         )
@@ -214,6 +224,9 @@ impl Registry {
                 clock,
                 stop,
                 expirer: tokio::sync::Mutex::new(Some(expirer)),
+                pool,
+                started: tokio::time::Instant::now(),
+                last_leader_contact_ms: std::sync::atomic::AtomicU64::new(u64::MAX),
             }),
         })
     }
@@ -249,13 +262,14 @@ impl Registry {
         metrics.current_leader.ok_or(RegistryError::Timeout)
     }
 
-    /// Stamp `at_ms` from the clock, client_write, return after commit+apply on this (leader) node.
-    pub async fn propose(
+    /// Proposes on this node, which must lead; `at_ms` is the original request's time.
+    pub(crate) async fn propose_here(
         &self,
         command: Command,
         traceparent: Option<String>,
+        at_ms: u64,
     ) -> Result<Committed, RegistryError> {
-        propose(&self.inner.raft, &self.inner.clock, command, traceparent).await
+        propose_at(&self.inner.raft, at_ms, command, traceparent).await
     }
 
     /// Runs `f` on this node's copy of the registry (as of its last applied entry).
@@ -304,15 +318,15 @@ impl Registry {
     }
 }
 
-/// Proposes one command stamped with the clock's time, bounded by [`PROPOSE_TIMEOUT`].
-async fn propose(
+/// Proposes one command stamped with `at_ms`, bounded by [`PROPOSE_TIMEOUT`].
+async fn propose_at(
     raft: &Raft,
-    clock: &SharedClock,
+    at_ms: u64,
     command: Command,
     traceparent: Option<String>,
 ) -> Result<Committed, RegistryError> {
     let envelope = Envelope {
-        at_ms: clock.now_ms(),
+        at_ms,
         traceparent,
         command,
     };
@@ -356,7 +370,7 @@ async fn expire_loop(
             continue;
         }
         // A failure (lost leadership, timeout) is retried at the next tick; nothing is lost.
-        if let Err(e) = propose(&raft, &clock, Command::Expire, None).await {
+        if let Err(e) = propose_at(&raft, clock.now_ms(), Command::Expire, None).await {
             tracing::debug!(error = %e, "registry expiry proposal failed");
         }
     }

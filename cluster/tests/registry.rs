@@ -200,10 +200,10 @@ async fn propose_before_bootstrap_is_not_leader() {
         "{err:?}"
     );
     let status = registry.status();
-    assert_eq!(
-        (status.node_id, status.leader, status.role),
-        (1, None, "learner")
-    );
+    assert_eq!((status.node_id, status.leader), (1, None));
+    // An uninitialized node has no role in any cluster yet (openraft reports it as a
+    // learner or, briefly after start, a follower).
+    assert!(matches!(status.role, "learner" | "follower"), "{}", status.role);
     registry.shutdown().await.unwrap();
 }
 

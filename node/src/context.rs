@@ -44,6 +44,8 @@ pub struct NodeCtx {
     pub audit: Audit,
     pub clock: SharedClock,
     pub conn: ConnSettings,
+    /// Set while the node is cut off from the registry (fail closed).
+    pub isolation: crate::isolation::Isolation,
 }
 
 /// Registry view used by the authenticator to find tenant configs.

@@ -17,6 +17,9 @@
 //! - `limits`: connection caps and handshake rate per IP.
 //! - `metrics`, `audit`: Prometheus text and the JSON audit log.
 //! - `tls`: rustls acceptor for `wss`.
+//! - `peer`, `peer_app`: peer transport settings and node-level RPCs between nodes.
+//! - `isolation`: the registry lease; fail closed (4111) when cut off from the quorum.
+//! - `reap`: closing registry sessions this node owns but no longer holds.
 
 pub mod admin;
 pub mod audit;
@@ -29,9 +32,13 @@ pub mod dev;
 pub mod directory;
 pub mod dispatch;
 pub mod gateway;
+pub mod isolation;
 pub mod limits;
 pub mod metrics;
+pub mod peer;
+pub mod peer_app;
 pub mod perms;
 pub mod protocol;
+pub mod reap;
 pub mod server;
 pub mod tls;

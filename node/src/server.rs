@@ -27,13 +27,18 @@ use crate::gateway::{self, Gateway};
 use crate::limits::Limits;
 use crate::metrics::Metrics;
 use crate::protocol::CloseCode;
-use crate::tls;
+use crate::peer_app::PeerApp;
+use crate::{isolation, peer, tls};
 
 /// Listeners bound by the caller.
 pub struct Listeners {
     pub client: std::net::TcpListener,
     pub admin: std::net::TcpListener,
+    pub peer: std::net::TcpListener,
 }
+
+/// How long a joining node keeps trying its seeds before giving up.
+const JOIN_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// How long shutdown waits for connections to close before stopping the registry.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -71,29 +76,22 @@ pub async fn run(
         Timing::Lan => RaftTiming::lan(),
         Timing::CrossRegion => RaftTiming::cross_region(),
     };
-    let node = TetherNode {
-        addr: config.listen.peer.clone(),
-        region: config.node.region.clone(),
+    let advertise = match &config.cluster.advertise {
+        Some(a) => a.clone(),
+        None => listeners.peer.local_addr()?.to_string(),
     };
+    let node = TetherNode { addr: advertise, region: config.node.region.clone() };
+    let (transport, serve_peers) = peer::transport_config(&config)?;
     let mut rc = RegistryConfig::new(config.node.id, node, config.node.data_dir.clone());
     rc.timing = timing;
     rc.snapshot_every = config.raft.snapshot_every;
     rc.expire_interval = Duration::from_secs(config.session.expire_interval_secs);
+    rc.transport = transport.clone();
     std::fs::create_dir_all(&config.node.data_dir)
         .with_context(|| format!("creating data dir {}", config.node.data_dir.display()))?;
     let registry = Registry::open(rc, clock.clone(), dispatcher.clone())
         .await
         .context("opening the registry")?;
-    registry
-        .bootstrap_if_new()
-        .await
-        .context("bootstrapping the registry")?;
-    registry
-        .wait_for_leader(Duration::from_secs(30))
-        .await
-        .context("waiting for a leader")?;
-    sync_tenants(&registry, &config).await?;
-    reap_own_sessions(&registry, config.node.id).await;
 
     let settings = AuthSettings {
         leeway_secs: config.auth.leeway_secs,
@@ -121,8 +119,35 @@ pub async fn run(
         audit,
         clock,
         conn: conn_settings(&config),
+        isolation: Default::default(),
     });
     dispatcher.attach(&ctx);
+
+    // Peers must be served before joining: the leader replicates to us while we join.
+    let peer_stop = CancellationToken::new();
+    let peer_task = if serve_peers {
+        let app = Arc::new(PeerApp { ctx: Arc::downgrade(&ctx), dispatch: dispatcher.log.clone() });
+        let service = Arc::new(registry.peer_service(app));
+        listeners.peer.set_nonblocking(true)?;
+        let l = TcpListener::from_std(listeners.peer)?;
+        Some(tokio::spawn(tether_cluster::transport::serve(l, transport, service, peer_stop.clone())))
+    } else {
+        tracing::info!("peer listener disabled: no [tls] peer_* files and insecure_peer = false (single node)");
+        drop(listeners.peer);
+        None
+    };
+    if config.cluster.join.is_empty() {
+        registry.bootstrap_if_new().await.context("bootstrapping the registry")?;
+    } else {
+        tracing::info!(seeds = ?config.cluster.join, voter = config.cluster.voter, "joining the cluster");
+        registry
+            .join(&config.cluster.join, config.cluster.voter, JOIN_TIMEOUT)
+            .await
+            .context("joining the cluster through cluster.join")?;
+    }
+    registry.wait_for_leader(Duration::from_secs(30)).await.context("waiting for a leader")?;
+    sync_tenants(&registry, &config).await?;
+    crate::reap::reap_orphans(&ctx).await;
     let (supervisor, supervisor_join) = Actor::spawn(None, SessionSupervisor, ctx.clone())
         .await
         .context("starting the session supervisor")?;
@@ -170,6 +195,14 @@ pub async fn run(
             gc_limits.gc();
         }
     });
+    let (lease_ms, grace_ms) = config.cluster.isolation_ms();
+    let iso_stop = CancellationToken::new();
+    let iso_task = tokio::spawn(isolation::monitor(
+        ctx.clone(),
+        Duration::from_millis(lease_ms),
+        Duration::from_millis(grace_ms),
+        iso_stop.clone(),
+    ));
     ready.store(true, Ordering::Release);
     tracing::info!(node = ctx.node_id, "node ready");
 
@@ -194,11 +227,17 @@ pub async fn run(
     )
     .await;
     gc.abort();
+    iso_stop.cancel();
+    let _ = iso_task.await;
     supervisor.stop(None);
     let _ = supervisor_join.await;
     admin_stop.cancel();
     let _ = tokio::task::spawn_blocking(move || admin_thread.join()).await;
     registry.shutdown().await.context("stopping the registry")?;
+    peer_stop.cancel();
+    if let Some(t) = peer_task {
+        let _ = t.await;
+    }
     Ok(())
 }
 
@@ -217,34 +256,6 @@ async fn sync_tenants(registry: &Registry, config: &Config) -> anyhow::Result<()
         }
     }
     Ok(())
-}
-
-/// A node that (re)starts holds no connections, so any session the registry still lists as
-/// owned by it was cut off by a crash: close them, so they stop counting against per-user caps
-/// and stop showing as live.
-async fn reap_own_sessions(registry: &Registry, node_id: u64) {
-    let ids: Vec<String> = registry.read(|s| {
-        s.tenants()
-            .flat_map(|t| s.sessions_of_tenant(&t.config.id))
-            .filter(|r| r.node == node_id)
-            .map(|r| r.session_id.clone())
-            .collect()
-    });
-    if !ids.is_empty() {
-        tracing::info!(
-            count = ids.len(),
-            "closing sessions left over from before a restart"
-        );
-    }
-    for session_id in ids {
-        if let Err(e) = registry
-            .propose(Command::CloseSession { session_id }, None)
-            .await
-        {
-            tracing::warn!(error = %e, "could not close a leftover session");
-            return;
-        }
-    }
 }
 
 fn spawn_admin(

@@ -38,17 +38,54 @@ pub fn tether_bin() -> PathBuf {
 /// The test node's config: one tenant `acme` (HS256 + optional JWKS), one admin key, short
 /// timeouts so expiry/idle paths run in seconds. `extra` is appended verbatim (TOML).
 pub fn config_toml(data_dir: &Path, limits: &str, extra_tenant: &str) -> String {
+    let spec = NodeSpec { limits: limits.to_owned(), extra_tenant: extra_tenant.to_owned(), ..Default::default() };
+    config_toml_spec(data_dir, &spec)
+}
+
+/// What differs between test nodes; `cluster`, `tls`, `limits` and `extra_tenant` are TOML
+/// lines placed in their sections.
+#[derive(Clone, Debug)]
+pub struct NodeSpec {
+    pub id: u64,
+    pub region: String,
+    pub cluster: String,
+    pub tls: String,
+    pub limits: String,
+    pub extra_tenant: String,
+}
+
+impl Default for NodeSpec {
+    fn default() -> Self {
+        NodeSpec {
+            id: 1,
+            region: "test-1".into(),
+            cluster: String::new(),
+            tls: String::new(),
+            limits: String::new(),
+            extra_tenant: String::new(),
+        }
+    }
+}
+
+pub fn config_toml_spec(data_dir: &Path, spec: &NodeSpec) -> String {
+    let NodeSpec { id, region, cluster, tls, limits, extra_tenant } = spec;
     format!(
         r#"
 [node]
-id = 1
-region = "test-1"
+id = {id}
+region = "{region}"
 data_dir = "{data}"
 
 [listen]
 client = "127.0.0.1:0"
 admin = "127.0.0.1:0"
 peer = "127.0.0.1:0"
+
+[cluster]
+{cluster}
+
+[tls]
+{tls}
 
 [auth]
 leeway_secs = 0
@@ -87,6 +124,8 @@ pub struct TestNode {
     child: Option<Child>,
     pub client_addr: String,
     pub admin_addr: String,
+    pub peer_addr: String,
+    pub id: u64,
     /// Everything the node printed on stdout (audit lines etc.), collected in the background.
     pub stdout: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
@@ -99,29 +138,54 @@ impl TestNode {
 
     /// Starts a node with extra `[limits]` lines and extra tenant keys (TOML).
     pub async fn start_with(limits: &str, extra_tenant: &str) -> TestNode {
+        let spec = NodeSpec { limits: limits.to_owned(), extra_tenant: extra_tenant.to_owned(), ..Default::default() };
+        Self::start_spec(&spec).await
+    }
+
+    /// Starts a node from `spec`, waits until it is ready, then pins its ports in the config
+    /// so a restart comes back on the same addresses (as a real deployment would).
+    pub async fn start_spec(spec: &NodeSpec) -> TestNode {
+        let mut n = Self::create(spec);
+        n.spawn().await;
+        n.pin_ports();
+        n
+    }
+
+    /// Writes the config of `spec` into a fresh temp dir without starting anything.
+    pub fn create(spec: &NodeSpec) -> TestNode {
         let dir = tempfile::tempdir().expect("tempdir");
         let config_path = dir.path().join("tether.toml");
         let data = dir.path().join("data");
-        std::fs::write(&config_path, config_toml(&data, limits, extra_tenant))
-            .expect("write config");
-        let mut n = TestNode {
+        std::fs::write(&config_path, config_toml_spec(&data, spec)).expect("write config");
+        TestNode {
             dir,
             config_path,
             child: None,
             client_addr: String::new(),
             admin_addr: String::new(),
+            peer_addr: String::new(),
             stdout: Default::default(),
-        };
-        n.spawn().await;
-        n
+            id: spec.id,
+        }
     }
 
-    /// (Re)starts the process on the same config and data dir.
-    pub async fn spawn(&mut self) {
+    /// Rewrites the `[listen]` addresses of the config to the ports bound now.
+    pub fn pin_ports(&self) {
+        let text = std::fs::read_to_string(&self.config_path).expect("read config");
+        let text = text
+            .replacen("client = \"127.0.0.1:0\"", &format!("client = \"{}\"", self.client_addr), 1)
+            .replacen("admin = \"127.0.0.1:0\"", &format!("admin = \"{}\"", self.admin_addr), 1)
+            .replacen("peer = \"127.0.0.1:0\"", &format!("peer = \"{}\"", self.peer_addr), 1);
+        std::fs::write(&self.config_path, text).expect("write config");
+    }
+
+    /// (Re)starts the process on the same config and data dir; returns once it has bound its
+    /// listeners (not necessarily ready: a node that is joining or cut off is not).
+    pub async fn spawn_no_wait(&mut self) {
         let bin = tether_bin();
         let config = self.config_path.clone();
         let stdout = self.stdout.clone();
-        let (child, client, admin) = tokio::task::spawn_blocking(move || {
+        let (child, client, admin, peer) = tokio::task::spawn_blocking(move || {
             let mut child = Command::new(bin)
                 .args(["serve", "--config"])
                 .arg(&config)
@@ -141,6 +205,7 @@ impl TestNode {
                 if let Some(rest) = line.strip_prefix("tether listening ") {
                     let mut client = None;
                     let mut admin = None;
+                    let mut peer = None;
                     for kv in rest.split_whitespace() {
                         if let Some(v) = kv.strip_prefix("client=") {
                             client = Some(v.to_owned());
@@ -148,8 +213,11 @@ impl TestNode {
                         if let Some(v) = kv.strip_prefix("admin=") {
                             admin = Some(v.to_owned());
                         }
+                        if let Some(v) = kv.strip_prefix("peer=") {
+                            peer = Some(v.to_owned());
+                        }
                     }
-                    addrs = client.zip(admin);
+                    addrs = client.zip(admin).zip(peer);
                     break;
                 }
             }
@@ -159,14 +227,20 @@ impl TestNode {
                     stdout.lock().unwrap_or_else(|p| p.into_inner()).push(line);
                 }
             });
-            let (c, a) = addrs.expect("tether did not print its listening line");
-            (child, c, a)
+            let ((c, a), p) = addrs.expect("tether did not print its listening line");
+            (child, c, a, p)
         })
         .await
         .expect("spawn task");
         self.child = Some(child);
         self.client_addr = client;
         self.admin_addr = admin;
+        self.peer_addr = peer;
+    }
+
+    /// (Re)starts the process and waits until `/readyz` says ready.
+    pub async fn spawn(&mut self) {
+        self.spawn_no_wait().await;
         self.wait_ready().await;
     }
 

@@ -12,6 +12,12 @@ use serde_json::{Value, json};
 use super::AdminState;
 use super::error::ApiError;
 use super::principal::Admin;
+use crate::peer_app;
+use tether_cluster::TetherNode;
+use tether_cluster::rpc::MembershipChange;
+
+/// How long `GET /v1/cluster` waits for each node's own view.
+const STATUS_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
 
 pub async fn livez() -> impl IntoResponse {
     (StatusCode::OK, Json(json!({"status": "ok"})))
@@ -19,12 +25,13 @@ pub async fn livez() -> impl IntoResponse {
 
 pub async fn readyz(State(st): State<Arc<AdminState>>) -> impl IntoResponse {
     let leader = st.ctx.registry.status().leader.is_some();
-    if st.ready.load(Ordering::Acquire) && leader {
+    let isolated = st.ctx.isolation.is_isolated();
+    if st.ready.load(Ordering::Acquire) && leader && !isolated {
         (StatusCode::OK, Json(json!({"ready": true})))
     } else {
         (
             StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"ready": false, "leader": leader})),
+            Json(json!({"ready": false, "leader": leader, "isolated": isolated})),
         )
     }
 }
@@ -58,24 +65,43 @@ pub async fn cluster(
     admin: Admin,
 ) -> Result<Json<Value>, ApiError> {
     admin.require_cluster()?;
-    let s = st.ctx.registry.status();
-    let metrics = st.ctx.registry.raft().metrics().borrow().clone();
-    let membership = metrics.membership_config.membership();
-    let voters: Vec<u64> = membership.voter_ids().collect();
-    let nodes: Vec<Value> = membership
-        .nodes()
-        .map(|(id, n)| {
-            let role = if Some(*id) == s.leader {
-                "leader"
-            } else if !voters.contains(id) {
-                "learner"
-            } else if *id == s.node_id {
-                s.role
-            } else {
-                "follower"
-            };
-            let applied = if *id == s.node_id { json!(s.applied_index) } else { Value::Null };
-            json!({"id": id, "addr": n.addr, "region": n.region, "role": role, "applied_index": applied})
+    let ctx = &st.ctx;
+    let s = ctx.registry.status();
+    let members = ctx.registry.members();
+    // Each node reports its own role and applied index; a node that does not answer in time
+    // is listed with `reachable: false`.
+    let views = futures_util::future::join_all(members.iter().map(|m| async move {
+        if m.id == ctx.node_id {
+            Ok(peer_app::local_status(ctx))
+        } else {
+            peer_app::status_of(ctx, m.id, STATUS_TIMEOUT).await
+        }
+    }))
+    .await;
+    let nodes: Vec<Value> = members
+        .iter()
+        .zip(views)
+        .map(|(m, view)| {
+            let mut n = json!({"id": m.id, "addr": m.node.addr, "region": m.node.region, "voter": m.voter});
+            match view {
+                Ok(v) => {
+                    let role = if Some(m.id) == s.leader { "leader".to_owned() } else { v.role };
+                    n["role"] = json!(role);
+                    n["applied_index"] = json!(v.applied_index);
+                    n["term"] = json!(v.term);
+                    n["isolated"] = json!(v.isolated);
+                    n["connections"] = json!(v.connections);
+                    n["reachable"] = json!(true);
+                }
+                Err(e) => {
+                    let role = if m.voter { "follower" } else { "learner" };
+                    n["role"] = json!(role);
+                    n["applied_index"] = Value::Null;
+                    n["reachable"] = json!(false);
+                    n["error"] = json!(e);
+                }
+            }
+            n
         })
         .collect();
     Ok(Json(json!({
@@ -84,4 +110,50 @@ pub async fn cluster(
         "commit_index": s.commit_index,
         "nodes": nodes,
     })))
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MemberBody {
+    node_id: u64,
+    addr: String,
+    #[serde(default)]
+    voter: bool,
+    #[serde(default)]
+    region: Option<String>,
+}
+
+/// `POST /v1/cluster/members`: add a learner (or update its address), promote with
+/// `voter: true`. Answers after the membership entry committed.
+pub async fn add_member(
+    State(st): State<Arc<AdminState>>,
+    admin: Admin,
+    body: axum::body::Bytes,
+) -> Result<Json<Value>, ApiError> {
+    admin.require_cluster()?;
+    let b: MemberBody = super::parse_body(&body)?;
+    if b.node_id == 0 || b.addr.rsplit_once(':').is_none_or(|(_, p)| p.parse::<u16>().is_err()) {
+        return Err(ApiError::bad_request("node_id must be > 0 and addr host:port"));
+    }
+    let registry = &st.ctx.registry;
+    let known = registry.members().into_iter().find(|m| m.id == b.node_id);
+    let region = b.region.or_else(|| known.as_ref().map(|m| m.node.region.clone())).unwrap_or_default();
+    let mut index = 0;
+    if known.as_ref().is_none_or(|m| m.node.addr != b.addr) {
+        let node = TetherNode { addr: b.addr.clone(), region };
+        index = registry
+            .change_membership(MembershipChange::AddLearner { node_id: b.node_id, node })
+            .await?;
+    }
+    if b.voter && !known.as_ref().is_some_and(|m| m.voter) {
+        index = registry.change_membership(MembershipChange::Promote { node_ids: vec![b.node_id] }).await?;
+    }
+    st.ctx.audit.emit(crate::audit::AuditRecord {
+        kind: "membership",
+        operator: Some(admin.sub()),
+        reason: Some(if b.voter { "voter" } else { "learner" }),
+        commit_index: Some(index),
+        ..Default::default()
+    });
+    Ok(Json(json!({ "commit_index": index, "node_id": b.node_id, "voter": b.voter })))
 }

@@ -47,6 +47,7 @@ pub fn router(state: Arc<AdminState>) -> Router {
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
         .route("/v1/cluster", get(health::cluster))
+        .route("/v1/cluster/members", post(health::add_member))
         .route("/v1/sessions/{sid}", get(sessions::get_session))
         .route("/v1/sessions/{sid}/revoke", post(sessions::revoke))
         .route(
@@ -95,6 +96,36 @@ pub(crate) fn wait_closed(query: Option<&str>) -> Result<bool, ApiError> {
     Ok(wait)
 }
 
+/// Collects, from this node and from every node that owned an affected session, how many
+/// connections entry `index` closed (each node first applies the entry, then waits for its
+/// actors to close). Returns (closed, still pending).
+async fn wait_closed_everywhere(st: &AdminState, events: &[RegistryEvent], index: u64) -> (usize, usize) {
+    let ctx = &st.ctx;
+    let deadline = Instant::now() + WAIT_CLOSED_TIMEOUT;
+    let mut owners: std::collections::BTreeSet<u64> =
+        events.iter().flat_map(|e| e.sessions()).map(|s| s.node).collect();
+    owners.remove(&ctx.node_id);
+    let local = async {
+        if ctx.registry.wait_applied(index, WAIT_CLOSED_TIMEOUT).await.is_err() {
+            return (0, 0);
+        }
+        let ids = st.dispatch.closed_by(index);
+        let closed = ctx.directory.wait_gone(&ids, deadline).await;
+        (closed, ids.len() - closed)
+    };
+    let remote = futures_util::future::join_all(owners.into_iter().map(|id| async move {
+        match crate::peer_app::wait_closed_on(ctx, id, index, WAIT_CLOSED_TIMEOUT).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(node = id, error = %e, "no close acks from a node");
+                (0, 1)
+            }
+        }
+    }));
+    let (l, r) = tokio::join!(local, remote);
+    r.into_iter().fold(l, |(c, p), (c2, p2)| (c + c2, p + p2))
+}
+
 /// Proposes a mutation and answers `{"commit_index"}` once committed, plus `closed` and
 /// `propagation_ms` with `wait`. A `NotFound` from apply becomes 404.
 pub(crate) async fn commit(
@@ -114,16 +145,11 @@ pub(crate) async fn commit(
     }
     let mut body = json!({ "commit_index": c.index });
     if wait {
-        let ids = st.dispatch.closed_by(c.index);
-        let closed = st
-            .ctx
-            .directory
-            .wait_gone(&ids, Instant::now() + WAIT_CLOSED_TIMEOUT)
-            .await;
+        let (closed, pending) = wait_closed_everywhere(st, &c.events, c.index).await;
         body["closed"] = json!(closed);
         body["propagation_ms"] = json!(started.elapsed().as_secs_f64() * 1000.0);
-        if closed < ids.len() {
-            body["pending"] = json!(ids.len() - closed);
+        if pending > 0 {
+            body["pending"] = json!(pending);
         }
     }
     Ok((c.index, c.events, body))

@@ -1,6 +1,7 @@
 //! The `tether` command line: `serve`, `token`, `admin`.
 
 mod admin;
+mod certs;
 mod serve;
 mod token;
 
@@ -28,6 +29,8 @@ enum Cmd {
     Token(token::TokenArgs),
     /// Call the admin API.
     Admin(admin::AdminArgs),
+    /// Make a dev CA and node certificates for peer mutual TLS.
+    Certs(certs::CertsArgs),
 }
 
 /// Exit code for an invalid config (and other bad command-line input).
@@ -44,6 +47,7 @@ pub fn main() -> ExitCode {
         Cmd::Serve(a) => serve::run(a),
         Cmd::Token(a) => token::run(a),
         Cmd::Admin(a) => admin::run(a),
+        Cmd::Certs(a) => certs::run(a),
     }
 }
 

@@ -86,8 +86,11 @@ async fn serve(config: &mut Config, dev_mode: bool) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("binding listen.client {}: {e}", config.listen.client))?;
     let admin = std::net::TcpListener::bind(&config.listen.admin)
         .map_err(|e| anyhow::anyhow!("binding listen.admin {}: {e}", config.listen.admin))?;
+    let peer = std::net::TcpListener::bind(&config.listen.peer)
+        .map_err(|e| anyhow::anyhow!("binding listen.peer {}: {e}", config.listen.peer))?;
     let client_addr = client.local_addr()?;
     let admin_addr = admin.local_addr()?;
+    let peer_addr = peer.local_addr()?;
     let scheme = if config.tls.client_cert.is_some() {
         "wss"
     } else {
@@ -104,7 +107,7 @@ async fn serve(config: &mut Config, dev_mode: bool) -> anyhow::Result<()> {
         print_dev_banner(config, &keys, &client_addr.to_string(), scheme);
     }
     // One machine-readable line; the test harness reads the bound ports from it.
-    println!("tether listening client={client_addr} admin={admin_addr}");
+    println!("tether listening client={client_addr} admin={admin_addr} peer={peer_addr}");
     let shutdown = CancellationToken::new();
     let s = shutdown.clone();
     tokio::spawn(async move {
@@ -113,7 +116,7 @@ async fn serve(config: &mut Config, dev_mode: bool) -> anyhow::Result<()> {
     });
     server::run(
         config.clone(),
-        Listeners { client, admin },
+        Listeners { client, admin, peer },
         Arc::new(SystemClock),
         shutdown,
     )

@@ -16,8 +16,10 @@ use super::{Config, ConfigError, TlsSection};
 
 /// `TETHER_…` variables that are not config keys and are ignored here: the CLI's config
 /// path, the log filter, and test/chaos harness settings.
-pub const NON_CONFIG_ENV: [&str; 4] = [
+pub const NON_CONFIG_ENV: [&str; 6] = [
     "TETHER_CONFIG",
+    "TETHER_ADMIN_URL",
+    "TETHER_ADMIN_TOKEN",
     "TETHER_LOG",
     "TETHER_BIN",
     "TETHER_CHAOS_NETNS",

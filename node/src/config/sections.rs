@@ -70,6 +70,14 @@ pub struct ClusterSection {
     pub timing: Timing,
     /// Plaintext peer links (dev/test only).
     pub insecure_peer: bool,
+    /// Peer address other members use to reach this node (`host:port`). Default: the bound
+    /// `listen.peer` address (with its real port when it was 0).
+    pub advertise: Option<String>,
+    /// Past this long without a working registry (no quorum ack as leader, no leader contact
+    /// otherwise) the node refuses new connections and resumes. Default: by `timing`.
+    pub isolation_lease_ms: Option<u64>,
+    /// This long after the lease ran out the node closes its clients with 4111.
+    pub isolation_grace_ms: Option<u64>,
 }
 
 impl Default for ClusterSection {
@@ -79,7 +87,23 @@ impl Default for ClusterSection {
             voter: true,
             timing: Timing::Lan,
             insecure_peer: false,
+            advertise: None,
+            isolation_lease_ms: None,
+            isolation_grace_ms: None,
         }
+    }
+}
+
+impl ClusterSection {
+    /// (lease, grace) in ms. LAN: 1000 + 1500, so a cut-off node stops serving revoked
+    /// sessions within 2.5 s (plus one 100 ms check) — an election takes 0.3-0.6 s, so a
+    /// healthy cluster never trips it. Cross-region: 4000 + 3000, above the 1.5-3 s elections.
+    pub fn isolation_ms(&self) -> (u64, u64) {
+        let (lease, grace) = match self.timing {
+            Timing::Lan => (1000, 1500),
+            Timing::CrossRegion => (4000, 3000),
+        };
+        (self.isolation_lease_ms.unwrap_or(lease), self.isolation_grace_ms.unwrap_or(grace))
     }
 }
 

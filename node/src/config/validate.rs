@@ -74,6 +74,19 @@ impl Config {
     }
 
     fn check_cluster_and_tls(&self) -> Result<(), ConfigError> {
+        if let Some(a) = &self.cluster.advertise {
+            check_host_port(a).map_err(|m| ConfigError::new("cluster.advertise", m))?;
+        }
+        for (key, v) in [
+            ("cluster.isolation_lease_ms", self.cluster.isolation_lease_ms),
+            ("cluster.isolation_grace_ms", self.cluster.isolation_grace_ms),
+        ] {
+            if let Some(v) = v
+                && !(100..=600_000).contains(&v)
+            {
+                return Err(ConfigError::new(key, "must be between 100 and 600000 ms"));
+            }
+        }
         for (i, addr) in self.cluster.join.iter().enumerate() {
             check_host_port(addr).map_err(|m| ConfigError::new(format!("cluster.join[{i}]"), m))?;
         }

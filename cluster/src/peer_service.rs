@@ -1,0 +1,78 @@
+//! The server side of the peer transport: answers Raft RPCs, forwarded writes and membership
+//! changes, and hands node-level (`App`) requests to the node.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use openraft::raft::AppendEntriesResponse;
+
+use crate::NodeId;
+use crate::registry::Registry;
+use crate::rpc::{PeerRequest, PeerResponse, RemoteCommitted, RemoteError};
+use crate::transport::Handler;
+
+/// Node-level RPCs carried opaquely by the registry's transport (the node crate encodes them).
+pub trait AppRpc: Send + Sync + 'static {
+    fn handle(&self, from: NodeId, body: Vec<u8>) -> Pin<Box<dyn Future<Output = Vec<u8>> + Send>>;
+}
+
+pub struct PeerService {
+    pub(crate) registry: Registry,
+    pub(crate) app: Arc<dyn AppRpc>,
+}
+
+impl Handler<PeerRequest, PeerResponse> for PeerService {
+    fn handle(&self, from: NodeId, req: PeerRequest) -> impl Future<Output = PeerResponse> + Send {
+        let registry = self.registry.clone();
+        let app = self.app.clone();
+        async move {
+            let raft = registry.raft();
+            match req {
+                PeerRequest::AppendEntries(rpc) => {
+                    let r = raft.append_entries(rpc).await;
+                    // Only a leader of the current term gets Success/PartialSuccess/Conflict;
+                    // a deposed one gets HigherVote. That is what the isolation lease counts.
+                    if matches!(
+                        r,
+                        Ok(AppendEntriesResponse::Success
+                            | AppendEntriesResponse::PartialSuccess(_)
+                            | AppendEntriesResponse::Conflict)
+                    ) {
+                        registry.touch_leader_contact();
+                    }
+                    PeerResponse::AppendEntries(r)
+                }
+                PeerRequest::Vote(rpc) => PeerResponse::Vote(raft.vote(rpc).await),
+                PeerRequest::InstallSnapshot(rpc) => {
+                    let r = raft.install_snapshot(rpc).await;
+                    if r.is_ok() {
+                        registry.touch_leader_contact();
+                    }
+                    PeerResponse::InstallSnapshot(r)
+                }
+                PeerRequest::Propose {
+                    command,
+                    traceparent,
+                    at_ms,
+                } => {
+                    let r = registry.propose_here(command, traceparent, at_ms).await;
+                    PeerResponse::Propose(
+                        r.map(|c| RemoteCommitted {
+                            index: c.index,
+                            events: c.events,
+                        })
+                        .map_err(RemoteError::from),
+                    )
+                }
+                PeerRequest::Membership(change) => {
+                    // Membership requests may arrive at any member (a joining node only knows
+                    // its seeds): forward like a client would.
+                    let r = registry.change_membership(change).await;
+                    PeerResponse::Membership(r.map_err(RemoteError::from))
+                }
+                PeerRequest::App(body) => PeerResponse::App(app.handle(from, body).await),
+            }
+        }
+    }
+}

@@ -1,0 +1,85 @@
+//! Fail closed when cut off (DESIGN §4): a node that cannot hear from a Raft quorum cannot
+//! learn of revocations, so past `isolation_lease` it refuses new connections and resumes
+//! (close 4111, `/readyz` false), and past `isolation_lease + isolation_grace` it closes its
+//! clients with 4111 so they re-home on a healthy node. It recovers by itself.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::conn::ConnMsg;
+use crate::context::NodeCtx;
+use crate::protocol::CloseCode;
+
+/// How often the lease is checked; adds at most this much to the stale-authorization bound.
+pub const CHECK_EVERY: Duration = Duration::from_millis(100);
+
+/// Shared isolation state, read by the gateway and `/readyz`. Starts isolated: a node has
+/// not proven it reaches a quorum until the monitor's first check says so.
+pub struct Isolation {
+    isolated: AtomicBool,
+}
+
+impl Default for Isolation {
+    fn default() -> Self {
+        Isolation { isolated: AtomicBool::new(true) }
+    }
+}
+
+impl Isolation {
+    pub fn is_isolated(&self) -> bool {
+        self.isolated.load(Ordering::Acquire)
+    }
+}
+
+/// Whether this node alone is the whole voting membership (then it is its own quorum).
+fn sole_voter(ctx: &NodeCtx) -> bool {
+    let members = ctx.registry.members();
+    let voters: Vec<_> = members.iter().filter(|m| m.voter).collect();
+    voters.len() == 1 && voters[0].id == ctx.node_id
+}
+
+/// Watches the registry lease until `stop`.
+pub async fn monitor(
+    ctx: Arc<NodeCtx>,
+    lease: Duration,
+    grace: Duration,
+    stop: CancellationToken,
+) {
+    let mut ticks = tokio::time::interval(CHECK_EVERY);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut closed_all = false;
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = ticks.tick() => {}
+        }
+        let age = if sole_voter(&ctx) { Some(Duration::ZERO) } else { ctx.registry.lease_age() };
+        let age = age.unwrap_or(Duration::MAX);
+        let isolated = age > lease;
+        let was = ctx.isolation.isolated.swap(isolated, Ordering::AcqRel);
+        if isolated != was {
+            if isolated {
+                tracing::warn!(lease_ms = lease.as_millis() as u64, "registry lease lost: refusing new connections");
+                ctx.metrics.inc("tether_isolation_total", &[("event", "isolated")]);
+            } else {
+                tracing::info!("registry lease regained: serving again");
+                ctx.metrics.inc("tether_isolation_total", &[("event", "recovered")]);
+                closed_all = false;
+                let ctx = ctx.clone();
+                tokio::spawn(async move { crate::reap::reap_orphans(&ctx).await });
+            }
+        }
+        if isolated && !closed_all && age > lease.saturating_add(grace) {
+            closed_all = true;
+            let sessions = ctx.directory.all();
+            tracing::warn!(count = sessions.len(), "registry unreachable past grace: closing clients 4111");
+            for (_, e) in sessions {
+                // Not a registry-side end: the session stays in the registry for resume.
+                let _ = e.actor.cast(ConnMsg::Close { code: CloseCode::RegistryUnavailable, registry: true });
+            }
+        }
+    }
+}

@@ -1,0 +1,83 @@
+//! `TestCluster`: several `tether` processes on loopback forming one cluster over mutual TLS
+//! (certificates made by `tether certs`), node 1 bootstrapping and the others joining.
+
+use std::process::Command;
+
+use serde_json::Value;
+
+use crate::admin::call;
+use crate::node::{NodeSpec, TestNode, tether_bin};
+
+pub struct TestCluster {
+    pub certs: tempfile::TempDir,
+    pub nodes: Vec<TestNode>,
+}
+
+/// `[tls]` lines for node `id` using the certificates in `dir`.
+pub fn tls_lines(dir: &std::path::Path, id: u64) -> String {
+    let d = dir.display();
+    format!("peer_ca = \"{d}/ca.pem\"\npeer_cert = \"{d}/n{id}.pem\"\npeer_key = \"{d}/n{id}-key.pem\"")
+}
+
+/// Makes a dev CA and certificates for nodes n1..=n`count` in `dir` with `tether certs`.
+pub fn make_certs(dir: &std::path::Path, count: u64) {
+    let mut cmd = Command::new(tether_bin());
+    cmd.args(["certs", "--out"]).arg(dir);
+    for id in 1..=count {
+        cmd.args(["--node", &format!("n{id}")]);
+    }
+    let out = cmd.output().expect("running tether certs");
+    assert!(out.status.success(), "tether certs failed: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+impl TestCluster {
+    /// Starts `voters` voters and `learners` learners; `limits` lines go to every node.
+    pub async fn start(voters: u64, learners: u64, limits: &str) -> TestCluster {
+        let certs = tempfile::tempdir().expect("tempdir");
+        let total = voters + learners;
+        make_certs(certs.path(), total);
+        let mut nodes = Vec::new();
+        let first = NodeSpec {
+            id: 1,
+            region: "region-1".into(),
+            tls: tls_lines(certs.path(), 1),
+            limits: limits.to_owned(),
+            ..Default::default()
+        };
+        nodes.push(TestNode::start_spec(&first).await);
+        let seed = nodes[0].peer_addr.clone();
+        for id in 2..=total {
+            let spec = NodeSpec {
+                id,
+                region: format!("region-{}", 1 + (id - 1) % 3),
+                cluster: format!("join = [\"{seed}\"]\nvoter = {}", id <= voters),
+                tls: tls_lines(certs.path(), id),
+                limits: limits.to_owned(),
+                ..Default::default()
+            };
+            nodes.push(TestNode::start_spec(&spec).await);
+        }
+        TestCluster { certs, nodes }
+    }
+
+    pub fn node(&self, id: u64) -> &TestNode {
+        self.nodes.iter().find(|n| n.id == id).expect("no such node")
+    }
+
+    pub fn node_mut(&mut self, id: u64) -> &mut TestNode {
+        self.nodes.iter_mut().find(|n| n.id == id).expect("no such node")
+    }
+
+    /// `GET /v1/cluster` as seen by node `id`.
+    pub async fn view(&self, id: u64) -> Value {
+        call(self.node(id), "GET", "/v1/cluster", None).await.body
+    }
+
+    /// The leader as seen by node `id`, waiting until one is known.
+    pub async fn leader(&self, id: u64) -> u64 {
+        crate::wait_for("a leader", crate::DEADLINE, || async move {
+            self.view(id).await["leader"].as_u64()
+        })
+        .await
+    }
+}

@@ -1,0 +1,161 @@
+//! Clusters of real `tether` processes over mutual TLS: formation, cross-node revocation,
+//! failover, catch-up, fail-closed isolation, full restarts, and peer authentication.
+
+use std::time::Duration;
+
+use serde_json::json;
+use tether_tests::admin::call;
+use tether_tests::client::{Carrier, WsClient};
+use tether_tests::cluster::{TestCluster, make_certs, tls_lines};
+use tether_tests::node::{NodeSpec, TestNode};
+use tether_tests::tokens::*;
+use tether_tests::{DEADLINE, wait_for};
+
+/// Three voters and a learner form one cluster through `join`; a revoke issued on node 1
+/// closes a socket on node 3, a logout issued on node 2 closes the user's sessions on every
+/// node with `closed` = their count, and a permission change reaches a session on the learner.
+#[tokio::test]
+async fn cluster_forms_and_revocations_cross_nodes() {
+    let c = TestCluster::start(3, 1, "").await;
+    let view = c.view(1).await;
+    let nodes = view["nodes"].as_array().expect("nodes");
+    assert_eq!(nodes.len(), 4, "{view}");
+    assert_eq!(nodes.iter().filter(|n| n["role"] == "leader").count(), 1, "{view}");
+    let learner = nodes.iter().find(|n| n["id"] == 4).expect("node 4");
+    assert_eq!((learner["role"].as_str(), learner["voter"].as_bool()), (Some("learner"), Some(false)), "{view}");
+    assert!(nodes.iter().all(|n| n["reachable"] == true), "{view}");
+
+    // Revoke on node 1 → the socket on node 3 closes 4004, acked across the cluster.
+    let (mut on3, w) = WsClient::connect(&c.node(3).ws_url(), &token("alice", &[])).await;
+    let sid = w["session_id"].as_str().unwrap().to_owned();
+    assert_eq!(w["node"], "n3");
+    let r = call(c.node(1), "POST", &format!("/v1/sessions/{sid}/revoke?wait=closed"), None).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["closed"], 1, "{}", r.body);
+    assert_eq!(on3.closed().await.code, 4004);
+
+    // Logout on node 2 → bob's sessions on nodes 1, 3 and 4 all close 4005.
+    let mut bobs = Vec::new();
+    for id in [1, 3, 4] {
+        bobs.push(WsClient::connect(&c.node(id).ws_url(), &token("bob", &[])).await.0);
+    }
+    let r = call(c.node(2), "POST", "/v1/tenants/acme/users/bob/logout?wait=closed", None).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["closed"], 3, "{}", r.body);
+    for b in &mut bobs {
+        assert_eq!(b.closed().await.code, 4005);
+    }
+
+    // Permission change issued on node 3 for a session owned by the learner.
+    let (mut on4, _) = WsClient::connect(&c.node(4).ws_url(), &token("carol", &["sub:chat.*"])).await;
+    assert_eq!(on4.subscribe("chat.a", 1).await["ok"], true);
+    let body = json!({"permissions": ["sub:news.*"]});
+    let r = call(c.node(3), "PUT", "/v1/tenants/acme/users/carol/permissions", Some(body)).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let p = on4.next_of("permissions").await;
+    assert_eq!(p["dropped"], json!(["chat.a"]));
+}
+
+/// SIGKILL of the leader: the survivors elect, revocations keep working on them; the killed
+/// node restarts, catches up, and refuses the old token of a user logged out meanwhile.
+#[tokio::test]
+async fn leader_kill_then_restarted_node_catches_up() {
+    let mut c = TestCluster::start(3, 0, "").await;
+    let leader = c.leader(1).await;
+    let old_dave = token("dave", &[]);
+    c.node_mut(leader).kill();
+    let survivor = [1, 2, 3].into_iter().find(|id| *id != leader).unwrap();
+    let new_leader = wait_for("a new leader", DEADLINE, || {
+        let c = &c;
+        async move { c.view(survivor).await["leader"].as_u64().filter(|l| *l != leader) }
+    })
+    .await;
+    assert_ne!(new_leader, leader);
+    let other = [1, 2, 3].into_iter().find(|id| *id != leader && *id != survivor).unwrap();
+    let (mut s, w) = WsClient::connect(&c.node(other).ws_url(), &token("erin", &[])).await;
+    let sid = w["session_id"].as_str().unwrap().to_owned();
+    let r = call(c.node(survivor), "POST", &format!("/v1/sessions/{sid}/revoke?wait=closed"), None).await;
+    assert_eq!(r.body["closed"], 1, "{}", r.body);
+    assert_eq!(s.closed().await.code, 4004);
+    let r = call(c.node(survivor), "POST", "/v1/tenants/acme/users/dave/logout", None).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+
+    c.node_mut(leader).spawn().await;
+    let mut refused = WsClient::connect_with(&c.node(leader).ws_url(), &old_dave, Carrier::Header).await;
+    assert_eq!(refused.closed().await.code, 4005);
+}
+
+/// Two of three voters killed: the survivor loses its lease, closes its clients 4111 and
+/// refuses new ones (and `/readyz` turns false); once they return it serves again.
+#[tokio::test]
+async fn minority_node_fails_closed_then_recovers() {
+    let mut c = TestCluster::start(3, 0, "").await;
+    let (mut client, _) = WsClient::connect(&c.node(3).ws_url(), &token("frank", &[])).await;
+    c.node_mut(1).kill();
+    c.node_mut(2).kill();
+    let closed = client.closed_within(Duration::from_secs(30)).await.0;
+    assert_eq!((closed.code, closed.reason.as_str()), (4111, "registry_unavailable"));
+    let mut refused = WsClient::connect_with(&c.node(3).ws_url(), &token("frank", &[]), Carrier::Header).await;
+    assert_eq!(refused.closed().await.code, 4111);
+    let ready = reqwest::get(c.node(3).admin_url("/readyz")).await.expect("readyz");
+    assert_eq!(ready.status(), 503);
+    c.node_mut(1).spawn_no_wait().await;
+    c.node_mut(2).spawn_no_wait().await;
+    c.node(3).wait_ready().await;
+    WsClient::connect(&c.node(3).ws_url(), &token("frank", &[])).await;
+}
+
+/// A full-cluster SIGKILL and restart keeps every committed revocation.
+#[tokio::test]
+async fn full_cluster_restart_keeps_revocations() {
+    let mut c = TestCluster::start(3, 0, "").await;
+    let claims = claims("gus", 600, &[]);
+    let t = sign_hs(TENANT_KID, TENANT_SECRET, &claims);
+    let r = call(c.node(2), "POST", "/v1/tenants/acme/tokens/revoke", Some(json!({"jti": claims["jti"], "exp": claims["exp"]}))).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let old_hana = token("hana", &[]);
+    let r = call(c.node(3), "POST", "/v1/tenants/acme/users/hana/logout", None).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    for id in [1, 2, 3] {
+        c.node_mut(id).kill();
+    }
+    for id in [1, 2, 3] {
+        c.node_mut(id).spawn_no_wait().await;
+    }
+    for id in [1, 2, 3] {
+        c.node(id).wait_ready().await;
+    }
+    for id in [1, 2, 3] {
+        let mut a = WsClient::connect_with(&c.node(id).ws_url(), &t, Carrier::Header).await;
+        assert_eq!(a.closed().await.code, 4004, "revoked jti on node {id}");
+        let mut b = WsClient::connect_with(&c.node(id).ws_url(), &old_hana, Carrier::Header).await;
+        assert_eq!(b.closed().await.code, 4005, "logged-out token on node {id}");
+    }
+}
+
+/// A node whose peer certificate comes from another CA cannot join: the cluster refuses its
+/// TLS handshake and it never becomes a member.
+#[tokio::test]
+async fn peer_with_wrong_ca_is_refused() {
+    let c = TestCluster::start(1, 0, "").await;
+    let rogue_certs = tempfile::tempdir().expect("tempdir");
+    make_certs(rogue_certs.path(), 2);
+    let spec = NodeSpec {
+        id: 2,
+        cluster: format!("join = [\"{}\"]", c.node(1).peer_addr),
+        tls: tls_lines(rogue_certs.path(), 2),
+        ..Default::default()
+    };
+    let mut rogue = TestNode::create(&spec);
+    rogue.spawn_no_wait().await;
+    // The rogue keeps retrying its join; the cluster must never list it.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while tokio::time::Instant::now() < deadline {
+        let view = c.view(1).await;
+        assert_eq!(view["nodes"].as_array().map(Vec::len), Some(1), "{view}");
+        let ready = reqwest::get(rogue.admin_url("/readyz")).await.map(|r| r.status().as_u16());
+        assert_ne!(ready.ok(), Some(200), "the rogue node became ready");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    rogue.kill();
+}
