@@ -345,18 +345,28 @@ impl Registry {
         let status = self.status();
         let now = tokio::time::Instant::now();
         if status.leader == Some(self.inner.node_id) {
-            let voters: Vec<NodeId> =
-                self.members().into_iter().filter(|m| m.voter).map(|m| m.id).collect();
+            let voters: Vec<NodeId> = self
+                .members()
+                .into_iter()
+                .filter(|m| m.voter)
+                .map(|m| m.id)
+                .collect();
             let quorum = voters.len() / 2 + 1;
             // Newest first: the quorum-th newest acknowledgement dates the lease.
             let mut acks: Vec<tokio::time::Instant> = voters
                 .iter()
                 .filter_map(|v| {
-                    if *v == self.inner.node_id { Some(now) } else { self.inner.pool.last_ack(*v) }
+                    if *v == self.inner.node_id {
+                        Some(now)
+                    } else {
+                        self.inner.pool.last_ack(*v)
+                    }
                 })
                 .collect();
             acks.sort_by(|a, b| b.cmp(a));
-            return acks.get(quorum - 1).map(|t| now.saturating_duration_since(*t));
+            return acks
+                .get(quorum - 1)
+                .map(|t| now.saturating_duration_since(*t));
         }
         let last = self.inner.last_leader_contact_ms.load(Ordering::Relaxed);
         if last == u64::MAX {

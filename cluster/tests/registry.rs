@@ -203,7 +203,11 @@ async fn propose_before_bootstrap_is_not_leader() {
     assert_eq!((status.node_id, status.leader), (1, None));
     // An uninitialized node has no role in any cluster yet (openraft reports it as a
     // learner or, briefly after start, a follower).
-    assert!(matches!(status.role, "learner" | "follower"), "{}", status.role);
+    assert!(
+        matches!(status.role, "learner" | "follower"),
+        "{}",
+        status.role
+    );
     registry.shutdown().await.unwrap();
 }
 

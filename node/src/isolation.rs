@@ -24,7 +24,9 @@ pub struct Isolation {
 
 impl Default for Isolation {
     fn default() -> Self {
-        Isolation { isolated: AtomicBool::new(true) }
+        Isolation {
+            isolated: AtomicBool::new(true),
+        }
     }
 }
 
@@ -42,12 +44,7 @@ fn sole_voter(ctx: &NodeCtx) -> bool {
 }
 
 /// Watches the registry lease until `stop`.
-pub async fn monitor(
-    ctx: Arc<NodeCtx>,
-    lease: Duration,
-    grace: Duration,
-    stop: CancellationToken,
-) {
+pub async fn monitor(ctx: Arc<NodeCtx>, lease: Duration, grace: Duration, stop: CancellationToken) {
     let mut ticks = tokio::time::interval(CHECK_EVERY);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut closed_all = false;
@@ -56,17 +53,26 @@ pub async fn monitor(
             _ = stop.cancelled() => return,
             _ = ticks.tick() => {}
         }
-        let age = if sole_voter(&ctx) { Some(Duration::ZERO) } else { ctx.registry.lease_age() };
+        let age = if sole_voter(&ctx) {
+            Some(Duration::ZERO)
+        } else {
+            ctx.registry.lease_age()
+        };
         let age = age.unwrap_or(Duration::MAX);
         let isolated = age > lease;
         let was = ctx.isolation.isolated.swap(isolated, Ordering::AcqRel);
         if isolated != was {
             if isolated {
-                tracing::warn!(lease_ms = lease.as_millis() as u64, "registry lease lost: refusing new connections");
-                ctx.metrics.inc("tether_isolation_total", &[("event", "isolated")]);
+                tracing::warn!(
+                    lease_ms = lease.as_millis() as u64,
+                    "registry lease lost: refusing new connections"
+                );
+                ctx.metrics
+                    .inc("tether_isolation_total", &[("event", "isolated")]);
             } else {
                 tracing::info!("registry lease regained: serving again");
-                ctx.metrics.inc("tether_isolation_total", &[("event", "recovered")]);
+                ctx.metrics
+                    .inc("tether_isolation_total", &[("event", "recovered")]);
                 closed_all = false;
                 let ctx = ctx.clone();
                 tokio::spawn(async move { crate::reap::reap_orphans(&ctx).await });
@@ -75,10 +81,16 @@ pub async fn monitor(
         if isolated && !closed_all && age > lease.saturating_add(grace) {
             closed_all = true;
             let sessions = ctx.directory.all();
-            tracing::warn!(count = sessions.len(), "registry unreachable past grace: closing clients 4111");
+            tracing::warn!(
+                count = sessions.len(),
+                "registry unreachable past grace: closing clients 4111"
+            );
             for (_, e) in sessions {
                 // Not a registry-side end: the session stays in the registry for resume.
-                let _ = e.actor.cast(ConnMsg::Close { code: CloseCode::RegistryUnavailable, registry: true });
+                let _ = e.actor.cast(ConnMsg::Close {
+                    code: CloseCode::RegistryUnavailable,
+                    registry: true,
+                });
             }
         }
     }

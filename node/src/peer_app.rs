@@ -71,7 +71,10 @@ impl PeerApp {
                 }
                 let ids = dispatch.closed_by(index);
                 let closed = ctx.directory.wait_gone(&ids, deadline).await;
-                NodeRpcReply::Closed { closed, pending: ids.len() - closed }
+                NodeRpcReply::Closed {
+                    closed,
+                    pending: ids.len() - closed,
+                }
             }
             NodeRpc::Status => NodeRpcReply::Status(local_status(&ctx)),
         }
@@ -79,7 +82,11 @@ impl PeerApp {
 }
 
 impl AppRpc for PeerApp {
-    fn handle(&self, _from: NodeId, body: Vec<u8>) -> Pin<Box<dyn Future<Output = Vec<u8>> + Send>> {
+    fn handle(
+        &self,
+        _from: NodeId,
+        body: Vec<u8>,
+    ) -> Pin<Box<dyn Future<Output = Vec<u8>> + Send>> {
         let ctx = self.ctx.upgrade();
         let dispatch = self.dispatch.clone();
         Box::pin(async move {
@@ -93,9 +100,18 @@ impl AppRpc for PeerApp {
     }
 }
 
-async fn call(ctx: &NodeCtx, id: NodeId, req: &NodeRpc, timeout: Duration) -> Result<NodeRpcReply, String> {
+async fn call(
+    ctx: &NodeCtx,
+    id: NodeId,
+    req: &NodeRpc,
+    timeout: Duration,
+) -> Result<NodeRpcReply, String> {
     let body = codec::encode(req).map_err(|e| e.to_string())?;
-    let bytes = ctx.registry.call_app(id, body, timeout).await.map_err(|e| e.to_string())?;
+    let bytes = ctx
+        .registry
+        .call_app(id, body, timeout)
+        .await
+        .map_err(|e| e.to_string())?;
     codec::decode::<NodeRpcReply>(&bytes).map_err(|e| e.to_string())
 }
 
@@ -115,7 +131,10 @@ pub async fn wait_closed_on(
     index: u64,
     timeout: Duration,
 ) -> Result<(usize, usize), String> {
-    let req = NodeRpc::WaitClosed { index, timeout_ms: timeout.as_millis() as u64 };
+    let req = NodeRpc::WaitClosed {
+        index,
+        timeout_ms: timeout.as_millis() as u64,
+    };
     match call(ctx, id, &req, timeout + Duration::from_secs(2)).await? {
         NodeRpcReply::Closed { closed, pending } => Ok((closed, pending)),
         NodeRpcReply::Error(e) => Err(e),

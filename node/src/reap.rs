@@ -17,14 +17,23 @@ pub async fn reap_orphans(ctx: &NodeCtx) {
             .map(|r| r.session_id.clone())
             .collect()
     });
-    let orphans: Vec<String> =
-        owned.into_iter().filter(|sid| ctx.directory.get(sid).is_none()).collect();
+    let orphans: Vec<String> = owned
+        .into_iter()
+        .filter(|sid| ctx.directory.get(sid).is_none())
+        .collect();
     if orphans.is_empty() {
         return;
     }
-    tracing::info!(count = orphans.len(), "closing sessions this node no longer holds");
+    tracing::info!(
+        count = orphans.len(),
+        "closing sessions this node no longer holds"
+    );
     for session_id in orphans {
-        if let Err(e) = ctx.registry.propose(Command::CloseSession { session_id }, None).await {
+        if let Err(e) = ctx
+            .registry
+            .propose(Command::CloseSession { session_id }, None)
+            .await
+        {
             tracing::warn!(error = %e, "could not close an orphaned session; will retry later");
             return;
         }

@@ -26,8 +26,8 @@ use crate::dispatch::Dispatcher;
 use crate::gateway::{self, Gateway};
 use crate::limits::Limits;
 use crate::metrics::Metrics;
-use crate::protocol::CloseCode;
 use crate::peer_app::PeerApp;
+use crate::protocol::CloseCode;
 use crate::{isolation, peer, tls};
 
 /// Listeners bound by the caller.
@@ -80,7 +80,10 @@ pub async fn run(
         Some(a) => a.clone(),
         None => listeners.peer.local_addr()?.to_string(),
     };
-    let node = TetherNode { addr: advertise, region: config.node.region.clone() };
+    let node = TetherNode {
+        addr: advertise,
+        region: config.node.region.clone(),
+    };
     let (transport, serve_peers) = peer::transport_config(&config)?;
     let mut rc = RegistryConfig::new(config.node.id, node, config.node.data_dir.clone());
     rc.timing = timing;
@@ -123,21 +126,50 @@ pub async fn run(
     });
     dispatcher.attach(&ctx);
 
+    // The admin API (probes first of all) answers from here on: `/livez` while joining,
+    // `/readyz` false until the node serves.
+    let ready = Arc::new(AtomicBool::new(false));
+    let admin_state = Arc::new(AdminState {
+        ctx: ctx.clone(),
+        admin: admin_verifier,
+        dispatch: dispatcher.log.clone(),
+        ready: ready.clone(),
+    });
+    let admin_stop = CancellationToken::new();
+    let admin_thread = spawn_admin(
+        listeners.admin,
+        admin::router(admin_state),
+        admin_stop.clone(),
+    )?;
+
     // Peers must be served before joining: the leader replicates to us while we join.
     let peer_stop = CancellationToken::new();
     let peer_task = if serve_peers {
-        let app = Arc::new(PeerApp { ctx: Arc::downgrade(&ctx), dispatch: dispatcher.log.clone() });
+        let app = Arc::new(PeerApp {
+            ctx: Arc::downgrade(&ctx),
+            dispatch: dispatcher.log.clone(),
+        });
         let service = Arc::new(registry.peer_service(app));
         listeners.peer.set_nonblocking(true)?;
         let l = TcpListener::from_std(listeners.peer)?;
-        Some(tokio::spawn(tether_cluster::transport::serve(l, transport, service, peer_stop.clone())))
+        Some(tokio::spawn(tether_cluster::transport::serve(
+            l,
+            transport,
+            service,
+            peer_stop.clone(),
+        )))
     } else {
-        tracing::info!("peer listener disabled: no [tls] peer_* files and insecure_peer = false (single node)");
+        tracing::info!(
+            "peer listener disabled: no [tls] peer_* files and insecure_peer = false (single node)"
+        );
         drop(listeners.peer);
         None
     };
     if config.cluster.join.is_empty() {
-        registry.bootstrap_if_new().await.context("bootstrapping the registry")?;
+        registry
+            .bootstrap_if_new()
+            .await
+            .context("bootstrapping the registry")?;
     } else {
         tracing::info!(seeds = ?config.cluster.join, voter = config.cluster.voter, "joining the cluster");
         registry
@@ -145,7 +177,10 @@ pub async fn run(
             .await
             .context("joining the cluster through cluster.join")?;
     }
-    registry.wait_for_leader(Duration::from_secs(30)).await.context("waiting for a leader")?;
+    registry
+        .wait_for_leader(Duration::from_secs(30))
+        .await
+        .context("waiting for a leader")?;
     sync_tenants(&registry, &config).await?;
     crate::reap::reap_orphans(&ctx).await;
     let (supervisor, supervisor_join) = Actor::spawn(None, SessionSupervisor, ctx.clone())
@@ -172,20 +207,6 @@ pub async fn run(
     let client_listener = TcpListener::from_std(listeners.client)?;
     let accepting = CancellationToken::new();
     let gateway_task = tokio::spawn(gateway::serve(client_listener, gw, accepting.clone()));
-
-    let ready = Arc::new(AtomicBool::new(false));
-    let admin_state = Arc::new(AdminState {
-        ctx: ctx.clone(),
-        admin: admin_verifier,
-        dispatch: dispatcher.log.clone(),
-        ready: ready.clone(),
-    });
-    let admin_stop = CancellationToken::new();
-    let admin_thread = spawn_admin(
-        listeners.admin,
-        admin::router(admin_state),
-        admin_stop.clone(),
-    )?;
 
     let gc_limits = limits.clone();
     let gc = tokio::spawn(async move {

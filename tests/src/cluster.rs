@@ -16,7 +16,9 @@ pub struct TestCluster {
 /// `[tls]` lines for node `id` using the certificates in `dir`.
 pub fn tls_lines(dir: &std::path::Path, id: u64) -> String {
     let d = dir.display();
-    format!("peer_ca = \"{d}/ca.pem\"\npeer_cert = \"{d}/n{id}.pem\"\npeer_key = \"{d}/n{id}-key.pem\"")
+    format!(
+        "peer_ca = \"{d}/ca.pem\"\npeer_cert = \"{d}/n{id}.pem\"\npeer_key = \"{d}/n{id}-key.pem\""
+    )
 }
 
 /// Makes a dev CA and certificates for nodes n1..=n`count` in `dir` with `tether certs`.
@@ -27,7 +29,11 @@ pub fn make_certs(dir: &std::path::Path, count: u64) {
         cmd.args(["--node", &format!("n{id}")]);
     }
     let out = cmd.output().expect("running tether certs");
-    assert!(out.status.success(), "tether certs failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "tether certs failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 impl TestCluster {
@@ -61,11 +67,17 @@ impl TestCluster {
     }
 
     pub fn node(&self, id: u64) -> &TestNode {
-        self.nodes.iter().find(|n| n.id == id).expect("no such node")
+        self.nodes
+            .iter()
+            .find(|n| n.id == id)
+            .expect("no such node")
     }
 
     pub fn node_mut(&mut self, id: u64) -> &mut TestNode {
-        self.nodes.iter_mut().find(|n| n.id == id).expect("no such node")
+        self.nodes
+            .iter_mut()
+            .find(|n| n.id == id)
+            .expect("no such node")
     }
 
     /// `GET /v1/cluster` as seen by node `id`.

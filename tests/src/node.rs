@@ -38,7 +38,11 @@ pub fn tether_bin() -> PathBuf {
 /// The test node's config: one tenant `acme` (HS256 + optional JWKS), one admin key, short
 /// timeouts so expiry/idle paths run in seconds. `extra` is appended verbatim (TOML).
 pub fn config_toml(data_dir: &Path, limits: &str, extra_tenant: &str) -> String {
-    let spec = NodeSpec { limits: limits.to_owned(), extra_tenant: extra_tenant.to_owned(), ..Default::default() };
+    let spec = NodeSpec {
+        limits: limits.to_owned(),
+        extra_tenant: extra_tenant.to_owned(),
+        ..Default::default()
+    };
     config_toml_spec(data_dir, &spec)
 }
 
@@ -68,7 +72,14 @@ impl Default for NodeSpec {
 }
 
 pub fn config_toml_spec(data_dir: &Path, spec: &NodeSpec) -> String {
-    let NodeSpec { id, region, cluster, tls, limits, extra_tenant } = spec;
+    let NodeSpec {
+        id,
+        region,
+        cluster,
+        tls,
+        limits,
+        extra_tenant,
+    } = spec;
     format!(
         r#"
 [node]
@@ -138,7 +149,11 @@ impl TestNode {
 
     /// Starts a node with extra `[limits]` lines and extra tenant keys (TOML).
     pub async fn start_with(limits: &str, extra_tenant: &str) -> TestNode {
-        let spec = NodeSpec { limits: limits.to_owned(), extra_tenant: extra_tenant.to_owned(), ..Default::default() };
+        let spec = NodeSpec {
+            limits: limits.to_owned(),
+            extra_tenant: extra_tenant.to_owned(),
+            ..Default::default()
+        };
         Self::start_spec(&spec).await
     }
 
@@ -173,9 +188,21 @@ impl TestNode {
     pub fn pin_ports(&self) {
         let text = std::fs::read_to_string(&self.config_path).expect("read config");
         let text = text
-            .replacen("client = \"127.0.0.1:0\"", &format!("client = \"{}\"", self.client_addr), 1)
-            .replacen("admin = \"127.0.0.1:0\"", &format!("admin = \"{}\"", self.admin_addr), 1)
-            .replacen("peer = \"127.0.0.1:0\"", &format!("peer = \"{}\"", self.peer_addr), 1);
+            .replacen(
+                "client = \"127.0.0.1:0\"",
+                &format!("client = \"{}\"", self.client_addr),
+                1,
+            )
+            .replacen(
+                "admin = \"127.0.0.1:0\"",
+                &format!("admin = \"{}\"", self.admin_addr),
+                1,
+            )
+            .replacen(
+                "peer = \"127.0.0.1:0\"",
+                &format!("peer = \"{}\"", self.peer_addr),
+                1,
+            );
         std::fs::write(&self.config_path, text).expect("write config");
     }
 

@@ -20,16 +20,30 @@ async fn cluster_forms_and_revocations_cross_nodes() {
     let view = c.view(1).await;
     let nodes = view["nodes"].as_array().expect("nodes");
     assert_eq!(nodes.len(), 4, "{view}");
-    assert_eq!(nodes.iter().filter(|n| n["role"] == "leader").count(), 1, "{view}");
+    assert_eq!(
+        nodes.iter().filter(|n| n["role"] == "leader").count(),
+        1,
+        "{view}"
+    );
     let learner = nodes.iter().find(|n| n["id"] == 4).expect("node 4");
-    assert_eq!((learner["role"].as_str(), learner["voter"].as_bool()), (Some("learner"), Some(false)), "{view}");
+    assert_eq!(
+        (learner["role"].as_str(), learner["voter"].as_bool()),
+        (Some("learner"), Some(false)),
+        "{view}"
+    );
     assert!(nodes.iter().all(|n| n["reachable"] == true), "{view}");
 
     // Revoke on node 1 → the socket on node 3 closes 4004, acked across the cluster.
     let (mut on3, w) = WsClient::connect(&c.node(3).ws_url(), &token("alice", &[])).await;
     let sid = w["session_id"].as_str().unwrap().to_owned();
     assert_eq!(w["node"], "n3");
-    let r = call(c.node(1), "POST", &format!("/v1/sessions/{sid}/revoke?wait=closed"), None).await;
+    let r = call(
+        c.node(1),
+        "POST",
+        &format!("/v1/sessions/{sid}/revoke?wait=closed"),
+        None,
+    )
+    .await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.body["closed"], 1, "{}", r.body);
     assert_eq!(on3.closed().await.code, 4004);
@@ -37,9 +51,19 @@ async fn cluster_forms_and_revocations_cross_nodes() {
     // Logout on node 2 → bob's sessions on nodes 1, 3 and 4 all close 4005.
     let mut bobs = Vec::new();
     for id in [1, 3, 4] {
-        bobs.push(WsClient::connect(&c.node(id).ws_url(), &token("bob", &[])).await.0);
+        bobs.push(
+            WsClient::connect(&c.node(id).ws_url(), &token("bob", &[]))
+                .await
+                .0,
+        );
     }
-    let r = call(c.node(2), "POST", "/v1/tenants/acme/users/bob/logout?wait=closed", None).await;
+    let r = call(
+        c.node(2),
+        "POST",
+        "/v1/tenants/acme/users/bob/logout?wait=closed",
+        None,
+    )
+    .await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.body["closed"], 3, "{}", r.body);
     for b in &mut bobs {
@@ -47,10 +71,17 @@ async fn cluster_forms_and_revocations_cross_nodes() {
     }
 
     // Permission change issued on node 3 for a session owned by the learner.
-    let (mut on4, _) = WsClient::connect(&c.node(4).ws_url(), &token("carol", &["sub:chat.*"])).await;
+    let (mut on4, _) =
+        WsClient::connect(&c.node(4).ws_url(), &token("carol", &["sub:chat.*"])).await;
     assert_eq!(on4.subscribe("chat.a", 1).await["ok"], true);
     let body = json!({"permissions": ["sub:news.*"]});
-    let r = call(c.node(3), "PUT", "/v1/tenants/acme/users/carol/permissions", Some(body)).await;
+    let r = call(
+        c.node(3),
+        "PUT",
+        "/v1/tenants/acme/users/carol/permissions",
+        Some(body),
+    )
+    .await;
     assert_eq!(r.status, 200, "{}", r.body);
     let p = on4.next_of("permissions").await;
     assert_eq!(p["dropped"], json!(["chat.a"]));
@@ -67,21 +98,44 @@ async fn leader_kill_then_restarted_node_catches_up() {
     let survivor = [1, 2, 3].into_iter().find(|id| *id != leader).unwrap();
     let new_leader = wait_for("a new leader", DEADLINE, || {
         let c = &c;
-        async move { c.view(survivor).await["leader"].as_u64().filter(|l| *l != leader) }
+        async move {
+            c.view(survivor).await["leader"]
+                .as_u64()
+                .filter(|l| *l != leader)
+        }
     })
     .await;
     assert_ne!(new_leader, leader);
-    let other = [1, 2, 3].into_iter().find(|id| *id != leader && *id != survivor).unwrap();
+    let other = [1, 2, 3]
+        .into_iter()
+        .find(|id| *id != leader && *id != survivor)
+        .unwrap();
+    // A failover may briefly cost the survivors their registry lease (they refuse new
+    // connections with 4111 meanwhile, which clients retry): wait until `other` serves.
+    c.node(other).wait_ready().await;
     let (mut s, w) = WsClient::connect(&c.node(other).ws_url(), &token("erin", &[])).await;
     let sid = w["session_id"].as_str().unwrap().to_owned();
-    let r = call(c.node(survivor), "POST", &format!("/v1/sessions/{sid}/revoke?wait=closed"), None).await;
+    let r = call(
+        c.node(survivor),
+        "POST",
+        &format!("/v1/sessions/{sid}/revoke?wait=closed"),
+        None,
+    )
+    .await;
     assert_eq!(r.body["closed"], 1, "{}", r.body);
     assert_eq!(s.closed().await.code, 4004);
-    let r = call(c.node(survivor), "POST", "/v1/tenants/acme/users/dave/logout", None).await;
+    let r = call(
+        c.node(survivor),
+        "POST",
+        "/v1/tenants/acme/users/dave/logout",
+        None,
+    )
+    .await;
     assert_eq!(r.status, 200, "{}", r.body);
 
     c.node_mut(leader).spawn().await;
-    let mut refused = WsClient::connect_with(&c.node(leader).ws_url(), &old_dave, Carrier::Header).await;
+    let mut refused =
+        WsClient::connect_with(&c.node(leader).ws_url(), &old_dave, Carrier::Header).await;
     assert_eq!(refused.closed().await.code, 4005);
 }
 
@@ -94,10 +148,16 @@ async fn minority_node_fails_closed_then_recovers() {
     c.node_mut(1).kill();
     c.node_mut(2).kill();
     let closed = client.closed_within(Duration::from_secs(30)).await.0;
-    assert_eq!((closed.code, closed.reason.as_str()), (4111, "registry_unavailable"));
-    let mut refused = WsClient::connect_with(&c.node(3).ws_url(), &token("frank", &[]), Carrier::Header).await;
+    assert_eq!(
+        (closed.code, closed.reason.as_str()),
+        (4111, "registry_unavailable")
+    );
+    let mut refused =
+        WsClient::connect_with(&c.node(3).ws_url(), &token("frank", &[]), Carrier::Header).await;
     assert_eq!(refused.closed().await.code, 4111);
-    let ready = reqwest::get(c.node(3).admin_url("/readyz")).await.expect("readyz");
+    let ready = reqwest::get(c.node(3).admin_url("/readyz"))
+        .await
+        .expect("readyz");
     assert_eq!(ready.status(), 503);
     c.node_mut(1).spawn_no_wait().await;
     c.node_mut(2).spawn_no_wait().await;
@@ -111,10 +171,22 @@ async fn full_cluster_restart_keeps_revocations() {
     let mut c = TestCluster::start(3, 0, "").await;
     let claims = claims("gus", 600, &[]);
     let t = sign_hs(TENANT_KID, TENANT_SECRET, &claims);
-    let r = call(c.node(2), "POST", "/v1/tenants/acme/tokens/revoke", Some(json!({"jti": claims["jti"], "exp": claims["exp"]}))).await;
+    let r = call(
+        c.node(2),
+        "POST",
+        "/v1/tenants/acme/tokens/revoke",
+        Some(json!({"jti": claims["jti"], "exp": claims["exp"]})),
+    )
+    .await;
     assert_eq!(r.status, 200, "{}", r.body);
     let old_hana = token("hana", &[]);
-    let r = call(c.node(3), "POST", "/v1/tenants/acme/users/hana/logout", None).await;
+    let r = call(
+        c.node(3),
+        "POST",
+        "/v1/tenants/acme/users/hana/logout",
+        None,
+    )
+    .await;
     assert_eq!(r.status, 200, "{}", r.body);
     for id in [1, 2, 3] {
         c.node_mut(id).kill();
@@ -153,7 +225,15 @@ async fn peer_with_wrong_ca_is_refused() {
     while tokio::time::Instant::now() < deadline {
         let view = c.view(1).await;
         assert_eq!(view["nodes"].as_array().map(Vec::len), Some(1), "{view}");
-        let ready = reqwest::get(rogue.admin_url("/readyz")).await.map(|r| r.status().as_u16());
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(1))
+            .build()
+            .unwrap();
+        let ready = http
+            .get(rogue.admin_url("/readyz"))
+            .send()
+            .await
+            .map(|r| r.status().as_u16());
         assert_ne!(ready.ok(), Some(200), "the rogue node became ready");
         tokio::time::sleep(Duration::from_millis(250)).await;
     }

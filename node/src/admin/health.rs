@@ -82,10 +82,15 @@ pub async fn cluster(
         .iter()
         .zip(views)
         .map(|(m, view)| {
-            let mut n = json!({"id": m.id, "addr": m.node.addr, "region": m.node.region, "voter": m.voter});
+            let mut n =
+                json!({"id": m.id, "addr": m.node.addr, "region": m.node.region, "voter": m.voter});
             match view {
                 Ok(v) => {
-                    let role = if Some(m.id) == s.leader { "leader".to_owned() } else { v.role };
+                    let role = if Some(m.id) == s.leader {
+                        "leader".to_owned()
+                    } else {
+                        v.role
+                    };
                     n["role"] = json!(role);
                     n["applied_index"] = json!(v.applied_index);
                     n["term"] = json!(v.term);
@@ -132,21 +137,40 @@ pub async fn add_member(
 ) -> Result<Json<Value>, ApiError> {
     admin.require_cluster()?;
     let b: MemberBody = super::parse_body(&body)?;
-    if b.node_id == 0 || b.addr.rsplit_once(':').is_none_or(|(_, p)| p.parse::<u16>().is_err()) {
-        return Err(ApiError::bad_request("node_id must be > 0 and addr host:port"));
+    if b.node_id == 0
+        || b.addr
+            .rsplit_once(':')
+            .is_none_or(|(_, p)| p.parse::<u16>().is_err())
+    {
+        return Err(ApiError::bad_request(
+            "node_id must be > 0 and addr host:port",
+        ));
     }
     let registry = &st.ctx.registry;
     let known = registry.members().into_iter().find(|m| m.id == b.node_id);
-    let region = b.region.or_else(|| known.as_ref().map(|m| m.node.region.clone())).unwrap_or_default();
+    let region = b
+        .region
+        .or_else(|| known.as_ref().map(|m| m.node.region.clone()))
+        .unwrap_or_default();
     let mut index = 0;
     if known.as_ref().is_none_or(|m| m.node.addr != b.addr) {
-        let node = TetherNode { addr: b.addr.clone(), region };
+        let node = TetherNode {
+            addr: b.addr.clone(),
+            region,
+        };
         index = registry
-            .change_membership(MembershipChange::AddLearner { node_id: b.node_id, node })
+            .change_membership(MembershipChange::AddLearner {
+                node_id: b.node_id,
+                node,
+            })
             .await?;
     }
     if b.voter && !known.as_ref().is_some_and(|m| m.voter) {
-        index = registry.change_membership(MembershipChange::Promote { node_ids: vec![b.node_id] }).await?;
+        index = registry
+            .change_membership(MembershipChange::Promote {
+                node_ids: vec![b.node_id],
+            })
+            .await?;
     }
     st.ctx.audit.emit(crate::audit::AuditRecord {
         kind: "membership",
@@ -155,5 +179,7 @@ pub async fn add_member(
         commit_index: Some(index),
         ..Default::default()
     });
-    Ok(Json(json!({ "commit_index": index, "node_id": b.node_id, "voter": b.voter })))
+    Ok(Json(
+        json!({ "commit_index": index, "node_id": b.node_id, "voter": b.voter }),
+    ))
 }

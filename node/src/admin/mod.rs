@@ -99,14 +99,26 @@ pub(crate) fn wait_closed(query: Option<&str>) -> Result<bool, ApiError> {
 /// Collects, from this node and from every node that owned an affected session, how many
 /// connections entry `index` closed (each node first applies the entry, then waits for its
 /// actors to close). Returns (closed, still pending).
-async fn wait_closed_everywhere(st: &AdminState, events: &[RegistryEvent], index: u64) -> (usize, usize) {
+async fn wait_closed_everywhere(
+    st: &AdminState,
+    events: &[RegistryEvent],
+    index: u64,
+) -> (usize, usize) {
     let ctx = &st.ctx;
     let deadline = Instant::now() + WAIT_CLOSED_TIMEOUT;
-    let mut owners: std::collections::BTreeSet<u64> =
-        events.iter().flat_map(|e| e.sessions()).map(|s| s.node).collect();
+    let mut owners: std::collections::BTreeSet<u64> = events
+        .iter()
+        .flat_map(|e| e.sessions())
+        .map(|s| s.node)
+        .collect();
     owners.remove(&ctx.node_id);
     let local = async {
-        if ctx.registry.wait_applied(index, WAIT_CLOSED_TIMEOUT).await.is_err() {
+        if ctx
+            .registry
+            .wait_applied(index, WAIT_CLOSED_TIMEOUT)
+            .await
+            .is_err()
+        {
             return (0, 0);
         }
         let ids = st.dispatch.closed_by(index);

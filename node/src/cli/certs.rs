@@ -32,8 +32,14 @@ pub fn run(a: CertsArgs) -> ExitCode {
         .collect();
     match tether_cluster::certs::write_dev_pki(&a.out, &nodes) {
         Ok(_) => {
-            println!("wrote a dev CA and {} node certificate(s) to {}", nodes.len(), a.out.display());
-            println!("use them as [tls] peer_ca = ca.pem, peer_cert = <node>.pem, peer_key = <node>-key.pem");
+            println!(
+                "wrote a dev CA and {} node certificate(s) to {}",
+                nodes.len(),
+                a.out.display()
+            );
+            println!(
+                "use them as [tls] peer_ca = ca.pem, peer_cert = <node>.pem, peer_key = <node>-key.pem"
+            );
             ExitCode::SUCCESS
         }
         Err(e) => {

@@ -116,7 +116,11 @@ async fn serve(config: &mut Config, dev_mode: bool) -> anyhow::Result<()> {
     });
     server::run(
         config.clone(),
-        Listeners { client, admin, peer },
+        Listeners {
+            client,
+            admin,
+            peer,
+        },
         Arc::new(SystemClock),
         shutdown,
     )

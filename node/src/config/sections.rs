@@ -103,7 +103,10 @@ impl ClusterSection {
             Timing::Lan => (1000, 1500),
             Timing::CrossRegion => (4000, 3000),
         };
-        (self.isolation_lease_ms.unwrap_or(lease), self.isolation_grace_ms.unwrap_or(grace))
+        (
+            self.isolation_lease_ms.unwrap_or(lease),
+            self.isolation_grace_ms.unwrap_or(grace),
+        )
     }
 }
 

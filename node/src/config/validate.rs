@@ -78,8 +78,14 @@ impl Config {
             check_host_port(a).map_err(|m| ConfigError::new("cluster.advertise", m))?;
         }
         for (key, v) in [
-            ("cluster.isolation_lease_ms", self.cluster.isolation_lease_ms),
-            ("cluster.isolation_grace_ms", self.cluster.isolation_grace_ms),
+            (
+                "cluster.isolation_lease_ms",
+                self.cluster.isolation_lease_ms,
+            ),
+            (
+                "cluster.isolation_grace_ms",
+                self.cluster.isolation_grace_ms,
+            ),
         ] {
             if let Some(v) = v
                 && !(100..=600_000).contains(&v)

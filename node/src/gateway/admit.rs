@@ -66,8 +66,16 @@ pub(super) async fn handshake<S: ClientStream>(
     let mut ws = ws;
     if ctx.isolation.is_isolated() {
         // Fail closed: a node cut off from the quorum cannot see revocations.
-        ctx.metrics.inc("tether_handshakes_total", &[("outcome", "fail"), ("reason", "isolated")]);
-        return close_raw(&mut ws, CloseCode::RegistryUnavailable, ctx.conn.close_timeout).await;
+        ctx.metrics.inc(
+            "tether_handshakes_total",
+            &[("outcome", "fail"), ("reason", "isolated")],
+        );
+        return close_raw(
+            &mut ws,
+            CloseCode::RegistryUnavailable,
+            ctx.conn.close_timeout,
+        )
+        .await;
     }
     match authenticate(&gw, &mut ws, &info, peer).await {
         Ok((token, hello_client)) => admit(gw, ws, token, hello_client, slot).await,
