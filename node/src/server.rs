@@ -80,6 +80,7 @@ pub async fn run(
         Some(a) => a.clone(),
         None => listeners.peer.local_addr()?.to_string(),
     };
+    let registry_node_addr = advertise.clone();
     let node = TetherNode {
         addr: advertise,
         region: config.node.region.clone(),
@@ -165,7 +166,10 @@ pub async fn run(
         drop(listeners.peer);
         None
     };
-    if config.cluster.join.is_empty() {
+    // A node listed in its own `join` (ordinal 0 of a StatefulSet, say) is the seed: it
+    // bootstraps when it has no state, like a node with no `join` at all.
+    let is_seed = config.cluster.join.contains(&registry_node_addr);
+    if config.cluster.join.is_empty() || is_seed {
         registry
             .bootstrap_if_new()
             .await

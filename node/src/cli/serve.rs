@@ -52,6 +52,22 @@ pub fn run(args: ServeArgs) -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
+    if config.node.id_from_hostname {
+        let host = std::env::var("HOSTNAME")
+            .ok()
+            .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+            .unwrap_or_default();
+        match crate::config::id_from_hostname(host.trim()) {
+            Some(id) => config.node.id = id,
+            None => {
+                eprintln!(
+                    "tether: invalid config key `node.id_from_hostname`: host name {:?} has no trailing -<ordinal>",
+                    host.trim()
+                );
+                return ExitCode::from(EXIT_CONFIG);
+            }
+        }
+    }
     init_tracing();
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

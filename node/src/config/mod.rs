@@ -28,7 +28,7 @@ pub use env::{NON_CONFIG_ENV, NON_CONFIG_ENV_PREFIXES};
 pub use keys::{ALGORITHMS, KeySection, MIN_SECRET_BYTES};
 pub use sections::{
     AdminSection, AuthSection, ClusterSection, LimitsSection, ListenSection, NodeSection,
-    RaftSection, SessionSection, Timing, TlsSection,
+    RaftSection, SessionSection, Timing, TlsSection, id_from_hostname,
 };
 pub use tenant::{TenantLimitsSection, TenantSection, tenant_from_json};
 

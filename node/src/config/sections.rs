@@ -17,6 +17,9 @@ pub struct NodeSection {
     pub id: u64,
     pub region: String,
     pub data_dir: PathBuf,
+    /// Take the id from the host name's trailing ordinal plus one (`tether-0` → 1,
+    /// `tether-2` → 3), as a Kubernetes StatefulSet names its pods. Overrides `id`.
+    pub id_from_hostname: bool,
 }
 
 impl Default for NodeSection {
@@ -25,8 +28,16 @@ impl Default for NodeSection {
             id: 1,
             region: "local".to_owned(),
             data_dir: PathBuf::from("./tether-data"),
+            id_from_hostname: false,
         }
     }
+}
+
+/// The node id encoded in a StatefulSet-style host name: trailing `-<ordinal>`, plus one.
+pub fn id_from_hostname(hostname: &str) -> Option<u64> {
+    let host = hostname.split('.').next()?;
+    let (_, ordinal) = host.rsplit_once('-')?;
+    ordinal.parse::<u64>().ok()?.checked_add(1)
 }
 
 /// `[listen]`: `host:port` strings (IPv6 hosts in brackets). Kept as strings, not

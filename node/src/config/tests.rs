@@ -251,3 +251,17 @@ fn json_tenant_parses_and_validates() {
         Err("tenant".to_owned())
     );
 }
+
+/// StatefulSet host names map to ids (ordinal + 1); anything else is refused.
+#[test]
+fn ids_from_hostnames() {
+    use super::id_from_hostname;
+    assert_eq!(id_from_hostname("tether-0"), Some(1));
+    assert_eq!(
+        id_from_hostname("tether-eu-12.tether-peers.ns.svc"),
+        Some(13)
+    );
+    assert_eq!(id_from_hostname("tether"), None);
+    assert_eq!(id_from_hostname("tether-x"), None);
+    assert_eq!(id_from_hostname(""), None);
+}
