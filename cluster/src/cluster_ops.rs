@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use openraft::ChangeMembers;
-use openraft::error::{ClientWriteError, RaftError};
+use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
 
 use crate::command::Command;
 use crate::peer_service::{AppRpc, PeerService};
@@ -276,6 +276,52 @@ impl Registry {
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(Duration::from_secs(3));
         }
+    }
+
+    /// On the leader: confirms leadership with a quorum and returns the index a linearizable
+    /// read needs applied (openraft's read-index).
+    pub(crate) async fn read_index_here(&self) -> Result<u64, RegistryError> {
+        let r = tokio::time::timeout(PROPOSE_TIMEOUT, self.inner.raft.ensure_linearizable()).await;
+        match r {
+            Err(_) => Err(RegistryError::Timeout),
+            Ok(Ok(log_id)) => Ok(log_id.map(|l| l.index).unwrap_or(0)),
+            Ok(Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f)))) => {
+                Err(RegistryError::NotLeader {
+                    leader: f.leader_id,
+                })
+            }
+            Ok(Err(e)) => Err(RegistryError::Unavailable(e.to_string())),
+        }
+    }
+
+    /// A linearizable read barrier on any node: afterwards, `read` sees every write that
+    /// committed before the call (ReadIndex through the leader, then wait for local apply).
+    pub async fn read_barrier(&self) -> Result<(), RegistryError> {
+        let leader = match self.status().leader {
+            Some(l) => l,
+            None if self.members().is_empty() => {
+                return Err(RegistryError::NotLeader { leader: None });
+            }
+            None => self.wait_for_leader(PROPOSE_TIMEOUT).await?,
+        };
+        let index = if leader == self.inner.node_id {
+            self.read_index_here().await?
+        } else {
+            let peer = self.peer_of(leader)?;
+            match peer
+                .call(PeerRequest::ReadIndex, PROPOSE_TIMEOUT)
+                .await
+                .map_err(transport_error)?
+            {
+                PeerResponse::ReadIndex(r) => r?,
+                other => {
+                    return Err(RegistryError::Unavailable(format!(
+                        "unexpected answer {other:?}"
+                    )));
+                }
+            }
+        };
+        self.wait_applied(index, PROPOSE_TIMEOUT).await
     }
 
     /// Current members from the latest membership config this node knows.

@@ -71,6 +71,9 @@ impl Handler<PeerRequest, PeerResponse> for PeerService {
                     let r = registry.change_membership(change).await;
                     PeerResponse::Membership(r.map_err(RemoteError::from))
                 }
+                PeerRequest::ReadIndex => PeerResponse::ReadIndex(
+                    registry.read_index_here().await.map_err(RemoteError::from),
+                ),
                 PeerRequest::App(body) => PeerResponse::App(app.handle(from, body).await),
             }
         }

@@ -28,6 +28,9 @@ pub enum PeerRequest {
     },
     /// Membership change, executed by the leader.
     Membership(MembershipChange),
+    /// Linearizable read barrier: the leader confirms it still leads and answers the log
+    /// index a read must have applied to see every committed write.
+    ReadIndex,
     /// A node-level RPC (publish forwarding, close acks, backlog fetch), opaque here.
     App(Vec<u8>),
 }
@@ -71,6 +74,7 @@ pub enum PeerResponse {
     Propose(Result<RemoteCommitted, RemoteError>),
     /// Log index of the membership entry.
     Membership(Result<u64, RemoteError>),
+    ReadIndex(Result<u64, RemoteError>),
     App(Vec<u8>),
     /// The receiver could not handle the request at all (e.g. shutting down).
     Refused(String),

@@ -71,11 +71,20 @@ pub async fn revoke(
     let started = Instant::now();
     let wait = wait_closed(uri.query())?;
     let reason = reason(&body)?;
-    let tenant = st.ctx.registry.read(|s| {
-        s.session(&sid)
-            .map(|r| r.tenant.clone())
-            .or_else(|| s.tombstone(&sid).map(|t| t.tenant.clone()))
-    });
+    let lookup = || {
+        st.ctx.registry.read(|s| {
+            s.session(&sid)
+                .map(|r| r.tenant.clone())
+                .or_else(|| s.tombstone(&sid).map(|t| t.tenant.clone()))
+        })
+    };
+    let mut tenant = lookup();
+    if tenant.is_none() {
+        // This node may not have applied the session's admission yet: read through the
+        // leader before answering 404.
+        st.ctx.registry.read_barrier().await?;
+        tenant = lookup();
+    }
     let Some(tenant) = tenant else {
         return Err(ApiError::not_found(format!("no session {sid}")));
     };
@@ -102,6 +111,7 @@ pub async fn get_session(
     admin: Admin,
     Path(sid): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
+    st.ctx.registry.read_barrier().await?;
     let rec = st.ctx.registry.read(|s| s.session(&sid).cloned());
     let Some(rec) = rec else {
         return Err(ApiError::not_found(format!("no live session {sid}")));
@@ -116,6 +126,7 @@ pub async fn user_sessions(
     Path((tenant, user)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
     admin.require_tenant(&tenant)?;
+    st.ctx.registry.read_barrier().await?;
     let recs: Vec<SessionRecord> = st.ctx.registry.read(|s| {
         s.sessions_of_user(&tenant, &user)
             .into_iter()

@@ -106,6 +106,7 @@ pub async fn put(
     Path(tenant): Path<String>,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
+    st.ctx.registry.read_barrier().await?;
     let exists = st.ctx.registry.read(|s| s.tenant(&tenant).is_some());
     if exists {
         admin.require_tenant(&tenant)?;
@@ -137,6 +138,7 @@ pub async fn get(
     Path(tenant): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     admin.require_tenant(&tenant)?;
+    st.ctx.registry.read_barrier().await?;
     let rec = st.ctx.registry.read(|s| s.tenant(&tenant).cloned());
     let Some(rec) = rec else {
         return Err(ApiError::not_found(format!("no tenant {tenant}")));
