@@ -1,0 +1,180 @@
+{{/* Chart name. */}}
+{{- define "tether.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 40 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/*
+Fully qualified name, cut to 40 characters: pods are named <fullname>-learner-<ordinal>,
+and a StatefulSet's pod names plus its revision-hash label must stay within 63.
+*/}}
+{{- define "tether.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 40 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := default .Chart.Name .Values.nameOverride -}}
+{{- if contains $name .Release.Name -}}
+{{- .Release.Name | trunc 40 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 40 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "tether.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "tether.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "tether.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{- define "tether.labels" -}}
+helm.sh/chart: {{ include "tether.chart" . }}
+{{ include "tether.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+tether.dev/region: {{ .Values.region | quote }}
+{{- end -}}
+
+{{- define "tether.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}
+{{- default (include "tether.fullname" .) .Values.serviceAccount.name -}}
+{{- else -}}
+{{- default "default" .Values.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "tether.peersName" -}}
+{{- printf "%s-peers" (include "tether.fullname" .) -}}
+{{- end -}}
+
+{{- define "tether.learnerName" -}}
+{{- printf "%s-learner" (include "tether.fullname" .) -}}
+{{- end -}}
+
+{{/* DNS suffix pods advertise to peers. */}}
+{{- define "tether.peerDomain" -}}
+{{- if .Values.cluster.advertiseDomain -}}
+{{- .Values.cluster.advertiseDomain -}}
+{{- else -}}
+{{- printf "%s.%s.svc.%s" (include "tether.peersName" .) .Release.Namespace .Values.clusterDomain -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "tether.image" -}}
+{{- if .Values.image.digest -}}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest -}}
+{{- else -}}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Number of voter pods (checked against replicas). */}}
+{{- define "tether.voters" -}}
+{{- $v := int .Values.voters -}}
+{{- $r := int .Values.replicas -}}
+{{- if gt $v $r -}}
+{{- fail (printf "voters (%d) cannot exceed replicas (%d)" $v $r) -}}
+{{- end -}}
+{{- $v -}}
+{{- end -}}
+
+{{/* Whether peer links are used at all: more than one node anywhere in the cluster. */}}
+{{- define "tether.clustered" -}}
+{{- if or (gt (int .Values.replicas) 1) (gt (len .Values.cluster.seeds) 0) -}}true{{- end -}}
+{{- end -}}
+
+{{/* Whether the pods mount peer TLS files. */}}
+{{/* Whether the pods use peer mTLS files: clustered, peer TLS on, not insecure. */}}
+{{- define "tether.peerTLS" -}}
+{{- if include "tether.clustered" . -}}
+{{- if and .Values.tls.peer.enabled .Values.cluster.insecurePeer -}}
+{{- fail "cluster.insecurePeer = true cannot be combined with tls.peer.enabled; disable one" -}}
+{{- else if .Values.tls.peer.enabled -}}
+true
+{{- else if not .Values.cluster.insecurePeer -}}
+{{- fail "a clustered release (replicas > 1 or cluster.seeds) needs tls.peer.enabled, or cluster.insecurePeer for dev/test" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+`[cluster] join` as a JSON list. Empty seeds: this release's first voter is the seed
+(unless the release is a single node without peer links: then no join at all, the node
+bootstraps alone).
+*/}}
+{{- define "tether.join" -}}
+{{- if .Values.cluster.seeds -}}
+{{- toJson .Values.cluster.seeds -}}
+{{- else if not (include "tether.clustered" .) -}}
+{{- "[]" -}}
+{{- else if eq (include "tether.voters" .) "0" -}}
+{{- fail "cluster.seeds is required when voters is 0: a release of learners only must join an existing cluster" -}}
+{{- else -}}
+{{- list (printf "%s-%d.%s:%d" (include "tether.fullname" .) (int .Values.ordinalStart) (include "tether.peerDomain" .) (int .Values.ports.peer)) | toJson -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Secret holding ca.crt / tls.crt / tls.key for peer mTLS. */}}
+{{- define "tether.peerSecretName" -}}
+{{- if .Values.tls.peer.existingSecret -}}
+{{- .Values.tls.peer.existingSecret -}}
+{{- else -}}
+{{- printf "%s-peer-tls" (include "tether.fullname" .) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Whether the chart writes the peer TLS Secret from inline PEM. */}}
+{{- define "tether.peerInline" -}}
+{{- $p := .Values.tls.peer -}}
+{{- if and (include "tether.peerTLS" .) (not $p.existingSecret) (not $p.certManager.enabled) $p.cert -}}true{{- end -}}
+{{- end -}}
+
+{{- define "tether.clientSecretName" -}}
+{{- if .Values.tls.client.existingSecret -}}
+{{- .Values.tls.client.existingSecret -}}
+{{- else -}}
+{{- printf "%s-client-tls" (include "tether.fullname" .) -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "tether.clientInline" -}}
+{{- $c := .Values.tls.client -}}
+{{- if and $c.enabled (not $c.existingSecret) (not $c.certManager.enabled) -}}
+{{- if not (and $c.cert $c.key) -}}
+{{- fail "tls.client.enabled needs tls.client.existingSecret, tls.client.certManager.enabled, or inline tls.client.cert and tls.client.key" -}}
+{{- end -}}
+true
+{{- end -}}
+{{- end -}}
+
+{{/* Name of the Secret holding TETHER_ADMIN_KEYS / TETHER_TENANTS, empty if none. */}}
+{{- define "tether.authSecretName" -}}
+{{- if .Values.authSecret.existingSecret -}}
+{{- .Values.authSecret.existingSecret -}}
+{{- else if or .Values.adminKeys .Values.tenants -}}
+{{- printf "%s-auth" (include "tether.fullname" .) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* A TOML value: strings as JSON strings (valid TOML basic strings), integers without
+a fraction, booleans as is, lists of strings as arrays. */}}
+{{- define "tether.tomlValue" -}}
+{{- $v := . -}}
+{{- if kindIs "bool" $v -}}
+{{- $v -}}
+{{- else if or (kindIs "float64" $v) (kindIs "int" $v) (kindIs "int64" $v) -}}
+{{- int64 $v -}}
+{{- else if kindIs "slice" $v -}}
+{{- toJson $v -}}
+{{- else -}}
+{{- toJson (toString $v) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* checksum of the config and secrets, so a change rolls the pods. */}}
+{{- define "tether.podChecksums" -}}
+checksum/config: {{ include (print $.Template.BasePath "/configmap.yaml") . | sha256sum }}
+checksum/secrets: {{ include (print $.Template.BasePath "/secrets.yaml") . | sha256sum }}
+{{- end -}}
