@@ -4,8 +4,8 @@
 {{- end -}}
 
 {{/*
-Fully qualified name, cut to 40 characters: pods are named <fullname>-learner-<ordinal>,
-and a StatefulSet's pod names plus its revision-hash label must stay within 63.
+Fully qualified name, cut to 40 characters: pods are <fullname>-<ordinal> (ordinals can be
+large with ordinalStart), and the revision-hash label on a pod must stay within 63.
 */}}
 {{- define "tether.fullname" -}}
 {{- if .Values.fullnameOverride -}}
@@ -47,10 +47,6 @@ tether.dev/region: {{ .Values.region | quote }}
 
 {{- define "tether.peersName" -}}
 {{- printf "%s-peers" (include "tether.fullname" .) -}}
-{{- end -}}
-
-{{- define "tether.learnerName" -}}
-{{- printf "%s-learner" (include "tether.fullname" .) -}}
 {{- end -}}
 
 {{/* DNS suffix pods advertise to peers. */}}
@@ -173,8 +169,30 @@ a fraction, booleans as is, lists of strings as arrays. */}}
 {{- end -}}
 {{- end -}}
 
-{{/* checksum of the config and secrets, so a change rolls the pods. */}}
+{{/* Ordinals of this release's pods and of its voters, as lists of ints. */}}
+{{- define "tether.ordinals" -}}
+{{- $start := int .Values.ordinalStart -}}
+{{- $out := list -}}
+{{- range $i := until (int .Values.replicas) -}}
+{{- $out = append $out (add $start $i) -}}
+{{- end -}}
+{{- toJson $out -}}
+{{- end -}}
+{{- define "tether.voterOrdinals" -}}
+{{- $start := int .Values.ordinalStart -}}
+{{- $out := list -}}
+{{- range $i := until (int (include "tether.voters" .)) -}}
+{{- $out = append $out (toString (add $start $i)) -}}
+{{- end -}}
+{{- toJson $out -}}
+{{- end -}}
+
+{{/*
+Checksums that roll the pods when the node config or the secrets change. The config one
+is taken over a placeholder pod's file, so adding pods (which adds files) does not restart
+the running ones.
+*/}}
 {{- define "tether.podChecksums" -}}
-checksum/config: {{ include (print $.Template.BasePath "/configmap.yaml") . | sha256sum }}
+checksum/config: {{ include "tether.toml" (dict "root" . "pod" "POD" "voter" true) | sha256sum }}
 checksum/secrets: {{ include (print $.Template.BasePath "/secrets.yaml") . | sha256sum }}
 {{- end -}}

@@ -1,0 +1,58 @@
+{{/*
+tether.toml for one pod: dict "root" (the chart context), "pod" (pod name), "voter" (bool).
+Every key is a real node config key (README "Configuration").
+*/}}
+{{- define "tether.toml" -}}
+{{- $root := .root -}}
+{{- $v := $root.Values -}}
+# Rendered by the tether Helm chart for pod {{ .pod }}. The environment adds
+# TETHER_ADMIN_KEYS and TETHER_TENANTS (JSON, from a Secret) and TETHER_LOG.
+[node]
+# node id = trailing pod ordinal + 1
+id_from_hostname = true
+region = {{ $v.region | toJson }}
+data_dir = "/var/lib/tether"
+
+[listen]
+client = {{ printf "%s:%d" $v.listenHost (int $v.ports.client) | toJson }}
+admin = {{ printf "%s:%d" $v.listenHost (int $v.ports.admin) | toJson }}
+peer = {{ printf "%s:%d" $v.listenHost (int $v.ports.peer) | toJson }}
+
+[cluster]
+join = {{ include "tether.join" $root }}
+advertise = {{ printf "%s.%s:%d" .pod (include "tether.peerDomain" $root) (int $v.ports.peer) | toJson }}
+voter = {{ .voter }}
+timing = {{ $v.timingProfile | toJson }}
+{{- if $v.cluster.insecurePeer }}
+insecure_peer = true
+{{- end }}
+{{- with $v.cluster.isolationLeaseMs }}
+isolation_lease_ms = {{ int64 . }}
+{{- end }}
+{{- with $v.cluster.isolationGraceMs }}
+isolation_grace_ms = {{ int64 . }}
+{{- end }}
+{{- if or (include "tether.peerTLS" $root) $v.tls.client.enabled }}
+
+[tls]
+{{- if $v.tls.client.enabled }}
+client_cert = "/etc/tether-tls/client/tls.crt"
+client_key = "/etc/tether-tls/client/tls.key"
+{{- end }}
+{{- if include "tether.peerTLS" $root }}
+peer_ca = "/etc/tether-tls/peer/ca.crt"
+peer_cert = "/etc/tether-tls/peer/tls.crt"
+peer_key = "/etc/tether-tls/peer/tls.key"
+{{- end }}
+{{- end }}
+{{- range $section := list "auth" "limits" "session" "raft" }}
+{{- $keys := get $v.config $section }}
+{{- if $keys }}
+
+[{{ $section }}]
+{{- range $k, $val := $keys }}
+{{ $k }} = {{ include "tether.tomlValue" $val }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end -}}
