@@ -1,0 +1,119 @@
+//! Reconnect policy: what a close code (or a dropped link) means for the SDK, and the
+//! full-jitter exponential [`Backoff`].
+
+use std::time::Duration;
+
+use rand::Rng;
+
+/// What to do after a connection ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Action {
+    /// Stop for good (40xx, protocol misuse): surface a terminal `Closed`.
+    Stop,
+    /// Reconnect and resume after a full-jitter backoff, on the same endpoint.
+    Backoff,
+    /// Reconnect and resume after a full-jitter backoff, on the next endpoint
+    /// (the node is restarting or overloaded: 1012, 1013).
+    BackoffElsewhere,
+    /// Reconnect at once to another endpoint and resume (4111: node cut off from quorum).
+    NowElsewhere,
+    /// Get a fresh token from the provider, then reconnect and resume (4100).
+    RefreshToken,
+}
+
+/// The SDK's reaction to a close `code` sent by the server. `None` (no close frame: the
+/// link dropped, 1006) reconnects with backoff.
+pub(crate) fn on_close(code: Option<u16>) -> Action {
+    match code {
+        None | Some(1006) => Action::Backoff,
+        Some(4100) => Action::RefreshToken,
+        Some(4111) => Action::NowElsewhere,
+        Some(1012 | 1013) => Action::BackoffElsewhere,
+        Some(4000..=4099) => Action::Stop,
+        // 41xx: reconnect. Unknown application codes above are treated the same way: the
+        // backoff bounds the cost, and a newer server may add reconnectable codes.
+        Some(4100..=4999) => Action::Backoff,
+        // 1002 protocol error, 1003 unsupported data, 1007 bad payload, 1008 policy,
+        // 1009 too big, 1010 extension: the client is at fault; reconnecting would repeat it.
+        Some(1002 | 1003 | 1007 | 1008 | 1009 | 1010) => Action::Stop,
+        // 1000/1001 from the server, 1011 internal error, anything else: try again.
+        Some(_) => Action::Backoff,
+    }
+}
+
+/// Full-jitter exponential backoff: attempt `n` (from 1) waits a uniformly random time in
+/// `0..=min(max, min_cap × 2^(n-1))`.
+#[derive(Debug, Clone)]
+pub(crate) struct Backoff {
+    min: Duration,
+    max: Duration,
+    attempt: u32,
+}
+
+impl Backoff {
+    pub fn new(min: Duration, max: Duration) -> Self {
+        Backoff { min, max, attempt: 0 }
+    }
+
+    /// Attempts since the last [`Backoff::reset`].
+    pub fn attempt(&self) -> u32 {
+        self.attempt
+    }
+
+    /// Counts an attempt without waiting (an immediate or advised reconnect).
+    pub fn bump(&mut self) {
+        self.attempt = self.attempt.saturating_add(1);
+    }
+
+    /// The cap for the next attempt, counting it.
+    pub fn next_cap(&mut self) -> Duration {
+        self.bump();
+        let shift = self.attempt.saturating_sub(1).min(30);
+        self.min.saturating_mul(1u32 << shift).min(self.max)
+    }
+
+    /// The delay for the next attempt, counting it.
+    pub fn next_delay(&mut self) -> Duration {
+        let cap = self.next_cap();
+        let ms = u64::try_from(cap.as_millis()).unwrap_or(u64::MAX);
+        Duration::from_millis(rand::rng().random_range(0..=ms))
+    }
+
+    /// A session was established: start over.
+    pub fn reset(&mut self) {
+        self.attempt = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn close_code_classes() {
+        for c in [4000, 4001, 4003, 4004, 4005, 4006, 4009, 1009] {
+            assert_eq!(on_close(Some(c)), Action::Stop, "{c}");
+        }
+        for c in [4101, 4102, 4108, 1000, 1011] {
+            assert_eq!(on_close(Some(c)), Action::Backoff, "{c}");
+        }
+        assert_eq!(on_close(None), Action::Backoff);
+        assert_eq!(on_close(Some(1012)), Action::BackoffElsewhere);
+        assert_eq!(on_close(Some(1013)), Action::BackoffElsewhere);
+        assert_eq!(on_close(Some(4100)), Action::RefreshToken);
+        assert_eq!(on_close(Some(4111)), Action::NowElsewhere);
+    }
+
+    #[test]
+    fn backoff_caps_double_up_to_max_and_reset() {
+        let mut b = Backoff::new(Duration::from_millis(250), Duration::from_secs(30));
+        let caps: Vec<u128> = (0..10).map(|_| b.next_cap().as_millis()).collect();
+        assert_eq!(caps, [250, 500, 1000, 2000, 4000, 8000, 16000, 30000, 30000, 30000]);
+        for _ in 0..100 {
+            assert!(b.next_delay() <= Duration::from_secs(30));
+        }
+        b.reset();
+        assert_eq!(b.attempt(), 0);
+        assert!(b.next_delay() <= Duration::from_millis(250));
+    }
+}
