@@ -190,9 +190,11 @@ a fraction, booleans as is, lists of strings as arrays. */}}
 {{/*
 Checksums that roll the pods when the node config or the secrets change. The config one
 is taken over a placeholder pod's file, so adding pods (which adds files) does not restart
-the running ones.
+the running ones; a change of `voters` does.
 */}}
 {{- define "tether.podChecksums" -}}
 checksum/config: {{ include "tether.toml" (dict "root" . "pod" "POD" "voter" true) | sha256sum }}
+{{- /* A change of `voters` changes some pods' files: restart them all to apply it. */}}
+tether.dev/voters: {{ include "tether.voters" . | quote }}
 checksum/secrets: {{ include (print $.Template.BasePath "/secrets.yaml") . | sha256sum }}
 {{- end -}}
