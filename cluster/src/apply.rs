@@ -4,7 +4,9 @@
 //! and the entry's metadata. "Now" is `meta.at_ms`, stamped once by the proposer; reading a
 //! local clock here would let nodes disagree about which tokens are revoked.
 
-use crate::command::{Command, Denial, EntryMeta, OpenSession, RegistryEvent, SessionRef};
+use crate::command::{
+    BindSession, Command, Denial, EntryMeta, OpenSession, RegistryEvent, SessionRef,
+};
 use crate::state::{RegistryState, SessionRecord, Tombstone};
 
 /// How long a revoked session id stays refused. Resume tokens die after the resume window
@@ -94,6 +96,11 @@ pub fn apply(state: &mut RegistryState, command: &Command, meta: &EntryMeta) -> 
             }]
         }
         Command::Expire => vec![expire(state, meta)],
+        Command::DetachSession {
+            session_id,
+            resume_window_ms,
+        } => vec![detach_session(state, session_id, *resume_window_ms, meta)],
+        Command::BindSession(bind) => vec![bind_session(state, bind, meta)],
         Command::RefreshSession {
             session_id,
             jti,
@@ -128,6 +135,8 @@ fn open_session(state: &mut RegistryState, open: &OpenSession, meta: &EntryMeta)
         act: open.act.clone(),
         opened_at_ms: meta.at_ms,
         epoch: 1,
+        resume_hash: open.resume_hash.clone(),
+        detached_until_ms: None,
     });
     RegistryEvent::SessionOpened {
         session: SessionRef {
@@ -275,8 +284,10 @@ fn expire(state: &mut RegistryState, meta: &EntryMeta) -> RegistryEvent {
     let jtis = state.retain_jtis(|exp| !jti_expired(exp, meta));
     let tombstones =
         state.retain_tombstones(|t| t.at_ms.saturating_add(TOMBSTONE_RETENTION_MS) >= meta.at_ms);
-    let stale =
-        state.session_ids_where(|s| s.exp.saturating_add(STALE_SESSION_GRACE_SECS) < now_secs);
+    let stale = state.session_ids_where(|s| {
+        s.exp.saturating_add(STALE_SESSION_GRACE_SECS) < now_secs
+            || s.detached_until_ms.is_some_and(|until| until < meta.at_ms)
+    });
     remove_sessions(state, stale, None);
     RegistryEvent::Expired { jtis, tombstones }
 }
@@ -313,6 +324,77 @@ fn tombstone_for(record: &SessionRecord, meta: &EntryMeta, cause: Denial) -> Tom
         user: record.user.clone(),
         at_ms: meta.at_ms,
         cause,
+    }
+}
+
+fn detach_session(
+    state: &mut RegistryState,
+    session_id: &str,
+    resume_window_ms: u64,
+    meta: &EntryMeta,
+) -> RegistryEvent {
+    let Some(record) = state.session(session_id).cloned() else {
+        return not_found("session", session_id);
+    };
+    state.insert_session(SessionRecord {
+        detached_until_ms: Some(meta.at_ms.saturating_add(resume_window_ms)),
+        ..record
+    });
+    RegistryEvent::SessionDetached {
+        session_id: session_id.to_owned(),
+    }
+}
+
+/// A resume: the presented resume token must match, the session must be live or detached
+/// within its window, same tenant and subject, and the new token admissible at this log
+/// position. The epoch fences the previous owner.
+fn bind_session(state: &mut RegistryState, bind: &BindSession, meta: &EntryMeta) -> RegistryEvent {
+    let deny = |reason| RegistryEvent::AdmissionDenied {
+        session_id: bind.session_id.clone(),
+        reason,
+    };
+    let Some(record) = state.session(&bind.session_id).cloned() else {
+        return deny(
+            state
+                .tombstone(&bind.session_id)
+                .map(|t| t.cause)
+                .unwrap_or(Denial::ResumeUnknown),
+        );
+    };
+    let expired = record
+        .detached_until_ms
+        .is_some_and(|until| until < meta.at_ms);
+    if record.tenant != bind.tenant
+        || record.user != bind.user
+        || record.resume_hash != bind.resume_hash
+        || expired
+    {
+        return deny(Denial::ResumeUnknown);
+    }
+    if let Err(reason) =
+        state.check_admission(&bind.tenant, &bind.user, bind.iat, bind.jti.as_deref())
+    {
+        return deny(reason);
+    }
+    let previous_node = record.node;
+    let epoch = record.epoch + 1;
+    state.insert_session(SessionRecord {
+        node: bind.node,
+        epoch,
+        resume_hash: bind.new_resume_hash.clone(),
+        detached_until_ms: None,
+        jti: bind.jti.clone(),
+        iat: bind.iat,
+        exp: bind.exp,
+        ..record
+    });
+    RegistryEvent::SessionBound {
+        session: SessionRef {
+            session_id: bind.session_id.clone(),
+            node: bind.node,
+        },
+        previous_node,
+        epoch,
     }
 }
 

@@ -58,6 +58,25 @@ pub struct OpenSession {
     /// Cluster-wide cap on live sessions of this user; 0 = unlimited. Carried in the
     /// command (not read from local config) so apply stays deterministic.
     pub max_sessions_per_user: u32,
+    /// SHA-256 (hex) of the resume token handed to the client in `welcome`.
+    pub resume_hash: String,
+}
+
+/// A resume: `node` takes the session over (same node or another), fenced by epoch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BindSession {
+    pub session_id: String,
+    pub tenant: String,
+    pub user: String,
+    /// SHA-256 (hex) of the resume token the client presented.
+    pub resume_hash: String,
+    /// SHA-256 (hex) of the new resume token (rotated at every resume).
+    pub new_resume_hash: String,
+    pub node: NodeId,
+    /// The token presented with the resume (admission is re-checked for it).
+    pub jti: Option<String>,
+    pub iat: u64,
+    pub exp: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -113,6 +132,13 @@ pub enum Command {
         iat: u64,
         exp: u64,
     },
+    /// The connection dropped without ending the session: it stays resumable for
+    /// `resume_window_ms` after this entry.
+    DetachSession {
+        session_id: String,
+        resume_window_ms: u64,
+    },
+    BindSession(BindSession),
 }
 
 impl Command {
@@ -130,6 +156,8 @@ impl Command {
             Command::PutTenant(_) => "put_tenant",
             Command::DeleteTenant { .. } => "delete_tenant",
             Command::RefreshSession { .. } => "refresh_session",
+            Command::DetachSession { .. } => "detach_session",
+            Command::BindSession(_) => "bind_session",
             Command::Expire => "expire",
         }
     }
@@ -148,6 +176,8 @@ pub enum Denial {
     /// The session id is already live.
     SessionExists,
     TooManySessions,
+    /// No resumable session matches (unknown id, wrong token or subject, window passed).
+    ResumeUnknown,
 }
 
 /// A session touched by an event, with the node that owns its connection.
@@ -175,6 +205,16 @@ pub enum RegistryEvent {
     /// A `RefreshSession` was admitted.
     SessionRefreshed {
         session_id: String,
+    },
+    SessionDetached {
+        session_id: String,
+    },
+    /// `session.node` now owns the session at `epoch`; `previous_node` must close any
+    /// connection it still has for it (4009).
+    SessionBound {
+        session: SessionRef,
+        previous_node: NodeId,
+        epoch: u64,
     },
     /// Close with 4004.
     SessionRevoked {

@@ -47,7 +47,12 @@ pub struct SessionRecord {
     pub act: Option<String>,
     /// Entry time of the admitting `OpenSession`.
     pub opened_at_ms: u64,
+    /// Bumped by every `BindSession`: the owner with the highest epoch is the only owner.
     pub epoch: u64,
+    /// SHA-256 (hex) of the current resume token; the token itself is never stored.
+    pub resume_hash: String,
+    /// Set while no connection holds the session: resumable until this entry time (ms).
+    pub detached_until_ms: Option<u64>,
 }
 
 /// A revoked session id; kept so a resume of that id is refused on any node.

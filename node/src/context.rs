@@ -29,6 +29,10 @@ pub struct ConnSettings {
     pub allow_query_token: bool,
     /// How long a close handshake may take before the socket is simply dropped.
     pub close_timeout: Duration,
+    /// How long a detached session stays resumable (zero: no resume).
+    pub resume_window: Duration,
+    pub outbox_max_messages: usize,
+    pub outbox_max_bytes: usize,
 }
 
 /// Everything shared by the gateway, the connection actors, the dispatcher and the admin API.

@@ -152,6 +152,21 @@ impl EventSink for Dispatcher {
                         let _ = e.actor.cast(ConnMsg::Permissions(Box::new(update)));
                     }
                 }
+                RegistryEvent::SessionBound {
+                    session,
+                    previous_node,
+                    epoch,
+                } => {
+                    // Resumed on another node: the owner here is fenced off (4009). A resume
+                    // on this node is handed to the actor by the gateway instead.
+                    if *previous_node == ctx.node_id
+                        && session.node != ctx.node_id
+                        && let Some(e) = dir.get(&session.session_id)
+                    {
+                        let _ = e.actor.cast(ConnMsg::TakenOver { epoch: *epoch });
+                        closed.push(session.session_id.clone());
+                    }
+                }
                 _ => {}
             }
         }

@@ -60,6 +60,9 @@ fn conn_settings(c: &Config) -> ConnSettings {
         refresh_window_secs: c.auth.refresh_window_secs,
         allow_query_token: c.auth.allow_query_token,
         close_timeout: Duration::from_secs(2),
+        resume_window: Duration::from_secs(c.session.resume_window_secs),
+        outbox_max_messages: c.session.outbox_max_messages,
+        outbox_max_bytes: c.session.outbox_max_bytes,
     }
 }
 
@@ -166,9 +169,11 @@ pub async fn run(
         drop(listeners.peer);
         None
     };
-    // A node listed in its own `join` (ordinal 0 of a StatefulSet, say) is the seed: it
-    // bootstraps when it has no state, like a node with no `join` at all.
-    let is_seed = config.cluster.join.contains(&registry_node_addr);
+    // The node listed FIRST in its own `join` (ordinal 0 of a StatefulSet, say) is the seed:
+    // it bootstraps when it has no state, like a node with no `join` at all.
+    // Only the FIRST entry may bootstrap: two seeds with empty data dirs would otherwise form
+    // two clusters.
+    let is_seed = config.cluster.join.first() == Some(&registry_node_addr);
     if config.cluster.join.is_empty() || is_seed {
         registry
             .bootstrap_if_new()
@@ -242,10 +247,16 @@ pub async fn run(
             registry: false,
         });
     }
+    // 1012 detaches each session (resumable on another node): wait until no connection is
+    // attached any more, bounded by the grace.
     let deadline = tokio::time::Instant::now() + SHUTDOWN_GRACE;
-    let ids: Vec<String> = ctx.directory.all().into_iter().map(|(s, _)| s).collect();
-    ctx.directory.wait_gone(&ids, deadline).await;
-    // Let the CloseSession proposals of the closed connections commit before Raft stops.
+    let mut check = tokio::time::interval(Duration::from_millis(20));
+    while metrics.connections_active.load(Ordering::Relaxed) > 0
+        && tokio::time::Instant::now() < deadline
+    {
+        check.tick().await;
+    }
+    // Let the Detach/CloseSession proposals of those connections commit before Raft stops.
     let _ = tokio::time::timeout(
         Duration::from_secs(2),
         registry.propose(Command::Expire, None),

@@ -30,6 +30,7 @@ fn open(session_id: &str, user: &str, jti: Option<&str>, iat: u64) -> OpenSessio
         client: ClientInfo::default(),
         act: None,
         max_sessions_per_user: 0,
+        resume_hash: format!("h-{session_id}"),
     }
 }
 
@@ -739,4 +740,136 @@ fn refresh_session_denials() {
         &meta(14, T0 + 14_000),
     );
     assert!(matches!(ev[..], [RegistryEvent::NotFound { .. }]), "{ev:?}");
+}
+
+fn bind(session_id: &str, user: &str, hash: &str, node: u64, iat: u64) -> Command {
+    Command::BindSession(BindSession {
+        session_id: session_id.into(),
+        tenant: "acme".into(),
+        user: user.into(),
+        resume_hash: hash.into(),
+        new_resume_hash: format!("{hash}'"),
+        node,
+        jti: Some("j-new".into()),
+        iat,
+        exp: iat + 3600,
+    })
+}
+
+/// A detached session is resumable within its window on another node: the epoch goes up,
+/// the owner moves, the resume hash rotates, and the old hash no longer works.
+#[test]
+fn detach_then_bind_moves_owner_and_fences() {
+    let mut state = with_sessions(&[open("s1", "alice", Some("j1"), T0 / 1000)]);
+    let detach = Command::DetachSession {
+        session_id: "s1".into(),
+        resume_window_ms: 120_000,
+    };
+    assert_eq!(
+        apply(&mut state, &detach, &meta(10, T0 + 1_000)),
+        vec![RegistryEvent::SessionDetached {
+            session_id: "s1".into()
+        }]
+    );
+    assert_eq!(
+        state.session("s1").unwrap().detached_until_ms,
+        Some(T0 + 121_000)
+    );
+    let ev = apply(
+        &mut state,
+        &bind("s1", "alice", "h-s1", 9, T0 / 1000 + 5),
+        &meta(11, T0 + 60_000),
+    );
+    assert_eq!(
+        ev,
+        vec![RegistryEvent::SessionBound {
+            session: SessionRef {
+                session_id: "s1".into(),
+                node: 9
+            },
+            previous_node: 7,
+            epoch: 2,
+        }]
+    );
+    let s = state.session("s1").unwrap();
+    assert_eq!(
+        (s.node, s.epoch, s.detached_until_ms, s.resume_hash.as_str()),
+        (9, 2, None, "h-s1'")
+    );
+    // The old resume token is spent.
+    let ev = apply(
+        &mut state,
+        &bind("s1", "alice", "h-s1", 8, T0 / 1000 + 6),
+        &meta(12, T0 + 61_000),
+    );
+    assert!(
+        matches!(
+            ev[..],
+            [RegistryEvent::AdmissionDenied {
+                reason: Denial::ResumeUnknown,
+                ..
+            }]
+        ),
+        "{ev:?}"
+    );
+}
+
+/// Resume is refused past the window, for another subject, for a logged-out session (with
+/// its cause), and for an unknown id.
+#[test]
+fn bind_denials() {
+    let mut state = with_sessions(&[
+        open("s1", "alice", Some("j1"), T0 / 1000),
+        open("s2", "bob", Some("j2"), T0 / 1000),
+    ]);
+    let detach = Command::DetachSession {
+        session_id: "s1".into(),
+        resume_window_ms: 1_000,
+    };
+    apply(&mut state, &detach, &meta(10, T0));
+    let denied = |ev: Vec<RegistryEvent>| match &ev[..] {
+        [RegistryEvent::AdmissionDenied { reason, .. }] => *reason,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(
+        denied(apply(
+            &mut state,
+            &bind("s1", "alice", "h-s1", 9, T0 / 1000),
+            &meta(11, T0 + 5_000)
+        )),
+        Denial::ResumeUnknown
+    );
+    assert_eq!(
+        denied(apply(
+            &mut state,
+            &bind("s2", "mallory", "h-s2", 9, T0 / 1000),
+            &meta(12, T0 + 5_000)
+        )),
+        Denial::ResumeUnknown
+    );
+    let logout = Command::LogoutUser {
+        tenant: "acme".into(),
+        user: "bob".into(),
+        reason: String::new(),
+    };
+    apply(&mut state, &logout, &meta(13, T0 + 6_000));
+    assert_eq!(
+        denied(apply(
+            &mut state,
+            &bind("s2", "bob", "h-s2", 9, T0 / 1000 + 10),
+            &meta(14, T0 + 7_000)
+        )),
+        Denial::LoggedOut
+    );
+    assert_eq!(
+        denied(apply(
+            &mut state,
+            &bind("nope", "bob", "h", 9, T0 / 1000 + 10),
+            &meta(15, T0 + 7_000)
+        )),
+        Denial::ResumeUnknown
+    );
+    // Expire drops the detached session whose window passed.
+    apply(&mut state, &Command::Expire, &meta(16, T0 + 10_000));
+    assert!(state.session("s1").is_none());
 }

@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use serde_json::Value as Json;
 use toml::{Table, Value};
 
-use super::{Config, ConfigError, TlsSection};
+use super::{ClusterSection, Config, ConfigError, TlsSection};
 
 /// `TETHER_…` variables that are not config keys and are ignored here: the CLI's config
 /// path, the log filter, and test/chaos harness settings.
@@ -94,6 +94,7 @@ pub(super) fn apply(table: &mut Table, env: &BTreeMap<String, String>) -> Result
 /// absent (and absent options are not serialized), so they are filled in here.
 fn schema() -> Result<Table, ConfigError> {
     let empty = Some(PathBuf::new());
+    let defaults = Config::default();
     let full = Config {
         tls: TlsSection {
             client_cert: empty.clone(),
@@ -102,7 +103,15 @@ fn schema() -> Result<Table, ConfigError> {
             peer_cert: empty.clone(),
             peer_key: empty,
         },
-        ..Config::default()
+        // Optional keys are absent by default; give them a value of their type here so
+        // `TETHER_CLUSTER_ADVERTISE` and friends are known keys.
+        cluster: ClusterSection {
+            advertise: Some(String::new()),
+            isolation_lease_ms: Some(0),
+            isolation_grace_ms: Some(0),
+            ..defaults.cluster.clone()
+        },
+        ..defaults
     };
     Table::try_from(&full).map_err(|e| ConfigError::new("config", format!("defaults: {e}")))
 }

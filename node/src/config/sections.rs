@@ -211,9 +211,14 @@ impl Default for LimitsSection {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SessionSection {
+    /// How long a dropped connection's session stays resumable (0 disables resume).
     pub resume_window_secs: u64,
     /// How often expired sessions are swept from the registry.
     pub expire_interval_secs: u64,
+    /// Bounds of the per-session outbox kept for resume (frames, bytes); past them the oldest
+    /// frames are dropped and a resume reports `recovered: false`.
+    pub outbox_max_messages: usize,
+    pub outbox_max_bytes: usize,
 }
 
 impl Default for SessionSection {
@@ -221,6 +226,8 @@ impl Default for SessionSection {
         Self {
             resume_window_secs: 120,
             expire_interval_secs: 60,
+            outbox_max_messages: 1000,
+            outbox_max_bytes: 1024 * 1024,
         }
     }
 }

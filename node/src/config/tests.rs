@@ -265,3 +265,18 @@ fn ids_from_hostnames() {
     assert_eq!(id_from_hostname("tether-x"), None);
     assert_eq!(id_from_hostname(""), None);
 }
+
+/// Optional keys (absent by default) can still be set from the environment.
+#[test]
+fn env_sets_optional_cluster_keys() {
+    let env: std::collections::BTreeMap<String, String> = [
+        ("TETHER_CLUSTER_ADVERTISE", "tether-0.peers:7072"),
+        ("TETHER_CLUSTER_ISOLATION_LEASE_MS", "2000"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect();
+    let c = Config::from_toml_str("", &env).unwrap();
+    assert_eq!(c.cluster.advertise.as_deref(), Some("tether-0.peers:7072"));
+    assert_eq!(c.cluster.isolation_ms().0, 2000);
+}

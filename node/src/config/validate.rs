@@ -27,6 +27,14 @@ impl Config {
             "session.expire_interval_secs",
             self.session.expire_interval_secs,
         )?;
+        positive(
+            "session.outbox_max_messages",
+            self.session.outbox_max_messages as u64,
+        )?;
+        positive(
+            "session.outbox_max_bytes",
+            self.session.outbox_max_bytes as u64,
+        )?;
         positive("raft.snapshot_every", self.raft.snapshot_every)?;
         validate_keys("admin.keys", &self.admin.keys)?;
         for (i, tenant) in self.tenants.iter().enumerate() {

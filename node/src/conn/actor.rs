@@ -11,6 +11,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use super::io::{IoHandles, Outbound};
+use super::resume::Outbox;
 use super::{AuthContext, ConnMsg, IoStarter, PermsUpdate};
 use crate::context::NodeCtx;
 use crate::directory::DirEntry;
@@ -31,6 +32,15 @@ pub struct ConnArgs {
     /// Wall time (ms) at which the session ends whatever its tokens say
     /// (the tenant's `session_max_lifetime_secs`).
     pub session_deadline_ms: Option<u64>,
+    /// Set when this actor takes over a session resumed from another node.
+    pub resumed: Option<ResumedFrom>,
+}
+
+/// A session resumed here from another node, without its backlog.
+pub struct ResumedFrom {
+    /// The client's last seen seq: numbering continues after it.
+    pub last_seq: u64,
+    pub epoch: u64,
 }
 
 pub struct ConnState {
@@ -39,7 +49,12 @@ pub struct ConnState {
     pub(super) perms: Permissions,
     pub(super) subs: BTreeSet<String>,
     pub(super) seq: u64,
-    pub(super) io: IoHandles,
+    /// `None` while detached (no connection; resumable within the window).
+    pub(super) io: Option<IoHandles>,
+    pub(super) outbox: Outbox,
+    /// Registry epoch of this ownership (fencing).
+    pub(super) epoch: u64,
+    pub(super) detach_timer: Option<JoinHandle<Result<(), ractor::MessagingErr<ConnMsg>>>>,
     pub(super) last_activity: Instant,
     last_ping: Instant,
     pub(super) protocol_errors: u32,
@@ -74,6 +89,7 @@ impl Actor for ConnectionActor {
             io,
             messages_per_sec,
             session_deadline_ms,
+            resumed,
         } = args;
         let io = io(myself.clone());
         ctx.directory.insert(
@@ -94,13 +110,25 @@ impl Actor for ConnectionActor {
         );
         let now = Instant::now();
         let perms = Permissions::parse(&auth.permissions);
+        let (seq, epoch) = resumed
+            .as_ref()
+            .map(|r| (r.last_seq, r.epoch))
+            .unwrap_or((0, 1));
+        let outbox = Outbox::new(
+            seq + 1,
+            ctx.conn.outbox_max_messages,
+            ctx.conn.outbox_max_bytes,
+        );
         let mut state = ConnState {
             ctx,
             auth,
             perms,
             subs: BTreeSet::new(),
-            seq: 0,
-            io,
+            seq,
+            io: Some(io),
+            outbox,
+            epoch,
+            detach_timer: None,
             last_activity: now,
             last_ping: now,
             protocol_errors: 0,
@@ -115,23 +143,9 @@ impl Actor for ConnectionActor {
             tick: None,
             closed: None,
         };
-        let welcome = {
-            let c = &state.ctx;
-            ServerFrame::Welcome {
-                session_id: &state.auth.session_id,
-                resume_token: &resume_token,
-                resumed: false,
-                recovered: false,
-                seq: state.seq,
-                expires_at: state.auth.exp,
-                permissions: &state.auth.permissions,
-                node: &c.node_name,
-                region: &c.region,
-                heartbeat_ms: c.conn.heartbeat_interval.as_millis() as u64,
-            }
-            .to_json()
-        };
-        let _ = state.io.out.try_send(Outbound::Text(welcome));
+        // Resumed from another node without its backlog: `recovered: false`.
+        let welcome = state.welcome_json(&resume_token, resumed.is_some(), false);
+        state.queue(welcome);
         tracing::debug!(
             session_id = %state.auth.session_id,
             tenant = %state.auth.tenant,
@@ -211,7 +225,15 @@ impl Actor for ConnectionActor {
             }
             ConnMsg::Activity => state.last_activity = Instant::now(),
             ConnMsg::TooBig => state.close(&myself, CloseCode::MessageTooBig, false).await,
-            ConnMsg::ClientGone => state.close(&myself, CloseCode::Normal, false).await,
+            ConnMsg::ClientGone => state.lose_connection(&myself).await,
+            ConnMsg::ClientClosed => state.close(&myself, CloseCode::Normal, false).await,
+            ConnMsg::LifetimeOver => state.end(&myself, CloseCode::TokenExpired, false).await,
+            ConnMsg::Resume(r) => state.on_resume(&myself, *r).await,
+            ConnMsg::TakenOver { epoch } => state.on_taken_over(&myself, epoch).await,
+            ConnMsg::ResumeWindowOver { epoch } if epoch == state.epoch && state.io.is_none() => {
+                state.end(&myself, CloseCode::Normal, false).await
+            }
+            ConnMsg::ResumeWindowOver { .. } => {}
             ConnMsg::Tick => state.on_tick(&myself).await,
             ConnMsg::TokenExpiring { generation } if generation == state.timer_generation => {
                 let f = ServerFrame::TokenExpiring {
@@ -242,19 +264,19 @@ impl Actor for ConnectionActor {
             t.abort();
         }
         state.ctx.directory.remove(&state.auth.session_id);
-        state.ctx.metrics.connection_closed();
+        if let Some(t) = state.detach_timer.take() {
+            t.abort();
+        }
+        if state.io.is_some() {
+            state.ctx.metrics.connection_closed();
+        }
         let (code, registry) = state.closed.unwrap_or((CloseCode::Normal, false));
         state
             .ctx
             .metrics
             .inc("tether_closes_total", &[("code", &code.code().to_string())]);
-        if let Some(mut reader) = state.io.reader.take() {
-            let t = state.ctx.conn.close_timeout;
-            tokio::spawn(async move {
-                if tokio::time::timeout(t, &mut reader).await.is_err() {
-                    reader.abort();
-                }
-            });
+        if let Some(io) = state.io.take() {
+            super::resume::reap_reader(io, state.ctx.conn.close_timeout);
         }
         if !registry {
             // The connection ended without the registry ending the session: record it so the
@@ -292,20 +314,47 @@ pub fn denial_close_code(d: Denial) -> CloseCode {
         Denial::TokenRevoked | Denial::SessionRevoked => CloseCode::SessionRevoked,
         Denial::SessionExists => CloseCode::ProtocolError,
         Denial::TooManySessions => CloseCode::RateLimited,
+        Denial::ResumeUnknown => CloseCode::Unauthorized,
     }
 }
 
 impl ConnState {
-    /// Queues a frame; a client whose queue is full is not reading and is closed 4108.
+    /// Queues a frame if a connection is attached; a client whose queue is full is not
+    /// reading and loses its connection (4108, resumable).
     pub(super) async fn send(&mut self, myself: &ActorRef<ConnMsg>, frame: String) {
-        if self.io.out.try_send(Outbound::Text(frame)).is_err() {
+        let Some(io) = &self.io else { return };
+        if io.out.try_send(Outbound::Text(frame)).is_err() {
             self.ctx.metrics.inc("tether_slow_consumers_total", &[]);
             self.close(myself, CloseCode::RateLimited, false).await;
         }
     }
 
-    /// Sends the close frame (bypassing the queue), waits for it to be written, then stops.
+    /// Queues a frame without the slow-consumer check (the welcome, replayed backlog: the
+    /// queue was just created).
+    pub(super) fn queue(&self, frame: String) {
+        if let Some(io) = &self.io {
+            let _ = io.out.try_send(Outbound::Text(frame));
+        }
+    }
+
+    /// Ends the connection with `code`. A reconnect-class code (41xx, 1012, 1013) only
+    /// detaches the session, which stays resumable; anything else ends it.
     pub(super) async fn close(
+        &mut self,
+        myself: &ActorRef<ConnMsg>,
+        code: CloseCode,
+        registry: bool,
+    ) {
+        if !registry && super::resume::resumable(code) && !self.ctx.conn.resume_window.is_zero() {
+            self.detach(myself, Some(code)).await;
+        } else {
+            self.end(myself, code, registry).await;
+        }
+    }
+
+    /// Sends the close frame (if connected), waits for it to be written, then stops the
+    /// actor: the session is over.
+    pub(super) async fn end(
         &mut self,
         myself: &ActorRef<ConnMsg>,
         code: CloseCode,
@@ -315,19 +364,25 @@ impl ConnState {
             return;
         }
         self.closed = Some((code, registry));
-        self.io.closing.store(true, Ordering::Relaxed);
         self.cancel_timers();
-        if let Some(tx) = self.io.close.take() {
-            let _ = tx.send(code);
-        }
-        if let Some(writer) = self.io.writer.take() {
-            // The writer sends the close frame within close_timeout or gives up on the socket.
-            let _ = tokio::time::timeout(self.ctx.conn.close_timeout * 2, writer).await;
-        }
+        self.close_socket(code).await;
         myself.stop(Some(code.name().to_owned()));
     }
 
-    fn cancel_timers(&mut self) {
+    /// Sends `code` on the attached socket (bypassing the queue) and waits for the writer.
+    pub(super) async fn close_socket(&mut self, code: CloseCode) {
+        let Some(io) = self.io.as_mut() else { return };
+        io.closing.store(true, Ordering::Relaxed);
+        if let Some(tx) = io.close.take() {
+            let _ = tx.send(code);
+        }
+        if let Some(writer) = io.writer.take() {
+            // The writer sends the close frame within close_timeout or gives up on the socket.
+            let _ = tokio::time::timeout(self.ctx.conn.close_timeout * 2, writer).await;
+        }
+    }
+
+    pub(super) fn cancel_timers(&mut self) {
         for t in self.timers.drain(..) {
             t.abort();
         }
@@ -351,15 +406,13 @@ impl ConnState {
             .push(myself.send_after(until(exp_ms), move || ConnMsg::TokenExpired { generation }));
         if let Some(deadline) = self.session_deadline_ms {
             // No warning: a refresh cannot extend the session's lifetime.
-            self.timers.push(
-                myself.send_after(until(deadline), move || ConnMsg::TokenExpired {
-                    generation,
-                }),
-            );
+            self.timers
+                .push(myself.send_after(until(deadline), || ConnMsg::LifetimeOver));
         }
     }
 
     async fn on_tick(&mut self, myself: &ActorRef<ConnMsg>) {
+        let Some(io) = &self.io else { return };
         let now = Instant::now();
         if now.duration_since(self.last_activity) >= self.ctx.conn.idle_timeout {
             self.close(myself, CloseCode::IdleTimeout, false).await;
@@ -367,10 +420,33 @@ impl ConnState {
         }
         if now.duration_since(self.last_ping) >= self.ctx.conn.heartbeat_interval {
             self.last_ping = now;
-            if self.io.out.try_send(Outbound::Ping).is_err() {
+            if io.out.try_send(Outbound::Ping).is_err() {
                 self.ctx.metrics.inc("tether_slow_consumers_total", &[]);
                 self.close(myself, CloseCode::RateLimited, false).await;
             }
         }
+    }
+
+    /// The `welcome` frame for this session.
+    pub(super) fn welcome_json(
+        &self,
+        resume_token: &str,
+        resumed: bool,
+        recovered: bool,
+    ) -> String {
+        let c = &self.ctx;
+        ServerFrame::Welcome {
+            session_id: &self.auth.session_id,
+            resume_token,
+            resumed,
+            recovered,
+            seq: self.seq,
+            expires_at: self.auth.exp,
+            permissions: &self.auth.permissions,
+            node: &c.node_name,
+            region: &c.region,
+            heartbeat_ms: c.conn.heartbeat_interval.as_millis() as u64,
+        }
+        .to_json()
     }
 }

@@ -69,9 +69,8 @@ impl ConnState {
                 self.send(myself, ServerFrame::ok(id).to_json()).await;
             }
             ClientFrame::Refresh { id, token } => self.start_refresh(myself, id, token),
-            // Acks trim the resume outbox, which arrives with session resume; until then
-            // there is nothing retained to trim.
-            ClientFrame::Ack { .. } => {}
+            // The client has everything up to `seq`: no need to keep it for resume.
+            ClientFrame::Ack { seq } => self.outbox.ack(seq),
         }
     }
 
@@ -154,7 +153,8 @@ impl ConnState {
             data: &d.data,
         }
         .to_json();
-        self.send(myself, f).await;
+        let channel = (!d.direct).then_some(d.channel.as_str());
+        self.send_seq(myself, self.seq, channel, f).await;
     }
 
     pub(super) async fn on_permissions(&mut self, myself: &ActorRef<ConnMsg>, p: PermsUpdate) {
@@ -193,7 +193,7 @@ impl ConnState {
                 dropped: &dropped,
             }
             .to_json();
-            self.send(myself, f).await;
+            self.send_seq(myself, self.seq, None, f).await;
         }
     }
 

@@ -92,12 +92,18 @@ async fn read_loop<S>(
             }
             Ok(Message::Binary(_)) => ConnMsg::Binary,
             Ok(Message::Pong(_)) | Ok(Message::Ping(_)) => ConnMsg::Activity,
+            // A normal close means the client is leaving; any other code (1001 going away,
+            // an app backgrounded) keeps the session resumable.
+            Ok(Message::Close(Some(f))) if u16::from(f.code) == 1000 => ConnMsg::ClientClosed,
             Ok(Message::Close(_)) => ConnMsg::ClientGone,
             Ok(Message::Frame(_)) => continue,
             Err(WsError::Capacity(CapacityError::MessageTooLong { .. })) => ConnMsg::TooBig,
             Err(_) => ConnMsg::ClientGone,
         };
-        let last = matches!(msg, ConnMsg::ClientGone | ConnMsg::TooBig);
+        let last = matches!(
+            msg,
+            ConnMsg::ClientGone | ConnMsg::ClientClosed | ConnMsg::TooBig
+        );
         if actor.cast(msg).is_err() || last {
             return;
         }

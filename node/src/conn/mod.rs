@@ -8,6 +8,7 @@
 mod actor;
 mod handlers;
 mod io;
+mod resume;
 mod supervisor;
 
 use std::sync::Arc;
@@ -16,7 +17,7 @@ use serde_json::value::RawValue;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
-pub use actor::{ConnArgs, ConnectionActor, denial_close_code};
+pub use actor::{ConnArgs, ConnectionActor, ResumedFrom, denial_close_code};
 pub use io::{IoHandles, IoStarter, close_raw, spawn_io};
 pub use supervisor::{SessionSupervisor, SupervisorMsg};
 
@@ -58,6 +59,26 @@ pub struct PermsUpdate {
     pub version: u64,
 }
 
+/// A new connection for a resumed session.
+pub struct ResumeAttach {
+    pub io: IoStarter,
+    /// The token the client resumed with.
+    pub token: VerifiedToken,
+    pub last_seq: u64,
+    /// New resume token (plaintext, for the welcome; the registry keeps its hash).
+    pub resume_token: String,
+    pub epoch: u64,
+}
+
+impl std::fmt::Debug for ResumeAttach {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResumeAttach")
+            .field("last_seq", &self.last_seq)
+            .field("epoch", &self.epoch)
+            .finish_non_exhaustive()
+    }
+}
+
 /// Result of verifying a refresh token off the actor.
 #[derive(Debug)]
 pub struct RefreshResult {
@@ -76,8 +97,22 @@ pub enum ConnMsg {
     Activity,
     /// The client sent a frame above `max_frame_bytes`.
     TooBig,
-    /// The client closed or the socket failed.
+    /// The socket failed or ended without a close frame (resumable).
     ClientGone,
+    /// The client sent a normal close (1000): it is leaving for good.
+    ClientClosed,
+    /// The tenant's maximum session lifetime was reached.
+    LifetimeOver,
+    /// A resume of this session committed here: attach the new connection.
+    Resume(Box<ResumeAttach>),
+    /// The session was resumed on another node at this epoch.
+    TakenOver {
+        epoch: u64,
+    },
+    /// The resume window of a detached session (at this epoch) ran out.
+    ResumeWindowOver {
+        epoch: u64,
+    },
     Tick,
     TokenExpiring {
         generation: u64,

@@ -14,11 +14,11 @@ use super::upgrade::{self, UpgradeInfo};
 use super::{ClientStream, Gateway};
 use crate::audit::AuditRecord;
 use crate::auth::VerifiedToken;
-use crate::conn::{AuthContext, ConnArgs, ConnectionActor, SupervisorMsg, spawn_io};
+use crate::conn::{AuthContext, ConnArgs, ConnectionActor, ResumedFrom, SupervisorMsg, spawn_io};
 use crate::conn::{close_raw, denial_close_code};
 use crate::context::RegistryTenants;
 use crate::limits::{ConnSlot, LimitError};
-use crate::protocol::{ClientFrame, CloseCode, ServerFrame};
+use crate::protocol::{ClientFrame, CloseCode, ResumeRequest, ServerFrame};
 use tether_cluster::RegistryError;
 use tether_cluster::command::{ClientInfo, Command, OpenSession, RegistryEvent};
 
@@ -78,7 +78,10 @@ pub(super) async fn handshake<S: ClientStream>(
         .await;
     }
     match authenticate(&gw, &mut ws, &info, peer).await {
-        Ok((token, hello_client)) => admit(gw, ws, token, hello_client, slot).await,
+        Ok((token, hello_client, Some(r))) => {
+            super::resume::resume(gw, ws, token, hello_client, r, slot).await
+        }
+        Ok((token, hello_client, None)) => admit(gw, ws, token, hello_client, slot).await,
         Err(r) => {
             ctx.metrics.inc(
                 "tether_handshakes_total",
@@ -95,7 +98,7 @@ async fn authenticate<S: ClientStream>(
     ws: &mut WebSocketStream<S>,
     info: &UpgradeInfo,
     peer: SocketAddr,
-) -> Result<(VerifiedToken, ClientInfo), Refusal> {
+) -> Result<(VerifiedToken, ClientInfo, Option<ResumeRequest>), Refusal> {
     use futures_util::StreamExt;
     let ctx = &gw.ctx;
     let deadline = tokio::time::Instant::now() + ctx.conn.auth_timeout;
@@ -191,7 +194,13 @@ async fn authenticate<S: ClientStream>(
             version: c.version,
         })
         .unwrap_or_default();
-    Ok((verified, client))
+    Ok((verified, client, resume))
+}
+
+/// SHA-256 (hex) of a resume token: only the hash goes into the registry.
+pub(super) fn resume_hash(token: &str) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(token.as_bytes()))
 }
 
 fn random_hex(bytes: usize) -> String {
@@ -200,14 +209,14 @@ fn random_hex(bytes: usize) -> String {
     hex::encode(b)
 }
 
-fn random_b64(bytes: usize) -> String {
+pub(super) fn random_b64(bytes: usize) -> String {
     let mut b = vec![0u8; bytes];
     rand::fill(&mut b[..]);
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
 }
 
 /// Commits `OpenSession` and starts the actor; or closes with the registry's verdict.
-async fn admit<S: ClientStream>(
+pub(super) async fn admit<S: ClientStream>(
     gw: Arc<Gateway>,
     mut ws: WebSocketStream<S>,
     t: VerifiedToken,
@@ -234,6 +243,7 @@ async fn admit<S: ClientStream>(
         .read(|s| s.tenant(&t.tenant).map(|r| r.config.limits.clone()))
         .unwrap_or_default();
     let session_id = random_hex(16);
+    let resume_token = random_b64(32);
     let open = OpenSession {
         session_id: session_id.clone(),
         tenant: t.tenant.clone(),
@@ -247,6 +257,7 @@ async fn admit<S: ClientStream>(
         max_sessions_per_user: tenant_limits
             .max_connections_per_user
             .unwrap_or(ctx.conn.max_sessions_per_user),
+        resume_hash: resume_hash(&resume_token),
     };
     let started = tokio::time::Instant::now();
     let committed = ctx.registry.propose(Command::OpenSession(open), None).await;
@@ -273,6 +284,24 @@ async fn admit<S: ClientStream>(
             return close_raw(&mut ws, code, ctx.conn.close_timeout).await;
         }
     }
+    start_session(&gw, ws, slot, t, session_id, resume_token, None).await;
+}
+
+/// Starts the connection actor of an admitted (or resumed-from-elsewhere) session.
+pub(super) async fn start_session<S: ClientStream>(
+    gw: &Gateway,
+    ws: WebSocketStream<S>,
+    slot: ConnSlot,
+    t: VerifiedToken,
+    session_id: String,
+    resume_token: String,
+    resumed: Option<ResumedFrom>,
+) {
+    let ctx = gw.ctx.clone();
+    let tenant_limits = ctx
+        .registry
+        .read(|s| s.tenant(&t.tenant).map(|r| r.config.limits.clone()))
+        .unwrap_or_default();
     let (permissions, perms_version) = ctx
         .registry
         .read(|s| {
@@ -314,8 +343,9 @@ async fn admit<S: ClientStream>(
     let args = ConnArgs {
         ctx: ctx.clone(),
         auth,
-        resume_token: random_b64(32),
+        resume_token,
         io,
+        resumed,
         messages_per_sec,
         session_deadline_ms: tenant_limits
             .session_max_lifetime_secs
@@ -330,7 +360,10 @@ async fn admit<S: ClientStream>(
         }
         Err(e) => {
             tracing::error!(error = %e, "could not start connection actor");
-            fail("spawn");
+            ctx.metrics.inc(
+                "tether_handshakes_total",
+                &[("outcome", "fail"), ("reason", "spawn")],
+            );
             let _ = ctx
                 .registry
                 .propose(Command::CloseSession { session_id }, None)

@@ -2,6 +2,7 @@
 //! handshake, and hands admitted sessions to connection actors.
 
 mod admit;
+mod resume;
 mod upgrade;
 
 use std::net::SocketAddr;

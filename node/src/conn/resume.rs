@@ -1,0 +1,307 @@
+//! Detached sessions and resume: the bounded outbox of sequenced frames, detaching on a
+//! reconnect-class drop, re-attaching a new connection, and losing the session to a resume
+//! on another node (epoch fencing, close 4009).
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use ractor::ActorRef;
+use tokio::time::Instant;
+
+use super::actor::ConnState;
+use super::io::IoHandles;
+use super::{ConnMsg, ResumeAttach};
+use crate::perms::Permissions;
+use crate::protocol::{CloseCode, ServerFrame};
+use tether_cluster::command::Command;
+
+/// Codes after which the client is told to reconnect and resume (41xx, 1012, 1013): the
+/// session outlives the connection.
+pub fn resumable(code: CloseCode) -> bool {
+    matches!(
+        code,
+        CloseCode::ServiceRestart
+            | CloseCode::TryAgainLater
+            | CloseCode::TokenExpired
+            | CloseCode::IdleTimeout
+            | CloseCode::RateLimited
+            | CloseCode::RegistryUnavailable
+    )
+}
+
+/// Lets the reader see the client's close reply, then aborts it.
+pub fn reap_reader(mut io: IoHandles, close_timeout: Duration) {
+    if let Some(mut reader) = io.reader.take() {
+        tokio::spawn(async move {
+            if tokio::time::timeout(close_timeout, &mut reader)
+                .await
+                .is_err()
+            {
+                reader.abort();
+            }
+        });
+    }
+}
+
+struct OutEntry {
+    seq: u64,
+    /// Channel of an event (checked against the current permissions on replay); `None`
+    /// for direct events and permission frames, which are always replayed.
+    channel: Option<String>,
+    json: String,
+}
+
+/// Sequenced frames kept for resume, bounded by count and bytes; acks trim it.
+pub struct Outbox {
+    entries: VecDeque<OutEntry>,
+    bytes: usize,
+    max_len: usize,
+    max_bytes: usize,
+    /// Every frame with a seq at or above this is still here (or was never sent).
+    first_kept: u64,
+}
+
+impl Outbox {
+    pub fn new(first_seq: u64, max_len: usize, max_bytes: usize) -> Outbox {
+        Outbox {
+            entries: VecDeque::new(),
+            bytes: 0,
+            max_len,
+            max_bytes,
+            first_kept: first_seq,
+        }
+    }
+
+    pub fn push(&mut self, seq: u64, channel: Option<String>, json: String) {
+        self.bytes += json.len();
+        self.entries.push_back(OutEntry { seq, channel, json });
+        while self.entries.len() > self.max_len || self.bytes > self.max_bytes {
+            let Some(old) = self.entries.pop_front() else {
+                break;
+            };
+            self.bytes -= old.json.len();
+            self.first_kept = old.seq + 1;
+        }
+    }
+
+    /// The client has everything up to `seq`.
+    pub fn ack(&mut self, seq: u64) {
+        while self.entries.front().is_some_and(|e| e.seq <= seq) {
+            if let Some(old) = self.entries.pop_front() {
+                self.bytes -= old.json.len();
+            }
+        }
+    }
+
+    /// Whether every frame after `last_seq` is still here.
+    pub fn covers(&self, last_seq: u64) -> bool {
+        last_seq.saturating_add(1) >= self.first_kept
+    }
+}
+
+impl ConnState {
+    /// Records a sequenced frame for resume and sends it if connected.
+    pub(super) async fn send_seq(
+        &mut self,
+        myself: &ActorRef<ConnMsg>,
+        seq: u64,
+        channel: Option<&str>,
+        json: String,
+    ) {
+        self.outbox
+            .push(seq, channel.map(str::to_owned), json.clone());
+        self.send(myself, json).await;
+    }
+
+    /// The network dropped (no close frame): keep the session for resume.
+    pub(super) async fn lose_connection(&mut self, myself: &ActorRef<ConnMsg>) {
+        if self.ctx.conn.resume_window.is_zero() {
+            self.end(myself, CloseCode::Normal, false).await;
+        } else {
+            self.detach(myself, None).await;
+        }
+    }
+
+    /// Drops the connection (after sending `code`, if any) but keeps the session: deliveries
+    /// go to the outbox, the registry marks it detached, and it ends if not resumed within
+    /// the resume window.
+    pub(super) async fn detach(&mut self, myself: &ActorRef<ConnMsg>, code: Option<CloseCode>) {
+        if self.io.is_none() {
+            return;
+        }
+        if let Some(code) = code {
+            self.close_socket(code).await;
+            self.ctx
+                .metrics
+                .inc("tether_closes_total", &[("code", &code.code().to_string())]);
+        }
+        if let Some(io) = self.io.take() {
+            reap_reader(io, self.ctx.conn.close_timeout);
+        }
+        self.ctx.metrics.connection_closed();
+        self.cancel_timers();
+        let window = self.ctx.conn.resume_window;
+        let epoch = self.epoch;
+        self.detach_timer =
+            Some(myself.send_after(window, move || ConnMsg::ResumeWindowOver { epoch }));
+        let ctx = self.ctx.clone();
+        let cmd = Command::DetachSession {
+            session_id: self.auth.session_id.clone(),
+            resume_window_ms: window.as_millis() as u64,
+        };
+        tokio::spawn(async move {
+            if let Err(e) = ctx.registry.propose(cmd, None).await {
+                tracing::warn!(error = %e, "could not record a detached session");
+            }
+        });
+    }
+
+    /// A resume committed on this node: attach the new connection, replay what the client
+    /// missed (filtered by the permissions it has now), carry on.
+    pub(super) async fn on_resume(&mut self, myself: &ActorRef<ConnMsg>, r: ResumeAttach) {
+        if r.epoch <= self.epoch {
+            return;
+        }
+        self.epoch = r.epoch;
+        if self.io.is_some() {
+            // The old connection is still open: this resume took the session over.
+            self.close_socket(CloseCode::SessionTakenOver).await;
+            if let Some(io) = self.io.take() {
+                reap_reader(io, self.ctx.conn.close_timeout);
+            }
+            self.ctx.metrics.connection_closed();
+        }
+        if let Some(t) = self.detach_timer.take() {
+            t.abort();
+        }
+        self.io = Some((r.io)(myself.clone()));
+        self.ctx.metrics.connection_opened();
+        let now = Instant::now();
+        self.last_activity = now;
+        let t = r.token;
+        if t.jti != self.auth.jti {
+            self.ctx
+                .directory
+                .set_jti(&self.auth.session_id, t.jti.clone());
+        }
+        self.auth.jti = t.jti;
+        self.auth.iat = t.iat;
+        self.auth.exp = t.exp;
+        self.auth.act = t.act;
+        self.auth.token_permissions = t.permissions;
+        let a = &self.auth;
+        let over = self.ctx.registry.read(|s| {
+            s.user_permissions(&a.tenant, &a.user)
+                .map(|(p, v)| (p.to_vec(), v))
+        });
+        let (permissions, version) =
+            over.unwrap_or_else(|| (a.token_permissions.clone(), a.perms_version));
+        self.auth.permissions = permissions;
+        self.auth.perms_version = version;
+        self.perms = Permissions::parse(&self.auth.permissions);
+        let dropped: Vec<String> = self
+            .subs
+            .iter()
+            .filter(|c| !self.perms.can_subscribe(c))
+            .cloned()
+            .collect();
+        for c in &dropped {
+            self.subs.remove(c);
+            self.ctx
+                .directory
+                .unsubscribe(&self.auth.session_id, &self.auth.tenant, c);
+        }
+        self.arm_expiry(myself);
+        let recovered = r.last_seq <= self.seq && self.outbox.covers(r.last_seq);
+        let welcome = self.welcome_json(&r.resume_token, true, recovered);
+        self.queue(welcome);
+        let replay: Vec<String> = self
+            .outbox
+            .entries
+            .iter()
+            .filter(|e| e.seq > r.last_seq)
+            .filter(|e| {
+                e.channel
+                    .as_deref()
+                    .is_none_or(|c| self.perms.can_subscribe(c))
+            })
+            .map(|e| e.json.clone())
+            .collect();
+        self.ctx
+            .metrics
+            .inc("tether_resumes_total", &[("where", "same_node")]);
+        for json in replay {
+            self.send(myself, json).await;
+        }
+        if !dropped.is_empty() {
+            self.seq += 1;
+            let f = ServerFrame::Permissions {
+                seq: self.seq,
+                permissions: &self.auth.permissions,
+                version: self.auth.perms_version,
+                dropped: &dropped,
+            }
+            .to_json();
+            self.send_seq(myself, self.seq, None, f).await;
+        }
+    }
+
+    /// The session was resumed on another node at a higher epoch: this owner is fenced off.
+    pub(super) async fn on_taken_over(&mut self, myself: &ActorRef<ConnMsg>, epoch: u64) {
+        if epoch <= self.epoch {
+            return;
+        }
+        // The registry moved the session; there is nothing to record on our side.
+        self.end(myself, CloseCode::SessionTakenOver, true).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seqs(o: &Outbox) -> Vec<u64> {
+        o.entries.iter().map(|e| e.seq).collect()
+    }
+
+    /// The outbox keeps the newest frames within its bounds and knows what it can replay.
+    #[test]
+    fn bounds_and_coverage() {
+        let mut o = Outbox::new(1, 3, 1_000);
+        for seq in 1..=5 {
+            o.push(seq, Some("c.a".into()), format!("f{seq}"));
+        }
+        assert_eq!(seqs(&o), vec![3, 4, 5]);
+        assert!(o.covers(2) && o.covers(4));
+        assert!(
+            !o.covers(1),
+            "frame 2 was dropped, a client at 1 cannot recover"
+        );
+        let mut small = Outbox::new(1, 100, 10);
+        small.push(1, None, "x".repeat(6));
+        small.push(2, None, "y".repeat(6));
+        assert_eq!(seqs(&small), vec![2]);
+        assert!(small.covers(1) && !small.covers(0));
+    }
+
+    /// Acks trim what the client already has, without claiming anything was lost.
+    #[test]
+    fn ack_trims() {
+        let mut o = Outbox::new(11, 100, 1_000_000);
+        for seq in 11..=15 {
+            o.push(seq, None, "f".into());
+        }
+        o.ack(13);
+        assert_eq!(seqs(&o), vec![14, 15]);
+        assert!(o.covers(13));
+        assert_eq!(o.bytes, 2);
+    }
+
+    /// Only 41xx/1012/1013 keep a session for resume; 40xx end it.
+    #[test]
+    fn resumable_codes() {
+        assert!(resumable(CloseCode::IdleTimeout) && resumable(CloseCode::ServiceRestart));
+        assert!(!resumable(CloseCode::SessionRevoked) && !resumable(CloseCode::ProtocolError));
+        assert!(!resumable(CloseCode::Normal));
+    }
+}

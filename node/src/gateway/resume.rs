@@ -1,0 +1,112 @@
+//! `hello.resume`: take a session back, on this node or from another one, fenced by the
+//! registry's epoch (`BindSession`). An unknown, expired or mismatched resume starts a fresh
+//! session; a revoked or logged-out one is refused (4004/4005).
+
+use std::sync::Arc;
+
+use tokio_tungstenite::WebSocketStream;
+
+use super::admit::{admit, random_b64, resume_hash, start_session};
+use super::{ClientStream, Gateway};
+use crate::auth::VerifiedToken;
+use crate::conn::{ConnMsg, ResumeAttach, ResumedFrom, close_raw, denial_close_code, spawn_io};
+use crate::limits::ConnSlot;
+use crate::protocol::{CloseCode, ResumeRequest};
+use tether_cluster::RegistryError;
+use tether_cluster::command::{BindSession, ClientInfo, Command, Denial, RegistryEvent};
+
+pub(super) async fn resume<S: ClientStream>(
+    gw: Arc<Gateway>,
+    mut ws: WebSocketStream<S>,
+    t: VerifiedToken,
+    client: ClientInfo,
+    r: ResumeRequest,
+    slot: ConnSlot,
+) {
+    let ctx = gw.ctx.clone();
+    let fail = |reason: &'static str| {
+        ctx.metrics.inc(
+            "tether_handshakes_total",
+            &[("outcome", "fail"), ("reason", reason)],
+        );
+    };
+    let new_token = random_b64(32);
+    let bind = BindSession {
+        session_id: r.session_id.clone(),
+        tenant: t.tenant.clone(),
+        user: t.user.clone(),
+        resume_hash: resume_hash(&r.resume_token),
+        new_resume_hash: resume_hash(&new_token),
+        node: ctx.node_id,
+        jti: t.jti.clone(),
+        iat: t.iat,
+        exp: t.exp,
+    };
+    let committed = match ctx.registry.propose(Command::BindSession(bind), None).await {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!(error = %e, "resume commit failed");
+            fail("registry_unavailable");
+            let code = match e {
+                RegistryError::Timeout | RegistryError::NotLeader { .. } => {
+                    CloseCode::TryAgainLater
+                }
+                _ => CloseCode::RegistryUnavailable,
+            };
+            return close_raw(&mut ws, code, ctx.conn.close_timeout).await;
+        }
+    };
+    let epoch = match committed.events.first() {
+        Some(RegistryEvent::SessionBound { epoch, .. }) => *epoch,
+        Some(RegistryEvent::AdmissionDenied {
+            reason: Denial::ResumeUnknown,
+            ..
+        }) => {
+            // Unknown, expired or not this client's: a fresh session, as the protocol says.
+            ctx.metrics
+                .inc("tether_resumes_total", &[("where", "fresh")]);
+            return admit(gw, ws, t, client, slot).await;
+        }
+        Some(RegistryEvent::AdmissionDenied { reason, .. }) => {
+            fail("resume_denied");
+            return close_raw(&mut ws, denial_close_code(*reason), ctx.conn.close_timeout).await;
+        }
+        other => {
+            tracing::error!(event = ?other, "unexpected answer to BindSession");
+            fail("resume_internal");
+            return close_raw(&mut ws, CloseCode::TryAgainLater, ctx.conn.close_timeout).await;
+        }
+    };
+    let queue = ctx.conn.outbound_queue;
+    let close_timeout = ctx.conn.close_timeout;
+    match ctx.directory.get(&r.session_id) {
+        Some(entry) => {
+            // The session lives on this node (detached, or still attached to an older
+            // connection): hand the new socket to its actor.
+            let io = Box::new(move |me| spawn_io(ws, me, queue, close_timeout, slot));
+            let attach = ResumeAttach {
+                io,
+                token: t,
+                last_seq: r.last_seq,
+                resume_token: new_token,
+                epoch,
+            };
+            if entry.actor.cast(ConnMsg::Resume(Box::new(attach))).is_err() {
+                // It ended in between; the client sees its socket drop and reconnects.
+                fail("resume_actor_gone");
+            }
+        }
+        None => {
+            // Another node owned it. Its backlog stays there (fetching it comes later), so
+            // numbering continues after what the client saw and the welcome says
+            // `recovered: false`.
+            ctx.metrics
+                .inc("tether_resumes_total", &[("where", "other_node")]);
+            let from = ResumedFrom {
+                last_seq: r.last_seq,
+                epoch,
+            };
+            start_session(&gw, ws, slot, t, r.session_id, new_token, Some(from)).await;
+        }
+    }
+}
