@@ -27,7 +27,10 @@ impl Shared {
     }
 
     fn session_id(&self) -> Option<String> {
-        self.session_id.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.session_id
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 }
 
@@ -62,7 +65,14 @@ impl Client {
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let shared = Arc::new(Shared::default());
         let provider: Arc<dyn TokenProvider> = Arc::new(token_provider);
-        let mut ctx = Ctx::new(config.clone(), provider, ev_tx, cmd_rx, shutdown_rx, shared.clone());
+        let mut ctx = Ctx::new(
+            config.clone(),
+            provider,
+            ev_tx,
+            cmd_rx,
+            shutdown_rx,
+            shared.clone(),
+        );
         let (ws, fresh) = driver::first(&mut ctx).await?;
         let task = tokio::spawn(driver::run(ctx, ws, fresh));
         Ok(Client {
@@ -100,7 +110,11 @@ impl Client {
     /// Publishes `data` to `channel` (needs a `pub:` grant). Not retried after a reconnect:
     /// on [`ClientError::ConnectionLost`] or [`ClientError::Timeout`] it may or may not have
     /// been delivered.
-    pub async fn publish(&self, channel: impl Into<String>, data: Value) -> Result<(), ClientError> {
+    pub async fn publish(
+        &self,
+        channel: impl Into<String>,
+        data: Value,
+    ) -> Result<(), ClientError> {
         self.request(Request::Publish(channel.into(), data)).await
     }
 
@@ -120,7 +134,11 @@ impl Client {
     async fn request(&self, request: Request) -> Result<(), ClientError> {
         let deadline = Instant::now() + self.cfg.request_timeout;
         let (answer, rx) = oneshot::channel();
-        let cmd = Command { request, answer, deadline };
+        let cmd = Command {
+            request,
+            answer,
+            deadline,
+        };
         match tokio::time::timeout_at(deadline, self.cmds.send(cmd)).await {
             Err(_) => return Err(ClientError::Timeout),
             Ok(Err(_)) => return Err(ClientError::Shutdown),

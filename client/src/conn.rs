@@ -28,12 +28,19 @@ pub(crate) enum Ended {
     Shutdown,
     /// The connection is gone. `code` is `None` when the link dropped without a close frame.
     /// `advised` is the rest of a `reconnect.after_ms` delay, if the server sent one.
-    Closed { code: Option<u16>, reason: String, advised: Option<Duration> },
+    Closed {
+        code: Option<u16>,
+        reason: String,
+        advised: Option<Duration>,
+    },
 }
 
 /// Runs one connection to its end. `fresh`: the session is new, so re-subscribe.
 pub(crate) async fn run(ctx: &mut Ctx, ws: Ws, fresh: bool) -> Ended {
-    let heartbeat = ctx.session.heartbeat_ms.map(|ms| Duration::from_millis(ms) * 2);
+    let heartbeat = ctx
+        .session
+        .heartbeat_ms
+        .map(|ms| Duration::from_millis(ms) * 2);
     let read_timeout = match heartbeat {
         Some(h) => ctx.cfg.read_timeout.max(h + Duration::from_secs(5)),
         None => ctx.cfg.read_timeout,
@@ -79,7 +86,8 @@ impl Conn<'_> {
         for channel in channels {
             let id = self.ctx.id();
             let deadline = Instant::now() + self.ctx.cfg.request_timeout;
-            self.pending.insert(id, Waiter::Resubscribe(channel.clone()), deadline);
+            self.pending
+                .insert(id, Waiter::Resubscribe(channel.clone()), deadline);
             self.send(&Outgoing::Subscribe { id, channel }).await?;
         }
         Ok(())
@@ -149,8 +157,14 @@ impl Conn<'_> {
                     .unwrap_or((1005, String::new()));
                 // Complete the closing handshake (bounded).
                 let _ = tokio::time::timeout(self.ctx.cfg.write_timeout, self.ws.close(None)).await;
-                let advised = self.advised_at.map(|at| at.saturating_duration_since(Instant::now()));
-                Err(Ended::Closed { code: Some(code), reason, advised })
+                let advised = self
+                    .advised_at
+                    .map(|at| at.saturating_duration_since(Instant::now()));
+                Err(Ended::Closed {
+                    code: Some(code),
+                    reason,
+                    advised,
+                })
             }
             _ => Ok(()),
         }
@@ -160,16 +174,27 @@ impl Conn<'_> {
         match frame {
             Incoming::Event { seq, channel, data } => {
                 if self.ctx.session.accept_seq(seq) {
-                    self.deliver(ClientEvent::Event { seq, channel, data }).await?;
+                    self.deliver(ClientEvent::Event { seq, channel, data })
+                        .await?;
                     self.ack_if_due(false).await?;
                 }
             }
-            Incoming::Permissions { seq, permissions, version, dropped } => {
+            Incoming::Permissions {
+                seq,
+                permissions,
+                version,
+                dropped,
+            } => {
                 if self.ctx.session.accept_seq(seq) {
                     for ch in &dropped {
                         self.ctx.session.subscriptions.remove(ch);
                     }
-                    let ev = ClientEvent::Permissions { seq, permissions, dropped, version };
+                    let ev = ClientEvent::Permissions {
+                        seq,
+                        permissions,
+                        dropped,
+                        version,
+                    };
                     self.deliver(ev).await?;
                     self.ack_if_due(false).await?;
                 }
@@ -208,14 +233,20 @@ impl Conn<'_> {
                 let _ = answer.send(Ok(()));
             }
             (Waiter::App(_, answer), Err(e)) => {
-                let _ = answer.send(Err(ClientError::Refused { code: e.code, message: e.message }));
+                let _ = answer.send(Err(ClientError::Refused {
+                    code: e.code,
+                    message: e.message,
+                }));
             }
             (Waiter::Resubscribe(_), Ok(())) => {}
             (Waiter::Resubscribe(ch), Err(e)) => {
                 self.ctx.session.subscriptions.remove(&ch);
                 let message = format!("{ch}: {}: {}", e.code, e.message);
-                self.deliver(ClientEvent::Error { code: "resubscribe_failed".into(), message })
-                    .await?;
+                self.deliver(ClientEvent::Error {
+                    code: "resubscribe_failed".into(),
+                    message,
+                })
+                .await?;
             }
             (Waiter::Refresh(token), Ok(())) => {
                 self.refresh_in_flight = false;
@@ -226,15 +257,22 @@ impl Conn<'_> {
                 self.refresh_in_flight = false;
                 self.refresh_at = Some(Instant::now() + REFRESH_RETRY);
                 let message = format!("{}: {}", e.code, e.message);
-                self.deliver(ClientEvent::Error { code: "refresh_failed".into(), message })
-                    .await?;
+                self.deliver(ClientEvent::Error {
+                    code: "refresh_failed".into(),
+                    message,
+                })
+                .await?;
             }
         }
         Ok(())
     }
 
     async fn on_command(&mut self, cmd: Command) -> Result<(), Ended> {
-        let Command { request, answer, deadline } = cmd;
+        let Command {
+            request,
+            answer,
+            deadline,
+        } = cmd;
         if answer.is_closed() {
             return Ok(());
         }
@@ -244,7 +282,8 @@ impl Conn<'_> {
         }
         let id = self.ctx.id();
         let frame = request.frame(id);
-        self.pending.insert(id, Waiter::App(request, answer), deadline);
+        self.pending
+            .insert(id, Waiter::App(request, answer), deadline);
         self.send(&frame).await
     }
 
@@ -277,19 +316,26 @@ impl Conn<'_> {
             Ok(t) if self.ctx.session.token() == Some(t.as_str()) => {
                 // Nothing new to send (e.g. a StaticToken); the server's expiry applies.
                 let message = "the token provider returned the current token".to_owned();
-                let ev = ClientEvent::Error { code: "refresh_failed".into(), message };
+                let ev = ClientEvent::Error {
+                    code: "refresh_failed".into(),
+                    message,
+                };
                 return self.deliver(ev).await;
             }
             Ok(t) => t,
             Err(message) => {
                 self.refresh_at = Some(Instant::now() + REFRESH_RETRY);
-                let ev = ClientEvent::Error { code: "token_provider".into(), message };
+                let ev = ClientEvent::Error {
+                    code: "token_provider".into(),
+                    message,
+                };
                 return self.deliver(ev).await;
             }
         };
         let id = self.ctx.id();
         let deadline = Instant::now() + self.ctx.cfg.request_timeout;
-        self.pending.insert(id, Waiter::Refresh(token.clone()), deadline);
+        self.pending
+            .insert(id, Waiter::Refresh(token.clone()), deadline);
         self.refresh_in_flight = true;
         self.send(&Outgoing::Refresh { id, token }).await
     }
@@ -300,8 +346,11 @@ impl Conn<'_> {
             match waiter {
                 Waiter::Resubscribe(ch) => {
                     let message = format!("{ch}: no reply in time");
-                    self.deliver(ClientEvent::Error { code: "resubscribe_failed".into(), message })
-                        .await?;
+                    self.deliver(ClientEvent::Error {
+                        code: "resubscribe_failed".into(),
+                        message,
+                    })
+                    .await?;
                 }
                 Waiter::Refresh(_) => {
                     self.refresh_in_flight = false;
@@ -328,7 +377,11 @@ impl Conn<'_> {
     }
 
     async fn deliver(&mut self, ev: ClientEvent) -> Result<(), Ended> {
-        if self.ctx.emit(ev).await { Ok(()) } else { Err(Ended::Shutdown) }
+        if self.ctx.emit(ev).await {
+            Ok(())
+        } else {
+            Err(Ended::Shutdown)
+        }
     }
 
     async fn send(&mut self, frame: &Outgoing) -> Result<(), Ended> {
@@ -343,12 +396,21 @@ impl Conn<'_> {
     /// The link is gone without a close frame (1006).
     fn lost(&self, why: &str) -> Ended {
         tracing::debug!(why, "tether-client: connection lost");
-        let advised = self.advised_at.map(|at| at.saturating_duration_since(Instant::now()));
-        Ended::Closed { code: None, reason: why.to_owned(), advised }
+        let advised = self
+            .advised_at
+            .map(|at| at.saturating_duration_since(Instant::now()));
+        Ended::Closed {
+            code: None,
+            reason: why.to_owned(),
+            advised,
+        }
     }
 
     async fn close(&mut self, code: u16, reason: &str) {
-        let frame = CloseFrame { code: code.into(), reason: reason.into() };
+        let frame = CloseFrame {
+            code: code.into(),
+            reason: reason.into(),
+        };
         let _ = tokio::time::timeout(self.ctx.cfg.write_timeout, self.ws.close(Some(frame))).await;
     }
 }

@@ -68,7 +68,11 @@ impl Ctx {
 
     pub fn endpoint_url(&self) -> String {
         let n = self.cfg.endpoints.len().max(1);
-        self.cfg.endpoints.get(self.endpoint % n).cloned().unwrap_or_default()
+        self.cfg
+            .endpoints
+            .get(self.endpoint % n)
+            .cloned()
+            .unwrap_or_default()
     }
 
     fn rotate(&mut self) {
@@ -117,7 +121,9 @@ pub(crate) async fn first(ctx: &mut Ctx) -> Result<(Ws, bool), ClientError> {
                 return Ok((ws, fresh));
             }
             Err(Failure::Token(m)) => return Err(ClientError::Token(m)),
-            Err(Failure::Closed { code, reason }) if policy::on_close(Some(code)) == Action::Stop => {
+            Err(Failure::Closed { code, reason })
+                if policy::on_close(Some(code)) == Action::Stop =>
+            {
                 return Err(ClientError::Closed { code, reason });
             }
             Err(Failure::Closed { code, reason }) => {
@@ -143,7 +149,11 @@ pub(crate) async fn run(mut ctx: Ctx, ws: Ws, fresh: bool) {
                 ctx.emit_final(closed(1000, "client_close", true));
                 return;
             }
-            Ended::Closed { code, reason, advised } => {
+            Ended::Closed {
+                code,
+                reason,
+                advised,
+            } => {
                 let action = policy::on_close(code);
                 let terminal = action == Action::Stop;
                 let ev = closed(code.unwrap_or(1006), &reason, terminal);
@@ -187,7 +197,13 @@ pub(crate) async fn run(mut ctx: Ctx, ws: Ws, fresh: bool) {
             }
             let attempt = ctx.backoff.attempt();
             tracing::debug!(attempt, ?delay, "tether-client: reconnecting");
-            if !ctx.emit(ClientEvent::Reconnecting { attempt, after: delay }).await {
+            if !ctx
+                .emit(ClientEvent::Reconnecting {
+                    attempt,
+                    after: delay,
+                })
+                .await
+            {
                 ctx.emit_final(closed(1000, "client_close", true));
                 return;
             }
@@ -225,8 +241,11 @@ pub(crate) async fn run(mut ctx: Ctx, ws: Ws, fresh: bool) {
                     action = Action::BackoffElsewhere;
                 }
                 Some(Err(Failure::Token(m))) => {
-                    ctx.emit(ClientEvent::Error { code: "token_provider".into(), message: m })
-                        .await;
+                    ctx.emit(ClientEvent::Error {
+                        code: "token_provider".into(),
+                        message: m,
+                    })
+                    .await;
                     action = Action::Backoff;
                 }
             }
@@ -235,5 +254,9 @@ pub(crate) async fn run(mut ctx: Ctx, ws: Ws, fresh: bool) {
 }
 
 fn closed(code: u16, reason: &str, terminal: bool) -> ClientEvent {
-    ClientEvent::Closed { code, reason: reason.to_owned(), terminal }
+    ClientEvent::Closed {
+        code,
+        reason: reason.to_owned(),
+        terminal,
+    }
 }

@@ -151,22 +151,38 @@ mod tests {
             "recovered":false,"seq":0,"expires_at":5,"permissions":[],"node":"n1","region":"x",
             "heartbeat_ms":25000}"#,
         );
-        assert!(matches!(w, Some(Incoming::Welcome(Welcome { ref session_id, .. })) if session_id == "s"));
-        assert_eq!(Incoming::parse(r#"{"type":"future_thing","x":1}"#), Some(Incoming::Unknown));
+        assert!(
+            matches!(w, Some(Incoming::Welcome(Welcome { ref session_id, .. })) if session_id == "s")
+        );
+        assert_eq!(
+            Incoming::parse(r#"{"type":"future_thing","x":1}"#),
+            Some(Incoming::Unknown)
+        );
         assert_eq!(Incoming::parse("not json"), None);
-        assert_eq!(Incoming::parse(r#"{"type":"event","seq":"x","channel":"c"}"#), None);
+        assert_eq!(
+            Incoming::parse(r#"{"type":"event","seq":"x","channel":"c"}"#),
+            None
+        );
     }
 
     #[test]
     fn serializes_client_frames() {
         let h = Outgoing::Hello {
-            resume: Some(Resume { session_id: "s".into(), resume_token: "r".into(), last_seq: 4 }),
-            client: ClientInfo { name: "n".into(), version: "v".into() },
+            resume: Some(Resume {
+                session_id: "s".into(),
+                resume_token: "r".into(),
+                last_seq: 4,
+            }),
+            client: ClientInfo {
+                name: "n".into(),
+                version: "v".into(),
+            },
         };
         let v: Value = serde_json::from_str(&h.to_json()).unwrap_or_default();
         assert_eq!(v["type"], "hello");
         assert_eq!(v["resume"]["last_seq"], 4);
-        let a: Value = serde_json::from_str(&Outgoing::Ack { seq: 9 }.to_json()).unwrap_or_default();
+        let a: Value =
+            serde_json::from_str(&Outgoing::Ack { seq: 9 }.to_json()).unwrap_or_default();
         assert_eq!(a, serde_json::json!({"type":"ack","seq":9}));
     }
 }

@@ -48,10 +48,13 @@ pub(crate) async fn attempt(ctx: &mut Ctx) -> Result<(Ws, Welcome), Failure> {
             version: ctx.cfg.client_version.clone(),
         },
     };
-    tokio::time::timeout(ctx.cfg.write_timeout, ws.send(Message::text(hello.to_json())))
-        .await
-        .map_err(|_| Failure::Io(format!("{endpoint}: hello write timed out")))?
-        .map_err(|e| Failure::Io(format!("{endpoint}: {e}")))?;
+    tokio::time::timeout(
+        ctx.cfg.write_timeout,
+        ws.send(Message::text(hello.to_json())),
+    )
+    .await
+    .map_err(|_| Failure::Io(format!("{endpoint}: hello write timed out")))?
+    .map_err(|e| Failure::Io(format!("{endpoint}: {e}")))?;
     let deadline = tokio::time::Instant::now() + ctx.cfg.connect_timeout;
     loop {
         let msg = tokio::time::timeout_at(deadline, ws.next())

@@ -21,9 +21,19 @@ pub(crate) enum Request {
 impl Request {
     pub fn frame(&self, id: u64) -> Outgoing {
         match self {
-            Request::Subscribe(c) => Outgoing::Subscribe { id, channel: c.clone() },
-            Request::Unsubscribe(c) => Outgoing::Unsubscribe { id, channel: c.clone() },
-            Request::Publish(c, d) => Outgoing::Publish { id, channel: c.clone(), data: d.clone() },
+            Request::Subscribe(c) => Outgoing::Subscribe {
+                id,
+                channel: c.clone(),
+            },
+            Request::Unsubscribe(c) => Outgoing::Unsubscribe {
+                id,
+                channel: c.clone(),
+            },
+            Request::Publish(c, d) => Outgoing::Publish {
+                id,
+                channel: c.clone(),
+                data: d.clone(),
+            },
         }
     }
 }
@@ -75,7 +85,11 @@ impl PendingMap {
     /// Takes the waiter of reply `id`, if it is still known.
     pub fn complete(&mut self, id: u64, ok: bool, error: Option<ReplyError>) -> Option<Done> {
         let (waiter, _) = self.map.remove(&id)?;
-        let result = if ok { Ok(()) } else { Err(error.unwrap_or_default()) };
+        let result = if ok {
+            Ok(())
+        } else {
+            Err(error.unwrap_or_default())
+        };
         Some(Done { waiter, result })
     }
 

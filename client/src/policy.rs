@@ -52,7 +52,11 @@ pub(crate) struct Backoff {
 
 impl Backoff {
     pub fn new(min: Duration, max: Duration) -> Self {
-        Backoff { min, max, attempt: 0 }
+        Backoff {
+            min,
+            max,
+            attempt: 0,
+        }
     }
 
     /// Attempts since the last [`Backoff::reset`].
@@ -108,7 +112,10 @@ mod tests {
     fn backoff_caps_double_up_to_max_and_reset() {
         let mut b = Backoff::new(Duration::from_millis(250), Duration::from_secs(30));
         let caps: Vec<u128> = (0..10).map(|_| b.next_cap().as_millis()).collect();
-        assert_eq!(caps, [250, 500, 1000, 2000, 4000, 8000, 16000, 30000, 30000, 30000]);
+        assert_eq!(
+            caps,
+            [250, 500, 1000, 2000, 4000, 8000, 16000, 30000, 30000, 30000]
+        );
         for _ in 0..100 {
             assert!(b.next_delay() <= Duration::from_secs(30));
         }

@@ -50,7 +50,11 @@ async fn open_inner(cfg: &ClientConfig, endpoint: &str, token: &str) -> Result<W
             .tls
             .clone()
             .ok_or_else(|| format!("{endpoint}: wss:// needs ClientConfig::tls"))?;
-        Box::new(tls_connect(tls, &host, tcp).await.map_err(|e| format!("{endpoint}: {e}"))?)
+        Box::new(
+            tls_connect(tls, &host, tcp)
+                .await
+                .map_err(|e| format!("{endpoint}: {e}"))?,
+        )
     } else {
         Box::new(tcp)
     };
@@ -59,7 +63,10 @@ async fn open_inner(cfg: &ClientConfig, endpoint: &str, token: &str) -> Result<W
         .into_client_request()
         .map_err(|e| format!("{endpoint}: {e}"))?;
     let headers = req.headers_mut();
-    headers.insert("sec-websocket-protocol", HeaderValue::from_static(SUBPROTOCOL));
+    headers.insert(
+        "sec-websocket-protocol",
+        HeaderValue::from_static(SUBPROTOCOL),
+    );
     let bearer = HeaderValue::from_str(&format!("Bearer {token}"))
         .map_err(|_| format!("{endpoint}: token is not a valid header value"))?;
     headers.insert("authorization", bearer);
@@ -71,13 +78,18 @@ async fn open_inner(cfg: &ClientConfig, endpoint: &str, token: &str) -> Result<W
         .await
         .map_err(|e| match e {
             tokio_tungstenite::tungstenite::Error::Http(r) => {
-                format!("{endpoint}: upgrade refused with HTTP {}", r.status().as_u16())
+                format!(
+                    "{endpoint}: upgrade refused with HTTP {}",
+                    r.status().as_u16()
+                )
             }
             e => format!("{endpoint}: {e}"),
         })?;
     let proto = resp.headers().get("sec-websocket-protocol");
     if proto.and_then(|p| p.to_str().ok()) != Some(SUBPROTOCOL) {
-        return Err(format!("{endpoint}: server did not accept subprotocol {SUBPROTOCOL}"));
+        return Err(format!(
+            "{endpoint}: server did not accept subprotocol {SUBPROTOCOL}"
+        ));
     }
     Ok(ws)
 }

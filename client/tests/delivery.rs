@@ -12,14 +12,22 @@ use tether_client::{Client, ClientEvent, StaticToken};
 async fn first_hello_carries_token_subprotocol_and_client() {
     let mut srv = TestServer::start().await;
     let cfg = config(&[&srv.url]);
-    let (client, (conn, hello)) =
-        tokio::join!(Client::connect(cfg, StaticToken("tok-1".into())), srv.accept("s1"));
+    let (client, (conn, hello)) = tokio::join!(
+        Client::connect(cfg, StaticToken("tok-1".into())),
+        srv.accept("s1")
+    );
     let client = client.expect("connect");
     assert_eq!(conn.auth.as_deref(), Some("Bearer tok-1"));
     assert_eq!(conn.protocol.as_deref(), Some("tether.v1"));
     assert_eq!(hello["client"], json!({"name": "test", "version": "9.9"}));
-    assert!(hello.get("resume").is_none(), "no resume on the first hello: {hello}");
-    assert!(hello.get("token").is_none(), "token travels in the header only");
+    assert!(
+        hello.get("resume").is_none(),
+        "no resume on the first hello: {hello}"
+    );
+    assert!(
+        hello.get("token").is_none(),
+        "token travels in the header only"
+    );
     let mut events = client.events().expect("events");
     let ev = wait_event(&mut events, |_| true).await;
     assert_eq!(
@@ -32,7 +40,10 @@ async fn first_hello_carries_token_subprotocol_and_client() {
         }
     );
     assert_eq!(client.session_id().as_deref(), Some("s1"));
-    assert!(client.events().is_none(), "events() hands the stream out once");
+    assert!(
+        client.events().is_none(),
+        "events() hands the stream out once"
+    );
 }
 
 /// Events with a seq at or below the highest seen are dropped; the rest arrive in order,
@@ -43,8 +54,10 @@ async fn duplicates_are_dropped_by_seq_and_acked() {
     let mut cfg = config(&[&srv.url]);
     cfg.ack_every = 1000;
     cfg.ack_interval = std::time::Duration::from_millis(50);
-    let (client, (mut conn, _)) =
-        tokio::join!(Client::connect(cfg, StaticToken("t".into())), srv.accept("s1"));
+    let (client, (mut conn, _)) = tokio::join!(
+        Client::connect(cfg, StaticToken("t".into())),
+        srv.accept("s1")
+    );
     let client = client.expect("connect");
     let mut events = client.events().expect("events");
     for seq in [1, 2, 2, 1, 3, 3, 5, 4] {
@@ -52,14 +65,19 @@ async fn duplicates_are_dropped_by_seq_and_acked() {
     }
     conn.send(json!({"type":"permissions","seq":5,"permissions":[],"version":1,"dropped":[]}))
         .await;
-    conn.send(json!({"type":"permissions","seq":6,"permissions":["sub:x.*"],"version":2,
-        "dropped":["chat.a"]}))
-        .await;
+    conn.send(
+        json!({"type":"permissions","seq":6,"permissions":["sub:x.*"],"version":2,
+        "dropped":["chat.a"]}),
+    )
+    .await;
     conn.event(7, "chat.a").await;
     let mut got = Vec::new();
     while got.len() < 6 {
         match wait_event(&mut events, |e| {
-            matches!(e, ClientEvent::Event { .. } | ClientEvent::Permissions { .. })
+            matches!(
+                e,
+                ClientEvent::Event { .. } | ClientEvent::Permissions { .. }
+            )
         })
         .await
         {
@@ -68,7 +86,12 @@ async fn duplicates_are_dropped_by_seq_and_acked() {
                 assert_eq!(data, json!({"n": seq}));
                 got.push(seq);
             }
-            ClientEvent::Permissions { seq, dropped, version, .. } => {
+            ClientEvent::Permissions {
+                seq,
+                dropped,
+                version,
+                ..
+            } => {
                 assert_eq!((dropped, version), (vec!["chat.a".to_owned()], 2));
                 got.push(seq);
             }
@@ -93,8 +116,10 @@ async fn ack_after_ack_every_events() {
     let mut cfg = config(&[&srv.url]);
     cfg.ack_every = 3;
     cfg.ack_interval = std::time::Duration::from_secs(3600);
-    let (client, (mut conn, _)) =
-        tokio::join!(Client::connect(cfg, StaticToken("t".into())), srv.accept("s1"));
+    let (client, (mut conn, _)) = tokio::join!(
+        Client::connect(cfg, StaticToken("t".into())),
+        srv.accept("s1")
+    );
     let client = client.expect("connect");
     let mut events = client.events().expect("events");
     for seq in 1..=3 {

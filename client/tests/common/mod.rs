@@ -48,21 +48,37 @@ impl TestServer {
                     let seen2 = seen.clone();
                     let cb = move |req: &Request, mut resp: Response| {
                         let h = |n: &str| {
-                            req.headers().get(n).and_then(|v| v.to_str().ok()).map(str::to_owned)
+                            req.headers()
+                                .get(n)
+                                .and_then(|v| v.to_str().ok())
+                                .map(str::to_owned)
                         };
-                        *seen2.lock().expect("lock") = (h("authorization"), h("sec-websocket-protocol"));
-                        resp.headers_mut()
-                            .insert("sec-websocket-protocol", HeaderValue::from_static("tether.v1"));
+                        *seen2.lock().expect("lock") =
+                            (h("authorization"), h("sec-websocket-protocol"));
+                        resp.headers_mut().insert(
+                            "sec-websocket-protocol",
+                            HeaderValue::from_static("tether.v1"),
+                        );
                         Ok(resp)
                     };
                     if let Ok(ws) = tokio_tungstenite::accept_hdr_async(tcp, cb).await {
                         let (auth, protocol) = seen.lock().expect("lock").clone();
-                        let _ = tx.send(ServerConn { ws, auth, protocol, at: Instant::now() }).await;
+                        let _ = tx
+                            .send(ServerConn {
+                                ws,
+                                auth,
+                                protocol,
+                                at: Instant::now(),
+                            })
+                            .await;
                     }
                 });
             }
         });
-        TestServer { url: format!("ws://{addr}/v1/connect"), conns: rx }
+        TestServer {
+            url: format!("ws://{addr}/v1/connect"),
+            conns: rx,
+        }
     }
 
     /// The next connection from the client.
@@ -89,7 +105,10 @@ impl TestServer {
 
 impl ServerConn {
     pub async fn send(&mut self, v: Value) {
-        self.ws.send(Message::text(v.to_string())).await.expect("server send");
+        self.ws
+            .send(Message::text(v.to_string()))
+            .await
+            .expect("server send");
     }
 
     pub async fn welcome(&mut self, sid: &str, resumed: bool) {
@@ -97,14 +116,17 @@ impl ServerConn {
     }
 
     pub async fn welcome_with(&mut self, sid: &str, resumed: bool, expires_at: Value) {
-        self.send(json!({"type":"welcome","session_id":sid,"resume_token":format!("rt-{sid}"),
+        self.send(
+            json!({"type":"welcome","session_id":sid,"resume_token":format!("rt-{sid}"),
             "resumed":resumed,"recovered":resumed,"seq":0,"expires_at":expires_at,
-            "permissions":["sub:chat.*"],"node":"n1","region":"local","heartbeat_ms":25000}))
-            .await;
+            "permissions":["sub:chat.*"],"node":"n1","region":"local","heartbeat_ms":25000}),
+        )
+        .await;
     }
 
     pub async fn event(&mut self, seq: u64, channel: &str) {
-        self.send(json!({"type":"event","seq":seq,"channel":channel,"data":{"n":seq}})).await;
+        self.send(json!({"type":"event","seq":seq,"channel":channel,"data":{"n":seq}}))
+            .await;
     }
 
     /// Next JSON text frame from the client.
@@ -135,7 +157,10 @@ impl ServerConn {
 
     /// Closes with `code` (the reason is the code's name in Tether; any text here).
     pub async fn close(&mut self, code: u16, reason: &str) {
-        let frame = CloseFrame { code: code.into(), reason: reason.into() };
+        let frame = CloseFrame {
+            code: code.into(),
+            reason: reason.into(),
+        };
         let _ = self.ws.close(Some(frame)).await;
         // Drain until the client answered the close.
         let end = Instant::now() + DEADLINE;
@@ -146,7 +171,10 @@ impl ServerConn {
     pub async fn client_close_code(&mut self) -> Option<u16> {
         let end = Instant::now() + DEADLINE;
         loop {
-            match tokio::time::timeout_at(end, self.ws.next()).await.expect("no close in time") {
+            match tokio::time::timeout_at(end, self.ws.next())
+                .await
+                .expect("no close in time")
+            {
                 Some(Ok(Message::Close(c))) => return c.map(|f| u16::from(f.code)),
                 Some(Ok(_)) => continue,
                 _ => return None,
