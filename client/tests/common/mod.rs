@@ -1,6 +1,6 @@
 //! A scriptable in-test Tether server (tokio-tungstenite on 127.0.0.1:0) and helpers that
 //! wait with deadlines. Each accepted connection is handed to the test as a [`ServerConn`].
-#![allow(dead_code)]
+#![allow(dead_code, clippy::result_large_err)] // tungstenite's accept callback type
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
