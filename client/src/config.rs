@@ -43,7 +43,8 @@ pub struct ClientConfig {
     pub outbound_buffer: usize,
     /// Capacity of the event buffer (see [`crate::Events`]).
     pub event_buffer: usize,
-    /// Most requests waiting for a reply at once; more fail with [`ClientError::Busy`].
+    /// Most requests sent and waiting for a reply at once; further requests wait in the
+    /// outbound buffer (and fail with [`ClientError::Timeout`] if they wait too long).
     pub max_pending: usize,
     /// Largest frame accepted from the server, in bytes.
     pub max_frame_bytes: usize,

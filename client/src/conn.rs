@@ -14,12 +14,8 @@ use crate::error::ClientError;
 use crate::event::ClientEvent;
 use crate::frames::{Incoming, Outgoing};
 use crate::pending::{Command, Done, PendingMap, Request, Waiter};
-use crate::session::until_unix;
-use crate::token::TokenFuture;
+use crate::refresh::RefreshTimer;
 use crate::transport::Ws;
-
-/// Wait before retrying a failed in-band refresh.
-const REFRESH_RETRY: Duration = Duration::from_secs(10);
 
 /// How a connection ended.
 #[derive(Debug)]
@@ -49,9 +45,7 @@ pub(crate) async fn run(ctx: &mut Ctx, ws: Ws, fresh: bool) -> Ended {
         ctx,
         ws,
         pending: PendingMap::default(),
-        refresh_at: None,
-        refresh_fut: None,
-        refresh_in_flight: false,
+        refresh: RefreshTimer::default(),
         advised_at: None,
         last_rx: Instant::now(),
         read_timeout,
@@ -69,9 +63,7 @@ struct Conn<'a> {
     ctx: &'a mut Ctx,
     ws: Ws,
     pending: PendingMap,
-    refresh_at: Option<Instant>,
-    refresh_fut: Option<TokenFuture>,
-    refresh_in_flight: bool,
+    refresh: RefreshTimer,
     advised_at: Option<Instant>,
     last_rx: Instant,
     read_timeout: Duration,
@@ -117,14 +109,11 @@ impl Conn<'_> {
                         advised: Some(Duration::ZERO),
                     })
                 }
-                _ = sleep_until(self.refresh_at.unwrap_or(far)), if self.refresh_at.is_some() => {
+                _ = sleep_until(self.refresh.at.unwrap_or(far)), if self.refresh.at.is_some() => {
                     self.start_refresh();
                     Ok(())
                 }
-                t = poll_token(&mut self.refresh_fut), if self.refresh_fut.is_some() => {
-                    self.refresh_fut = None;
-                    self.on_token(t).await
-                }
+                t = self.refresh.token(), if self.refresh.fetching() => self.on_token(t).await,
                 _ = tick.tick() => self.housekeeping().await,
             };
             if let Err(ended) = step {
@@ -249,13 +238,12 @@ impl Conn<'_> {
                 .await?;
             }
             (Waiter::Refresh(token), Ok(())) => {
-                self.refresh_in_flight = false;
+                self.refresh.done();
                 self.ctx.session.set_token(token);
                 self.schedule_refresh();
             }
             (Waiter::Refresh(_), Err(e)) => {
-                self.refresh_in_flight = false;
-                self.refresh_at = Some(Instant::now() + REFRESH_RETRY);
+                self.refresh.retry_later();
                 let message = format!("{}: {}", e.code, e.message);
                 self.deliver(ClientEvent::Error {
                     code: "refresh_failed".into(),
@@ -289,26 +277,13 @@ impl Conn<'_> {
 
     /// Arms the refresh timer `refresh_before` ahead of the token's expiry.
     fn schedule_refresh(&mut self) {
-        let before = self.ctx.cfg.refresh_before.as_secs();
-        self.refresh_at = self
-            .ctx
-            .session
-            .expires_at()
-            .map(|exp| Instant::now() + until_unix(exp.saturating_sub(before)));
+        let exp = self.ctx.session.expires_at();
+        self.refresh.schedule(exp, self.ctx.cfg.refresh_before);
     }
 
     fn start_refresh(&mut self) {
-        self.refresh_at = None;
-        if self.refresh_fut.is_some() || self.refresh_in_flight {
-            return;
-        }
-        let fut = self.ctx.provider.token();
-        let limit = self.ctx.cfg.request_timeout;
-        self.refresh_fut = Some(Box::pin(async move {
-            tokio::time::timeout(limit, fut)
-                .await
-                .unwrap_or_else(|_| Err("token provider timed out".into()))
-        }));
+        self.refresh
+            .start(self.ctx.provider.as_ref(), self.ctx.cfg.request_timeout);
     }
 
     async fn on_token(&mut self, t: Result<String, String>) -> Result<(), Ended> {
@@ -324,7 +299,7 @@ impl Conn<'_> {
             }
             Ok(t) => t,
             Err(message) => {
-                self.refresh_at = Some(Instant::now() + REFRESH_RETRY);
+                self.refresh.retry_later();
                 let ev = ClientEvent::Error {
                     code: "token_provider".into(),
                     message,
@@ -336,7 +311,7 @@ impl Conn<'_> {
         let deadline = Instant::now() + self.ctx.cfg.request_timeout;
         self.pending
             .insert(id, Waiter::Refresh(token.clone()), deadline);
-        self.refresh_in_flight = true;
+        self.refresh.sent();
         self.send(&Outgoing::Refresh { id, token }).await
     }
 
@@ -352,10 +327,7 @@ impl Conn<'_> {
                     })
                     .await?;
                 }
-                Waiter::Refresh(_) => {
-                    self.refresh_in_flight = false;
-                    self.refresh_at = Some(Instant::now() + REFRESH_RETRY);
-                }
+                Waiter::Refresh(_) => self.refresh.retry_later(),
                 Waiter::App(..) => {}
             }
         }
@@ -412,12 +384,5 @@ impl Conn<'_> {
             reason: reason.into(),
         };
         let _ = tokio::time::timeout(self.ctx.cfg.write_timeout, self.ws.close(Some(frame))).await;
-    }
-}
-
-async fn poll_token(fut: &mut Option<TokenFuture>) -> Result<String, String> {
-    match fut.as_mut() {
-        Some(f) => f.await,
-        None => std::future::pending().await,
     }
 }

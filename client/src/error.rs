@@ -37,9 +37,6 @@ pub enum ClientError {
     /// been applied; retry if it is idempotent (subscribe, unsubscribe are).
     #[error("connection lost before the reply")]
     ConnectionLost,
-    /// Too many requests are waiting for replies ([`crate::ClientConfig::max_pending`]).
-    #[error("too many requests in flight")]
-    Busy,
     /// The client was closed with [`crate::Client::close`] or stopped after a terminal close.
     #[error("client is closed")]
     Shutdown,

@@ -36,6 +36,7 @@
 //! | `handshake.rs` | one attempt: token, upgrade, `hello` (+ `resume`), `welcome` |
 //! | `conn.rs` | one live connection: frames, delivery, acks, replies, refresh, advice |
 //! | `session.rs` | state kept across connections: session, `last_seq`, subscriptions, token |
+//! | `refresh.rs` | when to refresh the token in-band; the provider call in progress |
 //! | `pending.rs` | requests in flight and their replies |
 //! | `policy.rs` | close code → action, full-jitter backoff |
 //! | `frames.rs` | JSON frames of `tether.v1` |
@@ -53,6 +54,7 @@ mod frames;
 mod handshake;
 mod pending;
 mod policy;
+mod refresh;
 mod session;
 mod token;
 mod transport;
