@@ -422,6 +422,15 @@ impl Registry {
         Some(Duration::from_millis(now_ms.saturating_sub(last)))
     }
 
+    /// Withholds (or resumes) replication from this node. A leader that lost its quorum
+    /// lease is fenced: openraft 0.9 keeps a cut-off leader leading (and ignores an election
+    /// trigger on a leader), and its heartbeats would keep learners and a minority of
+    /// followers cut off with it believing they are connected. Fenced, it sends nothing but
+    /// votes; the rest of the cluster elects a leader, whose higher term deposes it.
+    pub fn set_fenced(&self, fenced: bool) {
+        self.inner.pool.set_fenced(fenced);
+    }
+
     /// Waits until this node has applied at least `index`.
     pub async fn wait_applied(&self, index: u64, timeout: Duration) -> Result<(), RegistryError> {
         self.inner

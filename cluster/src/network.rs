@@ -32,6 +32,9 @@ pub struct PeerPool {
     peers: Arc<Mutex<HashMap<String, Peer>>>,
     /// When each peer last accepted our AppendEntries as its leader (the leader's lease).
     acks: Arc<Mutex<HashMap<NodeId, tokio::time::Instant>>>,
+    /// Set while this node leads without a quorum lease: replication is withheld so the
+    /// nodes cut off with it stop counting its heartbeats as registry contact.
+    fenced: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl PeerPool {
@@ -40,7 +43,17 @@ impl PeerPool {
             cfg,
             peers: Arc::default(),
             acks: Arc::default(),
+            fenced: Arc::default(),
         }
+    }
+
+    pub fn set_fenced(&self, fenced: bool) {
+        self.fenced
+            .store(fenced, std::sync::atomic::Ordering::Release);
+    }
+
+    fn is_fenced(&self) -> bool {
+        self.fenced.load(std::sync::atomic::Ordering::Acquire)
     }
 
     fn record_ack(&self, peer: NodeId) {
@@ -96,6 +109,10 @@ impl RaftNetworkFactory<TypeConfig> for PeerNetwork {
 #[error("peer answered {0} with a response of another kind")]
 struct WrongResponse(&'static str);
 
+#[derive(Debug, thiserror::Error)]
+#[error("replication withheld: this leader has no quorum lease")]
+struct Fenced;
+
 impl PeerConn {
     async fn call<E: std::error::Error>(
         &self,
@@ -104,6 +121,9 @@ impl PeerConn {
         option: &RPCOption,
     ) -> Result<PeerResponse, RPCError<NodeId, TetherNode, E>> {
         let timeout = option.hard_ttl();
+        if self.pool.is_fenced() && !matches!(req, PeerRequest::Vote(_)) {
+            return Err(RPCError::Unreachable(Unreachable::new(&Fenced)));
+        }
         self.peer.call(req, timeout).await.map_err(|e| match e {
             TransportError::Unreachable(_) | TransportError::Tls(_) => {
                 RPCError::Unreachable(Unreachable::new(&e))

@@ -78,6 +78,10 @@ pub async fn monitor(ctx: Arc<NodeCtx>, lease: Duration, grace: Duration, stop: 
                 tokio::spawn(async move { crate::reap::reap_orphans(&ctx).await });
             }
         }
+        // A leader without its quorum must not keep the nodes cut off with it believing they
+        // are connected: its heartbeats would refresh their leases.
+        let leads = ctx.registry.status().leader == Some(ctx.node_id);
+        ctx.registry.set_fenced(isolated && leads);
         if isolated && !closed_all && age > lease.saturating_add(grace) {
             closed_all = true;
             let sessions = ctx.directory.all();

@@ -239,3 +239,18 @@ async fn peer_with_wrong_ca_is_refused() {
     }
     rogue.kill();
 }
+
+/// A leader cut off from its quorum together with a learner: the leader steps down, so the
+/// learner's lease runs out too and it closes its clients 4111 instead of serving them
+/// without seeing revocations.
+#[tokio::test]
+async fn learner_cut_off_with_the_leader_fails_closed() {
+    let mut c = TestCluster::start(3, 1, "").await;
+    let leader = c.leader(1).await;
+    let (mut on_learner, _) = WsClient::connect(&c.node(4).ws_url(), &token("ivan", &[])).await;
+    for id in [1, 2, 3].into_iter().filter(|id| *id != leader) {
+        c.node_mut(id).kill();
+    }
+    let closed = on_learner.closed_within(Duration::from_secs(30)).await.0;
+    assert_eq!(closed.code, 4111);
+}
