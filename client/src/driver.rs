@@ -94,7 +94,9 @@ impl Ctx {
         let _ = self.events.try_send(ev);
     }
 
-    /// Records a `welcome` and tells the application. Returns `true` for a new session.
+    /// Records a `welcome` and tells the application. Returns `true` when the subscriptions
+    /// must be sent again: a new session, or a resume that did not recover the session's
+    /// state (`recovered: false`, e.g. resumed on another node without its backlog).
     async fn welcomed(&mut self, w: &Welcome) -> bool {
         let fresh = self.session.on_welcome(w);
         self.shared.set_session_id(w.session_id.clone());
@@ -107,7 +109,7 @@ impl Ctx {
             node: w.node.clone(),
         })
         .await;
-        fresh
+        fresh || !w.recovered
     }
 }
 
