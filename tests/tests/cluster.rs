@@ -254,3 +254,39 @@ async fn learner_cut_off_with_the_leader_fails_closed() {
     let closed = on_learner.closed_within(Duration::from_secs(30)).await.0;
     assert_eq!(closed.code, 4111);
 }
+
+/// A node down while the log is compacted catches up by installing a snapshot, and sees a
+/// revocation made meanwhile; a member can then be removed through the admin API.
+#[tokio::test]
+async fn far_behind_node_installs_snapshot_and_member_removal() {
+    // `[raft] snapshot_every` is small so the log is purged while node 3 is down.
+    let mut c = TestCluster::start(3, 0, "\n[raft]\nsnapshot_every = 10").await;
+    let old_jo = token("jo", &[]);
+    c.node_mut(3).kill();
+    let r = call(c.node(1), "POST", "/v1/tenants/acme/users/jo/logout", None).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    for i in 0..40 {
+        let body = json!({"permissions": [format!("sub:c{i}.*")]});
+        let r = call(
+            c.node(1),
+            "PUT",
+            "/v1/tenants/acme/users/filler/permissions",
+            Some(body),
+        )
+        .await;
+        assert_eq!(r.status, 200, "{}", r.body);
+    }
+    c.node_mut(3).spawn().await;
+    let mut refused = WsClient::connect_with(&c.node(3).ws_url(), &old_jo, Carrier::Header).await;
+    assert_eq!(refused.closed().await.code, 4005);
+    let r = call(c.node(1), "DELETE", "/v1/cluster/members/3", None).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let view = c.view(1).await;
+    assert_eq!(view["nodes"].as_array().map(Vec::len), Some(2), "{view}");
+    assert_eq!(
+        call(c.node(1), "DELETE", "/v1/cluster/members/42", None)
+            .await
+            .status,
+        404
+    );
+}

@@ -183,3 +183,33 @@ pub async fn add_member(
         json!({ "commit_index": index, "node_id": b.node_id, "voter": b.voter }),
     ))
 }
+
+/// `DELETE /v1/cluster/members/{id}`: removes a node from the cluster (a voter is demoted
+/// first). Refuses to remove the last voter.
+pub async fn remove_member(
+    State(st): State<Arc<AdminState>>,
+    admin: Admin,
+    axum::extract::Path(id): axum::extract::Path<u64>,
+) -> Result<Json<Value>, ApiError> {
+    admin.require_cluster()?;
+    let members = st.ctx.registry.members();
+    let Some(member) = members.iter().find(|m| m.id == id) else {
+        return Err(ApiError::not_found(format!("node {id} is not a member")));
+    };
+    if member.voter && members.iter().filter(|m| m.voter).count() == 1 {
+        return Err(ApiError::conflict("cannot remove the last voter"));
+    }
+    let index = st
+        .ctx
+        .registry
+        .change_membership(MembershipChange::Remove { node_ids: vec![id] })
+        .await?;
+    st.ctx.audit.emit(crate::audit::AuditRecord {
+        kind: "membership",
+        operator: Some(admin.sub()),
+        reason: Some("remove"),
+        commit_index: Some(index),
+        ..Default::default()
+    });
+    Ok(Json(json!({ "commit_index": index, "removed": id })))
+}

@@ -48,6 +48,10 @@ pub fn router(state: Arc<AdminState>) -> Router {
         .route("/metrics", get(health::metrics))
         .route("/v1/cluster", get(health::cluster))
         .route("/v1/cluster/members", post(health::add_member))
+        .route(
+            "/v1/cluster/members/{id}",
+            axum::routing::delete(health::remove_member),
+        )
         .route("/v1/sessions/{sid}", get(sessions::get_session))
         .route("/v1/sessions/{sid}/revoke", post(sessions::revoke))
         .route(
