@@ -28,12 +28,19 @@ pub const JTI_GRACE_SECS: u64 = 5 * 60;
 pub fn apply(state: &mut RegistryState, command: &Command, meta: &EntryMeta) -> Vec<RegistryEvent> {
     match command {
         Command::OpenSession(open) => vec![open_session(state, open, meta)],
-        Command::CloseSession { session_id } => match state.remove_session(session_id) {
-            Some(_) => vec![RegistryEvent::SessionClosed {
-                session_id: session_id.clone(),
-            }],
-            None => vec![not_found("session", session_id)],
-        },
+        Command::CloseSession { session_id, epoch } => {
+            match state.session(session_id).map(|r| r.epoch) {
+                // Fenced off: the session moved on (resumed elsewhere) after this owner.
+                Some(current) if epoch.is_some_and(|e| e != current) => Vec::new(),
+                Some(_) => {
+                    state.remove_session(session_id);
+                    vec![RegistryEvent::SessionClosed {
+                        session_id: session_id.clone(),
+                    }]
+                }
+                None => vec![not_found("session", session_id)],
+            }
+        }
         Command::RevokeSession { session_id, reason } => {
             revoke_session(state, session_id, reason, meta)
         }
@@ -99,7 +106,11 @@ pub fn apply(state: &mut RegistryState, command: &Command, meta: &EntryMeta) -> 
         Command::DetachSession {
             session_id,
             resume_window_ms,
-        } => vec![detach_session(state, session_id, *resume_window_ms, meta)],
+            epoch,
+        } => match state.session(session_id) {
+            Some(r) if r.epoch != *epoch => Vec::new(),
+            _ => vec![detach_session(state, session_id, *resume_window_ms, meta)],
+        },
         Command::BindSession(bind) => vec![bind_session(state, bind, meta)],
         Command::RefreshSession {
             session_id,

@@ -85,6 +85,9 @@ pub enum Command {
     /// The connection ended normally (client close, network drop, token expiry).
     CloseSession {
         session_id: String,
+        /// The closing owner's epoch: a close from an owner that was fenced off by a later
+        /// `BindSession` is ignored. `None`: unconditional.
+        epoch: Option<u64>,
     },
     RevokeSession {
         session_id: String,
@@ -137,6 +140,8 @@ pub enum Command {
     DetachSession {
         session_id: String,
         resume_window_ms: u64,
+        /// The detaching owner's epoch (a stale owner's detach is ignored).
+        epoch: u64,
     },
     BindSession(BindSession),
 }

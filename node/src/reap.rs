@@ -10,16 +10,16 @@ use crate::context::NodeCtx;
 /// is not in the local directory. Stops at the first failed commit (retried next time).
 pub async fn reap_orphans(ctx: &NodeCtx) {
     let me = ctx.node_id;
-    let owned: Vec<String> = ctx.registry.read(|s| {
+    let owned: Vec<(String, u64)> = ctx.registry.read(|s| {
         s.tenants()
             .flat_map(|t| s.sessions_of_tenant(&t.config.id))
             .filter(|r| r.node == me)
-            .map(|r| r.session_id.clone())
+            .map(|r| (r.session_id.clone(), r.epoch))
             .collect()
     });
-    let orphans: Vec<String> = owned
+    let orphans: Vec<(String, u64)> = owned
         .into_iter()
-        .filter(|sid| ctx.directory.get(sid).is_none())
+        .filter(|(sid, _)| ctx.directory.get(sid).is_none())
         .collect();
     if orphans.is_empty() {
         return;
@@ -28,12 +28,14 @@ pub async fn reap_orphans(ctx: &NodeCtx) {
         count = orphans.len(),
         "closing sessions this node no longer holds"
     );
-    for session_id in orphans {
-        if let Err(e) = ctx
-            .registry
-            .propose(Command::CloseSession { session_id }, None)
-            .await
-        {
+    // Epoch-fenced: if this node's view is stale and a session already moved on, the close
+    // is ignored by apply.
+    for (session_id, epoch) in orphans {
+        let cmd = Command::CloseSession {
+            session_id,
+            epoch: Some(epoch),
+        };
+        if let Err(e) = ctx.registry.propose(cmd, None).await {
             tracing::warn!(error = %e, "could not close an orphaned session; will retry later");
             return;
         }

@@ -97,6 +97,14 @@ async fn second_resume_takes_over_4009() {
         (closed.code, closed.reason.as_str()),
         (4009, "session_taken_over")
     );
+    // The old socket's end (its close reply) must not cost the new connection anything.
+    drop(old);
+    for n in 1..=2 {
+        let body = json!({"tenant": "acme", "session": w["session_id"], "data": {"n": n}});
+        let r = call(&node, "POST", "/v1/publish", Some(body)).await;
+        assert_eq!(r.body["delivered"], 1, "{}", r.body);
+        assert_eq!(new.next_of("event").await["data"]["n"], n);
+    }
 }
 
 /// A stale or wrong resume token starts a fresh session instead.

@@ -192,6 +192,7 @@ fn open_denied_too_many_sessions() {
 fn close_session() {
     let mut state = with_sessions(&[open("s1", "alice", None, T0 / 1000)]);
     let close = Command::CloseSession {
+        epoch: None,
         session_id: "s1".into(),
     };
     assert_eq!(
@@ -764,6 +765,7 @@ fn detach_then_bind_moves_owner_and_fences() {
     let detach = Command::DetachSession {
         session_id: "s1".into(),
         resume_window_ms: 120_000,
+        epoch: 1,
     };
     assert_eq!(
         apply(&mut state, &detach, &meta(10, T0 + 1_000)),
@@ -825,6 +827,7 @@ fn bind_denials() {
     let detach = Command::DetachSession {
         session_id: "s1".into(),
         resume_window_ms: 1_000,
+        epoch: 1,
     };
     apply(&mut state, &detach, &meta(10, T0));
     let denied = |ev: Vec<RegistryEvent>| match &ev[..] {
@@ -871,5 +874,35 @@ fn bind_denials() {
     );
     // Expire drops the detached session whose window passed.
     apply(&mut state, &Command::Expire, &meta(16, T0 + 10_000));
+    assert!(state.session("s1").is_none());
+}
+
+/// A fenced-off owner (older epoch) can neither close nor detach the session it lost.
+#[test]
+fn stale_owner_close_and_detach_ignored() {
+    let mut state = with_sessions(&[open("s1", "alice", Some("j1"), T0 / 1000)]);
+    apply(
+        &mut state,
+        &bind("s1", "alice", "h-s1", 9, T0 / 1000 + 1),
+        &meta(10, T0 + 1_000),
+    );
+    let stale_close = Command::CloseSession {
+        session_id: "s1".into(),
+        epoch: Some(1),
+    };
+    assert!(apply(&mut state, &stale_close, &meta(11, T0 + 2_000)).is_empty());
+    let stale_detach = Command::DetachSession {
+        session_id: "s1".into(),
+        resume_window_ms: 1,
+        epoch: 1,
+    };
+    assert!(apply(&mut state, &stale_detach, &meta(12, T0 + 3_000)).is_empty());
+    let s = state.session("s1").unwrap();
+    assert_eq!((s.node, s.detached_until_ms), (9, None));
+    let close = Command::CloseSession {
+        session_id: "s1".into(),
+        epoch: Some(2),
+    };
+    assert_eq!(apply(&mut state, &close, &meta(13, T0 + 4_000)).len(), 1);
     assert!(state.session("s1").is_none());
 }

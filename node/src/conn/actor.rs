@@ -224,9 +224,14 @@ impl Actor for ConnectionActor {
                     .await;
             }
             ConnMsg::Activity => state.last_activity = Instant::now(),
-            ConnMsg::TooBig => state.close(&myself, CloseCode::MessageTooBig, false).await,
-            ConnMsg::ClientGone => state.lose_connection(&myself).await,
-            ConnMsg::ClientClosed => state.close(&myself, CloseCode::Normal, false).await,
+            ConnMsg::TooBig(c) if state.is_current(&c) => {
+                state.close(&myself, CloseCode::MessageTooBig, false).await
+            }
+            ConnMsg::ClientGone(c) if state.is_current(&c) => state.lose_connection(&myself).await,
+            ConnMsg::ClientClosed(c) if state.is_current(&c) => {
+                state.close(&myself, CloseCode::Normal, false).await
+            }
+            ConnMsg::TooBig(_) | ConnMsg::ClientGone(_) | ConnMsg::ClientClosed(_) => {}
             ConnMsg::LifetimeOver => state.end(&myself, CloseCode::TokenExpired, false).await,
             ConnMsg::Resume(r) => state.on_resume(&myself, *r).await,
             ConnMsg::TakenOver { epoch } => state.on_taken_over(&myself, epoch).await,
@@ -283,10 +288,17 @@ impl Actor for ConnectionActor {
             // session stops counting against the user's cap. Off the actor: it may take a commit.
             let ctx = state.ctx.clone();
             let session_id = state.auth.session_id.clone();
+            let epoch = state.epoch;
             tokio::spawn(async move {
                 if let Err(e) = ctx
                     .registry
-                    .propose(Command::CloseSession { session_id }, None)
+                    .propose(
+                        Command::CloseSession {
+                            session_id,
+                            epoch: Some(epoch),
+                        },
+                        None,
+                    )
                     .await
                 {
                     tracing::warn!(error = %e, "could not record session close");
@@ -425,6 +437,13 @@ impl ConnState {
                 self.close(myself, CloseCode::RateLimited, false).await;
             }
         }
+    }
+
+    /// Whether a socket-end message is about the connection attached now.
+    pub(super) fn is_current(&self, closing: &Arc<std::sync::atomic::AtomicBool>) -> bool {
+        self.io
+            .as_ref()
+            .is_some_and(|io| Arc::ptr_eq(&io.closing, closing))
     }
 
     /// The `welcome` frame for this session.

@@ -94,21 +94,28 @@ async fn read_loop<S>(
             Ok(Message::Pong(_)) | Ok(Message::Ping(_)) => ConnMsg::Activity,
             // A normal close means the client is leaving; any other code (1001 going away,
             // an app backgrounded) keeps the session resumable.
-            Ok(Message::Close(Some(f))) if u16::from(f.code) == 1000 => ConnMsg::ClientClosed,
-            Ok(Message::Close(_)) => ConnMsg::ClientGone,
+            Ok(Message::Close(Some(f))) if u16::from(f.code) == 1000 => {
+                ConnMsg::ClientClosed(closing.clone())
+            }
+            Ok(Message::Close(_)) => ConnMsg::ClientGone(closing.clone()),
             Ok(Message::Frame(_)) => continue,
-            Err(WsError::Capacity(CapacityError::MessageTooLong { .. })) => ConnMsg::TooBig,
-            Err(_) => ConnMsg::ClientGone,
+            Err(WsError::Capacity(CapacityError::MessageTooLong { .. })) => {
+                ConnMsg::TooBig(closing.clone())
+            }
+            Err(_) => ConnMsg::ClientGone(closing.clone()),
         };
         let last = matches!(
             msg,
-            ConnMsg::ClientGone | ConnMsg::ClientClosed | ConnMsg::TooBig
+            ConnMsg::ClientGone(_) | ConnMsg::ClientClosed(_) | ConnMsg::TooBig(_)
         );
         if actor.cast(msg).is_err() || last {
             return;
         }
     }
-    let _ = actor.cast(ConnMsg::ClientGone);
+    // Once the actor is closing this connection (or replaced it) its end is no news.
+    if !closing.load(Ordering::Relaxed) {
+        let _ = actor.cast(ConnMsg::ClientGone(closing));
+    }
 }
 
 type Sink<S> = futures_util::stream::SplitSink<WebSocketStream<S>, Message>;

@@ -12,6 +12,7 @@ mod resume;
 mod supervisor;
 
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 
 use serde_json::value::RawValue;
 use tokio::sync::OwnedSemaphorePermit;
@@ -95,12 +96,13 @@ pub enum ConnMsg {
     Binary,
     /// Any sign of life from the client (pong).
     Activity,
-    /// The client sent a frame above `max_frame_bytes`.
-    TooBig,
+    /// The client sent a frame above `max_frame_bytes`. Socket-end messages carry the
+    /// connection's `closing` flag, so one from a replaced connection is ignored.
+    TooBig(Arc<AtomicBool>),
     /// The socket failed or ended without a close frame (resumable).
-    ClientGone,
+    ClientGone(Arc<AtomicBool>),
     /// The client sent a normal close (1000): it is leaving for good.
-    ClientClosed,
+    ClientClosed(Arc<AtomicBool>),
     /// The tenant's maximum session lifetime was reached.
     LifetimeOver,
     /// A resume of this session committed here: attach the new connection.

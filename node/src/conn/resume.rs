@@ -148,6 +148,7 @@ impl ConnState {
         let cmd = Command::DetachSession {
             session_id: self.auth.session_id.clone(),
             resume_window_ms: window.as_millis() as u64,
+            epoch: self.epoch,
         };
         tokio::spawn(async move {
             if let Err(e) = ctx.registry.propose(cmd, None).await {

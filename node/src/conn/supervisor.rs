@@ -80,7 +80,13 @@ impl Actor for SessionSupervisor {
                 tokio::spawn(async move {
                     let _ = ctx
                         .registry
-                        .propose(Command::CloseSession { session_id }, None)
+                        .propose(
+                            Command::CloseSession {
+                                session_id,
+                                epoch: None,
+                            },
+                            None,
+                        )
                         .await;
                 });
             }

@@ -366,7 +366,13 @@ pub(super) async fn start_session<S: ClientStream>(
             );
             let _ = ctx
                 .registry
-                .propose(Command::CloseSession { session_id }, None)
+                .propose(
+                    Command::CloseSession {
+                        session_id,
+                        epoch: None,
+                    },
+                    None,
+                )
                 .await;
         }
     }
