@@ -12,8 +12,13 @@ use tether_cluster::peer_service::AppRpc;
 use tether_cluster::{NodeId, codec};
 use tokio::time::Instant;
 
+use crate::conn::Delivery;
 use crate::context::NodeCtx;
 use crate::dispatch::DispatchLog;
+use serde_json::value::RawValue;
+
+/// How long a node may take to take a published message.
+const DELIVER_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Longest a peer may be asked to wait for closes.
 const MAX_WAIT: Duration = Duration::from_secs(30);
@@ -25,12 +30,30 @@ pub enum NodeRpc {
     WaitClosed { index: u64, timeout_ms: u64 },
     /// This node's view for `GET /v1/cluster`.
     Status,
+    /// Deliver a published message to this node's recipients.
+    Deliver {
+        tenant: String,
+        target: Target,
+        channel: String,
+        /// The payload as JSON text.
+        data: String,
+        direct: bool,
+    },
+}
+
+/// Who a fanned-out publish is for.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum Target {
+    Channel,
+    User(String),
+    Session(String),
 }
 
 #[derive(Debug, Serialize, Deserialize)]
 pub enum NodeRpcReply {
     Closed { closed: usize, pending: usize },
     Status(NodeStatus),
+    Delivered(usize),
     Error(String),
 }
 
@@ -77,6 +100,23 @@ impl PeerApp {
                 }
             }
             NodeRpc::Status => NodeRpcReply::Status(local_status(&ctx)),
+            NodeRpc::Deliver {
+                tenant,
+                target,
+                channel,
+                data,
+                direct,
+            } => {
+                let Ok(data) = RawValue::from_string(data) else {
+                    return NodeRpcReply::Error("payload is not JSON".into());
+                };
+                let d = Arc::new(Delivery {
+                    channel,
+                    data,
+                    direct,
+                });
+                NodeRpcReply::Delivered(deliver_local(&ctx, &tenant, &target, &d))
+            }
         }
     }
 }
@@ -113,6 +153,85 @@ async fn call(
         .await
         .map_err(|e| e.to_string())?;
     codec::decode::<NodeRpcReply>(&bytes).map_err(|e| e.to_string())
+}
+
+/// Delivers to this node's recipients of `target`.
+pub fn deliver_local(ctx: &NodeCtx, tenant: &str, target: &Target, d: &Arc<Delivery>) -> usize {
+    match target {
+        Target::Channel => crate::dispatch::deliver_channel(ctx, tenant, d),
+        Target::User(u) => crate::dispatch::deliver_user(ctx, tenant, u, d),
+        Target::Session(s) => crate::dispatch::deliver_session(ctx, tenant, s, d),
+    }
+}
+
+/// The other nodes that may hold recipients of `target`: every member for a channel, the
+/// owners (per the registry) for a user or a session.
+pub fn remote_nodes(ctx: &NodeCtx, tenant: &str, target: &Target) -> Vec<NodeId> {
+    let mut nodes: Vec<NodeId> = match target {
+        Target::Channel => ctx.registry.members().into_iter().map(|m| m.id).collect(),
+        Target::User(u) => ctx.registry.read(|s| {
+            s.sessions_of_user(tenant, u)
+                .iter()
+                .map(|r| r.node)
+                .collect()
+        }),
+        Target::Session(sid) => ctx
+            .registry
+            .read(|s| s.session(sid).map(|r| r.node).into_iter().collect()),
+    };
+    nodes.sort_unstable();
+    nodes.dedup();
+    nodes.retain(|n| *n != ctx.node_id);
+    nodes
+}
+
+/// Delivers locally and on every other node that may hold recipients; returns (delivered,
+/// nodes that did not answer).
+pub async fn publish(
+    ctx: &NodeCtx,
+    tenant: &str,
+    target: Target,
+    d: Arc<Delivery>,
+) -> (usize, usize) {
+    let local = deliver_local(ctx, tenant, &target, &d);
+    let (remote, bad) = publish_remote(ctx, tenant, target, d).await;
+    (local + remote, bad)
+}
+
+/// Delivers on the other nodes that may hold recipients of `target`.
+pub async fn publish_remote(
+    ctx: &NodeCtx,
+    tenant: &str,
+    target: Target,
+    d: Arc<Delivery>,
+) -> (usize, usize) {
+    let nodes = remote_nodes(ctx, tenant, &target);
+    if nodes.is_empty() {
+        return (0, 0);
+    }
+    let req = NodeRpc::Deliver {
+        tenant: tenant.to_owned(),
+        target,
+        channel: d.channel.clone(),
+        data: d.data.get().to_owned(),
+        direct: d.direct,
+    };
+    let req = &req;
+    let answers = futures_util::future::join_all(nodes.into_iter().map(|id| async move {
+        match call(ctx, id, req, DELIVER_TIMEOUT).await {
+            Ok(NodeRpcReply::Delivered(n)) => Ok(n),
+            Ok(other) => Err(format!("{other:?}")),
+            Err(e) => Err(e),
+        }
+    }))
+    .await;
+    answers.into_iter().fold((0, 0), |(n, bad), a| match a {
+        Ok(k) => (n + k, bad),
+        Err(e) => {
+            tracing::warn!(error = %e, "a node did not take a published message");
+            (n, bad + 1)
+        }
+    })
 }
 
 /// Asks node `id` for its status.

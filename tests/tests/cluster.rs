@@ -290,3 +290,46 @@ async fn far_behind_node_installs_snapshot_and_member_removal() {
         404
     );
 }
+
+/// Publishing reaches recipients on every node: an admin channel publish on node 1 reaches
+/// subscribers on nodes 2 and 3, a client publish on node 3 reaches node 2, and user and
+/// session publishes are routed to the owning node.
+#[tokio::test]
+async fn publish_fans_out_across_nodes() {
+    let c = TestCluster::start(3, 0, "").await;
+    let (mut on2, _) = WsClient::connect(&c.node(2).ws_url(), &token("kim", &["sub:room.*"])).await;
+    let (mut on3, w3) = WsClient::connect(
+        &c.node(3).ws_url(),
+        &token("lee", &["sub:room.*", "pub:room.*"]),
+    )
+    .await;
+    assert_eq!(on2.subscribe("room.a", 1).await["ok"], true);
+    assert_eq!(on3.subscribe("room.a", 1).await["ok"], true);
+    let body = json!({"tenant": "acme", "channel": "room.a", "data": {"from": "admin"}});
+    let r = call(c.node(1), "POST", "/v1/publish", Some(body)).await;
+    assert_eq!(r.body["delivered"], 2, "{}", r.body);
+    assert_eq!(on2.next_of("event").await["data"]["from"], "admin");
+    assert_eq!(on3.next_of("event").await["data"]["from"], "admin");
+    let reply = on3
+        .request(
+            json!({"type": "publish", "channel": "room.a", "data": {"from": "lee"}}),
+            2,
+        )
+        .await;
+    assert_eq!(reply["ok"], true);
+    assert_eq!(on2.next_of("event").await["data"]["from"], "lee");
+    let body = json!({"tenant": "acme", "user": "lee", "data": {"to": "lee"}});
+    let r = call(c.node(1), "POST", "/v1/publish", Some(body)).await;
+    assert_eq!(r.body["delivered"], 1, "{}", r.body);
+    let body = json!({"tenant": "acme", "session": w3["session_id"], "data": {"to": "session"}});
+    let r = call(c.node(2), "POST", "/v1/publish", Some(body)).await;
+    assert_eq!(r.body["delivered"], 1, "{}", r.body);
+    let mut got = Vec::new();
+    while got.len() < 2 {
+        let ev = on3.next_of("event").await;
+        if ev["channel"] == "$direct" {
+            got.push(ev["data"]["to"].as_str().unwrap_or_default().to_owned());
+        }
+    }
+    assert_eq!(got, vec!["lee".to_owned(), "session".to_owned()]);
+}

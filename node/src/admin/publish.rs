@@ -14,7 +14,7 @@ use super::error::ApiError;
 use super::principal::Admin;
 use super::{AdminState, parse_body};
 use crate::conn::Delivery;
-use crate::dispatch;
+use crate::peer_app::{self, Target};
 use crate::perms::is_valid_channel;
 
 /// Channel name carried by events addressed to a user or a session.
@@ -38,43 +38,36 @@ pub async fn publish(
     let b: PublishBody = parse_body(&body)?;
     admin.require_tenant(&b.tenant)?;
     let ctx = &st.ctx;
-    let delivered = match (b.channel, b.user, b.session) {
+    let (target, channel, direct) = match (b.channel, b.user, b.session) {
         (Some(channel), None, None) => {
             if !is_valid_channel(&channel) {
                 return Err(ApiError::bad_request(format!(
                     "invalid channel {channel:?}"
                 )));
             }
-            let d = Arc::new(Delivery {
-                channel,
-                data: b.data,
-                direct: false,
-            });
-            dispatch::deliver_channel(ctx, &b.tenant, &d)
+            (Target::Channel, channel, false)
         }
-        (None, Some(user), None) => {
-            let d = Arc::new(Delivery {
-                channel: DIRECT_CHANNEL.into(),
-                data: b.data,
-                direct: true,
-            });
-            dispatch::deliver_user(ctx, &b.tenant, &user, &d)
-        }
-        (None, None, Some(session)) => {
-            let d = Arc::new(Delivery {
-                channel: DIRECT_CHANNEL.into(),
-                data: b.data,
-                direct: true,
-            });
-            dispatch::deliver_session(ctx, &b.tenant, &session, &d)
-        }
+        (None, Some(user), None) => (Target::User(user), DIRECT_CHANNEL.to_owned(), true),
+        (None, None, Some(session)) => (Target::Session(session), DIRECT_CHANNEL.to_owned(), true),
         _ => {
             return Err(ApiError::bad_request(
                 "exactly one of channel, user, session is required",
             ));
         }
     };
+    let d = Arc::new(Delivery {
+        channel,
+        data: b.data,
+        direct,
+    });
+    // Across the cluster: subscribers and sessions may live on any node.
+    let (delivered, unreachable) = peer_app::publish(ctx, &b.tenant, target, d).await;
     ctx.metrics
         .add("tether_deliveries_total", &[], delivered as u64);
+    if unreachable > 0 {
+        return Ok(Json(
+            json!({ "delivered": delivered, "unreachable_nodes": unreachable }),
+        ));
+    }
     Ok(Json(json!({ "delivered": delivered })))
 }

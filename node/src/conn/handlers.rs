@@ -62,7 +62,13 @@ impl ConnState {
                     data,
                     direct: false,
                 });
+                // Subscribers may be on any node: deliver here, fan out off the actor.
                 let n = crate::dispatch::deliver_channel(&self.ctx, &self.auth.tenant, &delivery);
+                let (ctx, tenant) = (self.ctx.clone(), self.auth.tenant.clone());
+                tokio::spawn(async move {
+                    let target = crate::peer_app::Target::Channel;
+                    crate::peer_app::publish_remote(&ctx, &tenant, target, delivery).await;
+                });
                 self.ctx
                     .metrics
                     .add("tether_deliveries_total", &[], n as u64);
