@@ -237,10 +237,16 @@ pub async fn run(
     tracing::info!(node = ctx.node_id, "node ready");
 
     shutdown.cancelled().await;
-    tracing::info!("shutting down");
+    tracing::info!("shutting down: draining");
     ready.store(false, Ordering::Release);
     accepting.cancel();
     let _ = gateway_task.await;
+    drain(
+        &ctx,
+        &metrics,
+        Duration::from_secs(config.session.drain_secs),
+    )
+    .await;
     for (_, e) in ctx.directory.all() {
         let _ = e.actor.cast(ConnMsg::Close {
             code: CloseCode::ServiceRestart,
@@ -275,6 +281,37 @@ pub async fn run(
         let _ = t.await;
     }
     Ok(())
+}
+
+/// Graceful drain: hand leadership away (a fenced leader stops replicating, so the others
+/// elect one at once), then ask every client to reconnect elsewhere at a jittered time spread
+/// over the drain window, and wait (bounded by the window) for them to go. Whoever is left
+/// gets 1012 afterwards.
+async fn drain(ctx: &Arc<NodeCtx>, metrics: &Metrics, window: Duration) {
+    let sole_voter = {
+        let members = ctx.registry.members();
+        members.iter().filter(|m| m.voter).count() == 1
+    };
+    if !sole_voter && ctx.registry.status().leader == Some(ctx.node_id) {
+        tracing::info!("draining the leader: fencing so another voter takes over");
+        ctx.registry.set_fenced(true);
+    }
+    if window.is_zero() {
+        return;
+    }
+    let window_ms = window.as_millis() as u64;
+    for (_, e) in ctx.directory.all() {
+        // Leave the last tenth of the window for stragglers to reconnect before 1012.
+        let after_ms = rand::random_range(0..(window_ms * 9 / 10).max(1));
+        let _ = e.actor.cast(ConnMsg::Drain { after_ms });
+    }
+    let deadline = tokio::time::Instant::now() + window;
+    let mut check = tokio::time::interval(Duration::from_millis(50));
+    while metrics.connections_active.load(Ordering::Relaxed) > 0
+        && tokio::time::Instant::now() < deadline
+    {
+        check.tick().await;
+    }
 }
 
 /// Config-file tenants are bootstrapped into the registry (replicated from then on); a config

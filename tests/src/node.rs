@@ -302,6 +302,22 @@ impl TestNode {
         }
     }
 
+    /// Sends SIGTERM without waiting.
+    pub fn signal_term(&self) {
+        if let Some(c) = &self.child {
+            let _ = Command::new("kill")
+                .args(["-TERM", &c.id().to_string()])
+                .status();
+        }
+    }
+
+    /// Whether the process has exited (and how), without waiting.
+    pub fn try_exit(&mut self) -> Option<std::process::ExitStatus> {
+        self.child
+            .as_mut()
+            .and_then(|c| c.try_wait().ok().flatten())
+    }
+
     /// SIGTERM and wait up to `grace`; returns the exit status if it exited.
     pub fn terminate(&mut self, grace: Duration) -> Option<std::process::ExitStatus> {
         let mut c = self.child.take()?;

@@ -333,3 +333,45 @@ async fn publish_fans_out_across_nodes() {
     }
     assert_eq!(got, vec!["lee".to_owned(), "session".to_owned()]);
 }
+
+/// SIGTERM drains a node: every client is advised to reconnect within the drain window,
+/// resumes its session on another node, and the node exits cleanly.
+#[tokio::test]
+async fn drain_moves_clients_to_other_nodes() {
+    let mut c = TestCluster::start(3, 0, "\n[session]\ndrain_secs = 3").await;
+    let mut clients = Vec::new();
+    for i in 0..10 {
+        let t = token(&format!("d{i}"), &[]);
+        let (ws, w) = WsClient::connect(&c.node(3).ws_url(), &t).await;
+        clients.push((ws, w, t));
+    }
+    c.node(3).signal_term();
+    let target = c.node(1).ws_url();
+    for (mut ws, w, t) in clients {
+        let advice = ws.next_of("reconnect").await;
+        assert_eq!(advice["reason"], "drain");
+        assert!(advice["after_ms"].as_u64().unwrap() < 3000, "{advice}");
+        drop(ws);
+        let mut moved =
+            WsClient::upgrade(tether_tests::client::request(&target, Some(&t), None, None))
+                .await
+                .unwrap();
+        let resume = json!({"session_id": w["session_id"], "resume_token": w["resume_token"], "last_seq": 0});
+        moved
+            .send_json(&json!({"type": "hello", "resume": resume}))
+            .await;
+        let welcome = moved.next_json().await;
+        assert_eq!(
+            (welcome["resumed"].as_bool(), welcome["session_id"].clone()),
+            (Some(true), w["session_id"].clone()),
+            "{welcome}"
+        );
+    }
+    let status = wait_for("the drained node to exit", DEADLINE, || {
+        let n = &mut c;
+        let s = n.node_mut(3).try_exit();
+        async move { s }
+    })
+    .await;
+    assert!(status.success(), "{status:?}");
+}

@@ -219,6 +219,9 @@ pub struct SessionSection {
     /// frames are dropped and a resume reports `recovered: false`.
     pub outbox_max_messages: usize,
     pub outbox_max_bytes: usize,
+    /// On SIGTERM: clients are told to reconnect at jittered times over this window, then
+    /// the remaining ones get 1012. 0 skips the advisories.
+    pub drain_secs: u64,
 }
 
 impl Default for SessionSection {
@@ -228,6 +231,7 @@ impl Default for SessionSection {
             expire_interval_secs: 60,
             outbox_max_messages: 1000,
             outbox_max_bytes: 1024 * 1024,
+            drain_secs: 30,
         }
     }
 }

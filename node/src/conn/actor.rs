@@ -239,6 +239,14 @@ impl Actor for ConnectionActor {
                 state.end(&myself, CloseCode::Normal, false).await
             }
             ConnMsg::ResumeWindowOver { .. } => {}
+            ConnMsg::Drain { after_ms } => {
+                let f = ServerFrame::Reconnect {
+                    after_ms,
+                    reason: "drain",
+                }
+                .to_json();
+                state.send(&myself, f).await;
+            }
             ConnMsg::Tick => state.on_tick(&myself).await,
             ConnMsg::TokenExpiring { generation } if generation == state.timer_generation => {
                 let f = ServerFrame::TokenExpiring {

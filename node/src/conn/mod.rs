@@ -115,6 +115,10 @@ pub enum ConnMsg {
     ResumeWindowOver {
         epoch: u64,
     },
+    /// The node is draining: advise the client to reconnect elsewhere after `after_ms`.
+    Drain {
+        after_ms: u64,
+    },
     Tick,
     TokenExpiring {
         generation: u64,
