@@ -12,10 +12,13 @@ use tether_cluster::peer_service::AppRpc;
 use tether_cluster::{NodeId, codec};
 use tokio::time::Instant;
 
-use crate::conn::Delivery;
+use crate::conn::{ConnMsg, Delivery, HandoverState};
 use crate::context::NodeCtx;
 use crate::dispatch::DispatchLog;
 use serde_json::value::RawValue;
+
+/// How long the previous owner of a resumed session may take to hand it over.
+const HANDOVER_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// How long a node may take to take a published message.
 const DELIVER_TIMEOUT: Duration = Duration::from_secs(2);
@@ -30,6 +33,12 @@ pub enum NodeRpc {
     WaitClosed { index: u64, timeout_ms: u64 },
     /// This node's view for `GET /v1/cluster`.
     Status,
+    /// The session was resumed on the asking node at `epoch`: hand over its state.
+    Handover {
+        session_id: String,
+        epoch: u64,
+        after_seq: u64,
+    },
     /// Deliver a published message to this node's recipients.
     Deliver {
         tenant: String,
@@ -54,6 +63,7 @@ pub enum NodeRpcReply {
     Closed { closed: usize, pending: usize },
     Status(NodeStatus),
     Delivered(usize),
+    Handover(Option<HandoverState>),
     Error(String),
 }
 
@@ -100,6 +110,27 @@ impl PeerApp {
                 }
             }
             NodeRpc::Status => NodeRpcReply::Status(local_status(&ctx)),
+            NodeRpc::Handover {
+                session_id,
+                epoch,
+                after_seq,
+            } => {
+                let Some(entry) = ctx.directory.get(&session_id) else {
+                    return NodeRpcReply::Handover(None);
+                };
+                let asked = entry.actor.call(
+                    |reply| ConnMsg::Handover {
+                        epoch,
+                        after_seq,
+                        reply,
+                    },
+                    Some(HANDOVER_TIMEOUT),
+                );
+                match asked.await {
+                    Ok(ractor::rpc::CallResult::Success(state)) => NodeRpcReply::Handover(state),
+                    _ => NodeRpcReply::Handover(None),
+                }
+            }
             NodeRpc::Deliver {
                 tenant,
                 target,
@@ -232,6 +263,32 @@ pub async fn publish_remote(
             (n, bad + 1)
         }
     })
+}
+
+/// Asks the previous owner `id` for the state of a session resumed here at `epoch`.
+pub async fn handover_from(
+    ctx: &NodeCtx,
+    id: NodeId,
+    session_id: &str,
+    epoch: u64,
+    after_seq: u64,
+) -> Option<HandoverState> {
+    let req = NodeRpc::Handover {
+        session_id: session_id.to_owned(),
+        epoch,
+        after_seq,
+    };
+    match call(ctx, id, &req, HANDOVER_TIMEOUT + Duration::from_millis(500)).await {
+        Ok(NodeRpcReply::Handover(h)) => h,
+        Ok(other) => {
+            tracing::warn!(answer = ?other, "unexpected handover answer");
+            None
+        }
+        Err(e) => {
+            tracing::info!(node = id, error = %e, "no handover from the previous owner");
+            None
+        }
+    }
 }
 
 /// Asks node `id` for its status.

@@ -174,28 +174,58 @@ async fn permission_lost_offline_not_replayed() {
     assert_eq!(got, vec!["news.a".to_owned()]);
 }
 
-/// Resume on another node: the session moves (the old owner's connection closes 4009) and
-/// numbering continues after `last_seq`, with `recovered: false` (the backlog stayed behind).
+/// Resume on another node: the session moves (the old owner's connection closes 4009), the
+/// old owner hands over its numbering, subscriptions and missed events (`recovered: true`),
+/// and live events keep flowing on the new node.
 #[tokio::test]
-async fn resume_on_another_node() {
+async fn resume_on_another_node_recovers_backlog() {
     let c = TestCluster::start(3, 0, "").await;
-    let t = token("erin", &[]);
+    let t = token("erin", &["sub:chat.*"]);
     let (mut old, w) = WsClient::connect(&c.node(1).ws_url(), &t).await;
-    let mut moved = resume(&c.node(2).ws_url(), &t, &w, 7).await;
+    assert_eq!(old.subscribe("chat.a", 1).await["ok"], true);
+    publish(c.node(3), "chat.a", 1).await;
+    let first = old.next_of("event").await;
+    let last_seq = first["seq"].as_u64().unwrap();
+    drop(old);
+    tether_tests::wait_for(
+        "the session to be detached",
+        tether_tests::DEADLINE,
+        || async {
+            let m = call(c.node(1), "GET", "/metrics", None).await.body;
+            m.as_str()
+                .unwrap_or_default()
+                .contains("tether_connections 0")
+                .then_some(())
+        },
+    )
+    .await;
+    publish(c.node(3), "chat.a", 2).await;
+    publish(c.node(3), "chat.a", 3).await;
+    let mut moved = resume(&c.node(2).ws_url(), &t, &w, last_seq).await;
     let welcome = moved.next_json().await;
     assert_eq!(welcome["type"], "welcome", "{welcome}");
     assert_eq!(
         (welcome["resumed"].as_bool(), welcome["recovered"].as_bool()),
-        (Some(true), Some(false))
+        (Some(true), Some(true)),
+        "{welcome}"
     );
     assert_eq!(welcome["node"], "n2");
-    assert_eq!(welcome["seq"], 7);
-    assert_eq!(old.closed().await.code, 4009);
-    let body = json!({"tenant": "acme", "session": w["session_id"], "data": {"x": 1}});
-    let r = call(c.node(2), "POST", "/v1/publish", Some(body)).await;
-    assert_eq!(r.body["delivered"], 1, "{}", r.body);
-    assert_eq!(moved.next_of("event").await["seq"], 8);
-    // The registry knows the new owner.
+    for n in 2..=3 {
+        let ev = moved.next_of("event").await;
+        assert_eq!(
+            (ev["data"]["n"].as_u64(), ev["seq"].as_u64()),
+            (Some(n), Some(last_seq + n - 1)),
+            "{ev}"
+        );
+    }
+    // The subscription moved too: a new publish reaches the client on node 2, numbered on.
+    publish(c.node(3), "chat.a", 4).await;
+    let ev = moved.next_of("event").await;
+    assert_eq!(
+        (ev["data"]["n"].as_u64(), ev["seq"].as_u64()),
+        (Some(4), Some(last_seq + 3)),
+        "{ev}"
+    );
     let s = call(
         c.node(3),
         "GET",
@@ -204,4 +234,28 @@ async fn resume_on_another_node() {
     )
     .await;
     assert_eq!(s.body["node"], 2, "{}", s.body);
+}
+
+/// Resume after the owner node was killed: the session moves, numbering continues after
+/// `last_seq`, and the welcome says `recovered: false` (the backlog died with the node);
+/// a still-open connection on a live owner would have been closed 4009.
+#[tokio::test]
+async fn resume_after_owner_killed_is_not_recovered() {
+    let mut c = TestCluster::start(3, 0, "").await;
+    let t = token("finn", &[]);
+    let (old, w) = WsClient::connect(&c.node(3).ws_url(), &t).await;
+    c.node_mut(3).kill();
+    drop(old);
+    let mut moved = resume(&c.node(1).ws_url(), &t, &w, 7).await;
+    let welcome = moved.next_json().await;
+    assert_eq!(
+        (welcome["resumed"].as_bool(), welcome["recovered"].as_bool()),
+        (Some(true), Some(false)),
+        "{welcome}"
+    );
+    assert_eq!(welcome["seq"], 7);
+    let body = json!({"tenant": "acme", "session": w["session_id"], "data": {"x": 1}});
+    let r = call(c.node(2), "POST", "/v1/publish", Some(body)).await;
+    assert_eq!(r.body["delivered"], 1, "{}", r.body);
+    assert_eq!(moved.next_of("event").await["seq"], 8);
 }

@@ -41,6 +41,8 @@ pub struct ResumedFrom {
     /// The client's last seen seq: numbering continues after it.
     pub last_seq: u64,
     pub epoch: u64,
+    /// What the previous owner handed over, if it answered.
+    pub handover: Option<super::HandoverState>,
 }
 
 pub struct ConnState {
@@ -55,6 +57,8 @@ pub struct ConnState {
     /// Registry epoch of this ownership (fencing).
     pub(super) epoch: u64,
     pub(super) detach_timer: Option<JoinHandle<Result<(), ractor::MessagingErr<ConnMsg>>>>,
+    /// Set once another node took the session over (lingering for the handover).
+    pub(super) fenced: bool,
     pub(super) last_activity: Instant,
     last_ping: Instant,
     pub(super) protocol_errors: u32,
@@ -129,6 +133,7 @@ impl Actor for ConnectionActor {
             outbox,
             epoch,
             detach_timer: None,
+            fenced: false,
             last_activity: now,
             last_ping: now,
             protocol_errors: 0,
@@ -143,9 +148,18 @@ impl Actor for ConnectionActor {
             tick: None,
             closed: None,
         };
-        // Resumed from another node without its backlog: `recovered: false`.
-        let welcome = state.welcome_json(&resume_token, resumed.is_some(), false);
-        state.queue(welcome);
+        match resumed {
+            Some(ResumedFrom {
+                last_seq,
+                handover: Some(h),
+                ..
+            }) => {
+                state.restore(&resume_token, last_seq, h);
+            }
+            // Resumed from another node whose state is gone: `recovered: false`.
+            Some(_) => state.queue(state.welcome_json(&resume_token, true, false)),
+            None => state.queue(state.welcome_json(&resume_token, false, false)),
+        }
         tracing::debug!(
             session_id = %state.auth.session_id,
             tenant = %state.auth.tenant,
@@ -239,6 +253,18 @@ impl Actor for ConnectionActor {
                 state.end(&myself, CloseCode::Normal, false).await
             }
             ConnMsg::ResumeWindowOver { .. } => {}
+            ConnMsg::Handover {
+                epoch,
+                after_seq,
+                reply,
+            } => {
+                let state_out = state.hand_over(epoch, after_seq);
+                let _ = reply.send(state_out.clone());
+                if state_out.is_some() {
+                    state.end(&myself, CloseCode::SessionTakenOver, true).await;
+                }
+            }
+            ConnMsg::LingerOver => state.end(&myself, CloseCode::SessionTakenOver, true).await,
             ConnMsg::Drain { after_ms } => {
                 let f = ServerFrame::Reconnect {
                     after_ms,

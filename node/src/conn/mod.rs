@@ -60,6 +60,19 @@ pub struct PermsUpdate {
     pub version: u64,
 }
 
+/// What a session's previous owner hands to the node it was resumed on: the numbering, the
+/// subscriptions and the frames the client may have missed.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct HandoverState {
+    /// Last seq the old owner assigned.
+    pub seq: u64,
+    pub subs: Vec<String>,
+    /// (seq, channel of an event — `None` for direct events and permission frames, JSON).
+    pub frames: Vec<(u64, Option<String>, String)>,
+    /// Whether every frame after the requested seq is in `frames`.
+    pub covers: bool,
+}
+
 /// A new connection for a resumed session.
 pub struct ResumeAttach {
     pub io: IoStarter,
@@ -119,6 +132,15 @@ pub enum ConnMsg {
     Drain {
         after_ms: u64,
     },
+    /// The node the session was resumed on (at `epoch`) asks for its state; the actor
+    /// answers and ends.
+    Handover {
+        epoch: u64,
+        after_seq: u64,
+        reply: ractor::RpcReplyPort<Option<HandoverState>>,
+    },
+    /// A fenced-off owner waited long enough for a handover request.
+    LingerOver,
     Tick,
     TokenExpiring {
         generation: u64,

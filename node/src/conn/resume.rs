@@ -248,14 +248,86 @@ impl ConnState {
     }
 
     /// The session was resumed on another node at a higher epoch: this owner is fenced off.
+    /// It closes the connection (4009) but lingers briefly, so the new owner can fetch the
+    /// backlog and subscriptions; then it ends (the registry already moved the session).
     pub(super) async fn on_taken_over(&mut self, myself: &ActorRef<ConnMsg>, epoch: u64) {
-        if epoch <= self.epoch {
+        if epoch <= self.epoch || self.fenced {
             return;
         }
-        // The registry moved the session; there is nothing to record on our side.
-        self.end(myself, CloseCode::SessionTakenOver, true).await;
+        self.fenced = true;
+        if self.io.is_some() {
+            self.close_socket(CloseCode::SessionTakenOver).await;
+            if let Some(io) = self.io.take() {
+                reap_reader(io, self.ctx.conn.close_timeout);
+            }
+            self.ctx.metrics.connection_closed();
+        }
+        self.cancel_timers();
+        if let Some(t) = self.detach_timer.take() {
+            t.abort();
+        }
+        self.detach_timer = Some(myself.send_after(HANDOVER_LINGER, || ConnMsg::LingerOver));
+    }
+
+    /// The state the new owner (at `epoch`) needs; `None` if the request is stale.
+    pub(super) fn hand_over(&mut self, epoch: u64, after_seq: u64) -> Option<super::HandoverState> {
+        if epoch <= self.epoch {
+            return None;
+        }
+        let frames = self
+            .outbox
+            .entries
+            .iter()
+            .filter(|e| e.seq > after_seq)
+            .map(|e| (e.seq, e.channel.clone(), e.json.clone()))
+            .collect();
+        Some(super::HandoverState {
+            seq: self.seq,
+            subs: self.subs.iter().cloned().collect(),
+            frames,
+            covers: after_seq <= self.seq && self.outbox.covers(after_seq),
+        })
+    }
+
+    /// Takes over a session handed over by its previous owner: numbering, subscriptions
+    /// (those still allowed) and the missed frames (filtered by the current permissions).
+    pub(super) fn restore(&mut self, resume_token: &str, last_seq: u64, h: super::HandoverState) {
+        self.seq = h.seq;
+        self.outbox = Outbox::new(
+            h.frames.first().map(|f| f.0).unwrap_or(h.seq + 1),
+            self.ctx.conn.outbox_max_messages,
+            self.ctx.conn.outbox_max_bytes,
+        );
+        for (seq, channel, json) in &h.frames {
+            self.outbox.push(*seq, channel.clone(), json.clone());
+        }
+        for c in h.subs {
+            if self.perms.can_subscribe(&c) {
+                self.ctx
+                    .directory
+                    .subscribe(&self.auth.session_id, &self.auth.tenant, &c);
+                self.subs.insert(c);
+            }
+        }
+        let recovered = h.covers && last_seq <= self.seq;
+        self.queue(self.welcome_json(resume_token, true, recovered));
+        for (seq, channel, json) in h.frames {
+            if seq > last_seq
+                && channel
+                    .as_deref()
+                    .is_none_or(|c| self.perms.can_subscribe(c))
+            {
+                self.queue(json);
+            }
+        }
+        self.ctx
+            .metrics
+            .inc("tether_resumes_total", &[("where", "handover")]);
     }
 }
+
+/// How long a fenced-off owner keeps a session's state for the new owner to fetch.
+const HANDOVER_LINGER: Duration = Duration::from_secs(10);
 
 #[cfg(test)]
 mod tests {

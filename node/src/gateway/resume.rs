@@ -56,8 +56,12 @@ pub(super) async fn resume<S: ClientStream>(
             return close_raw(&mut ws, code, ctx.conn.close_timeout).await;
         }
     };
-    let epoch = match committed.events.first() {
-        Some(RegistryEvent::SessionBound { epoch, .. }) => *epoch,
+    let (epoch, previous_node) = match committed.events.first() {
+        Some(RegistryEvent::SessionBound {
+            epoch,
+            previous_node,
+            ..
+        }) => (*epoch, *previous_node),
         Some(RegistryEvent::AdmissionDenied {
             reason: Denial::ResumeUnknown,
             ..
@@ -97,14 +101,31 @@ pub(super) async fn resume<S: ClientStream>(
             }
         }
         None => {
-            // Another node owned it. Its backlog stays there (fetching it comes later), so
-            // numbering continues after what the client saw and the welcome says
-            // `recovered: false`.
-            ctx.metrics
-                .inc("tether_resumes_total", &[("where", "other_node")]);
+            // Another node owned it: fetch the numbering, subscriptions and missed frames
+            // from it. If it is gone (dead node, window over) numbering continues after what
+            // the client saw and the welcome says `recovered: false`.
+            let handover = if previous_node == ctx.node_id {
+                None
+            } else {
+                crate::peer_app::handover_from(
+                    &ctx,
+                    previous_node,
+                    &r.session_id,
+                    epoch,
+                    r.last_seq,
+                )
+                .await
+            };
+            let place = if handover.is_some() {
+                "other_node"
+            } else {
+                "other_node_lost"
+            };
+            ctx.metrics.inc("tether_resumes_total", &[("where", place)]);
             let from = ResumedFrom {
                 last_seq: r.last_seq,
                 epoch,
+                handover,
             };
             start_session(&gw, ws, slot, t, r.session_id, new_token, Some(from)).await;
         }
