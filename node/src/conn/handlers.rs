@@ -176,7 +176,7 @@ impl ConnState {
 
     /// Re-checks live subscriptions against the current permissions, drops the ones no longer
     /// allowed, and tells the client (always after a registry change, else only if dropped).
-    async fn reauthorize(&mut self, myself: &ActorRef<ConnMsg>, always_notify: bool) {
+    pub(super) async fn reauthorize(&mut self, myself: &ActorRef<ConnMsg>, always_notify: bool) {
         self.perms = Permissions::parse(&self.auth.permissions);
         let dropped: Vec<String> = self
             .subs

@@ -12,7 +12,7 @@ use super::actor::ConnState;
 use super::io::IoHandles;
 use super::{ConnMsg, ResumeAttach};
 use crate::perms::Permissions;
-use crate::protocol::{CloseCode, ServerFrame};
+use crate::protocol::CloseCode;
 use tether_cluster::command::Command;
 
 /// Codes after which the client is told to reconnect and resume (41xx, 1012, 1013): the
@@ -200,18 +200,6 @@ impl ConnState {
         self.auth.permissions = permissions;
         self.auth.perms_version = version;
         self.perms = Permissions::parse(&self.auth.permissions);
-        let dropped: Vec<String> = self
-            .subs
-            .iter()
-            .filter(|c| !self.perms.can_subscribe(c))
-            .cloned()
-            .collect();
-        for c in &dropped {
-            self.subs.remove(c);
-            self.ctx
-                .directory
-                .unsubscribe(&self.auth.session_id, &self.auth.tenant, c);
-        }
         self.arm_expiry(myself);
         let recovered = r.last_seq <= self.seq && self.outbox.covers(r.last_seq);
         let welcome = self.welcome_json(&r.resume_token, true, recovered);
@@ -234,17 +222,8 @@ impl ConnState {
         for json in replay {
             self.send(myself, json).await;
         }
-        if !dropped.is_empty() {
-            self.seq += 1;
-            let f = ServerFrame::Permissions {
-                seq: self.seq,
-                permissions: &self.auth.permissions,
-                version: self.auth.perms_version,
-                dropped: &dropped,
-            }
-            .to_json();
-            self.send_seq(myself, self.seq, None, f).await;
-        }
+        // Subscriptions the new token no longer allows are dropped and reported.
+        self.reauthorize(myself, false).await;
     }
 
     /// The session was resumed on another node at a higher epoch: this owner is fenced off.

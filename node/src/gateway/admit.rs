@@ -197,6 +197,15 @@ async fn authenticate<S: ClientStream>(
     Ok((verified, client, resume))
 }
 
+/// The close code for a commit that failed: try again (1013) when the registry is busy
+/// electing or slow, 4111 when it is out of reach.
+pub(super) fn unavailable_code(e: &RegistryError) -> CloseCode {
+    match e {
+        RegistryError::Timeout | RegistryError::NotLeader { .. } => CloseCode::TryAgainLater,
+        _ => CloseCode::RegistryUnavailable,
+    }
+}
+
 /// SHA-256 (hex) of a resume token: only the hash goes into the registry.
 pub(super) fn resume_hash(token: &str) -> String {
     use sha2::Digest;
@@ -275,13 +284,7 @@ pub(super) async fn admit<S: ClientStream>(
         Err(e) => {
             tracing::warn!(error = %e, "admission commit failed");
             fail("registry_unavailable");
-            let code = match e {
-                RegistryError::Timeout | RegistryError::NotLeader { .. } => {
-                    CloseCode::TryAgainLater
-                }
-                _ => CloseCode::RegistryUnavailable,
-            };
-            return close_raw(&mut ws, code, ctx.conn.close_timeout).await;
+            return close_raw(&mut ws, unavailable_code(&e), ctx.conn.close_timeout).await;
         }
     }
     start_session(&gw, ws, slot, t, session_id, resume_token, None).await;

@@ -6,13 +6,12 @@ use std::sync::Arc;
 
 use tokio_tungstenite::WebSocketStream;
 
-use super::admit::{admit, random_b64, resume_hash, start_session};
+use super::admit::{admit, random_b64, resume_hash, start_session, unavailable_code};
 use super::{ClientStream, Gateway};
 use crate::auth::VerifiedToken;
 use crate::conn::{ConnMsg, ResumeAttach, ResumedFrom, close_raw, denial_close_code, spawn_io};
 use crate::limits::ConnSlot;
 use crate::protocol::{CloseCode, ResumeRequest};
-use tether_cluster::RegistryError;
 use tether_cluster::command::{BindSession, ClientInfo, Command, Denial, RegistryEvent};
 
 pub(super) async fn resume<S: ClientStream>(
@@ -47,13 +46,7 @@ pub(super) async fn resume<S: ClientStream>(
         Err(e) => {
             tracing::warn!(error = %e, "resume commit failed");
             fail("registry_unavailable");
-            let code = match e {
-                RegistryError::Timeout | RegistryError::NotLeader { .. } => {
-                    CloseCode::TryAgainLater
-                }
-                _ => CloseCode::RegistryUnavailable,
-            };
-            return close_raw(&mut ws, code, ctx.conn.close_timeout).await;
+            return close_raw(&mut ws, unavailable_code(&e), ctx.conn.close_timeout).await;
         }
     };
     let (epoch, previous_node) = match committed.events.first() {
