@@ -7,11 +7,13 @@
 //! - `client`: `WsClient`, a WebSocket client with frame/close helpers and deadlines.
 //! - `tokens`: test keys and token minting.
 //! - `admin`: admin API calls.
+//! - `proxy`: `Proxy`, an in-process TCP fault proxy that can cut the client link.
 
 pub mod admin;
 pub mod client;
 pub mod cluster;
 pub mod node;
+pub mod proxy;
 pub mod tokens;
 
 use std::time::Duration;
