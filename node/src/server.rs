@@ -241,6 +241,9 @@ pub async fn run(
     ready.store(false, Ordering::Release);
     accepting.cancel();
     let _ = gateway_task.await;
+    // The lease monitor stops first: it would lift the fence drain() puts on a leader.
+    iso_stop.cancel();
+    let _ = iso_task.await;
     drain(
         &ctx,
         &metrics,
@@ -262,6 +265,12 @@ pub async fn run(
     {
         check.tick().await;
     }
+    // Sessions resumed elsewhere fetch their state from here (handover); give the stragglers
+    // that got 1012 a moment to do so before the actors go.
+    let ids: Vec<String> = ctx.directory.all().into_iter().map(|(s, _)| s).collect();
+    ctx.directory
+        .wait_gone(&ids, tokio::time::Instant::now() + SHUTDOWN_GRACE)
+        .await;
     // Let the Detach/CloseSession proposals of those connections commit before Raft stops.
     let _ = tokio::time::timeout(
         Duration::from_secs(2),
@@ -269,8 +278,6 @@ pub async fn run(
     )
     .await;
     gc.abort();
-    iso_stop.cancel();
-    let _ = iso_task.await;
     supervisor.stop(None);
     let _ = supervisor_join.await;
     admin_stop.cancel();

@@ -41,8 +41,8 @@ pub struct ResumedFrom {
     /// The client's last seen seq: numbering continues after it.
     pub last_seq: u64,
     pub epoch: u64,
-    /// What the previous owner handed over, if it answered.
-    pub handover: Option<super::HandoverState>,
+    /// The previous owner, asked for the session's state once this actor is registered.
+    pub previous_node: Option<tether_cluster::NodeId>,
 }
 
 pub struct ConnState {
@@ -59,6 +59,8 @@ pub struct ConnState {
     pub(super) detach_timer: Option<JoinHandle<Result<(), ractor::MessagingErr<ConnMsg>>>>,
     /// Set once another node took the session over (lingering for the handover).
     pub(super) fenced: bool,
+    /// A resume from another node, completed in post_start (resume token, origin).
+    pending_resume: Option<(String, ResumedFrom)>,
     pub(super) last_activity: Instant,
     last_ping: Instant,
     pub(super) protocol_errors: u32,
@@ -134,6 +136,7 @@ impl Actor for ConnectionActor {
             epoch,
             detach_timer: None,
             fenced: false,
+            pending_resume: None,
             last_activity: now,
             last_ping: now,
             protocol_errors: 0,
@@ -149,15 +152,8 @@ impl Actor for ConnectionActor {
             closed: None,
         };
         match resumed {
-            Some(ResumedFrom {
-                last_seq,
-                handover: Some(h),
-                ..
-            }) => {
-                state.restore(&resume_token, last_seq, h);
-            }
-            // Resumed from another node whose state is gone: `recovered: false`.
-            Some(_) => state.queue(state.welcome_json(&resume_token, true, false)),
+            // The welcome waits for the handover, in post_start.
+            Some(from) => state.pending_resume = Some((resume_token, from)),
             None => state.queue(state.welcome_json(&resume_token, false, false)),
         }
         tracing::debug!(
@@ -181,6 +177,40 @@ impl Actor for ConnectionActor {
         myself: ActorRef<ConnMsg>,
         state: &mut ConnState,
     ) -> Result<(), ActorProcessingErr> {
+        if let Some((token, from)) = state.pending_resume.take() {
+            // Registered already, so deliveries arriving meanwhile wait in the mailbox and
+            // are numbered after the handed-over frames.
+            let handover = match from.previous_node {
+                Some(node) => {
+                    let sid = state.auth.session_id.clone();
+                    crate::peer_app::handover_from(
+                        &state.ctx,
+                        node,
+                        &sid,
+                        from.epoch,
+                        from.last_seq,
+                    )
+                    .await
+                }
+                None => None,
+            };
+            let place = if handover.is_some() {
+                "other_node"
+            } else {
+                "other_node_lost"
+            };
+            state
+                .ctx
+                .metrics
+                .inc("tether_resumes_total", &[("where", place)]);
+            match handover {
+                Some(h) => {
+                    state.restore(&token, from.last_seq, h);
+                    state.reauthorize(&myself, false).await;
+                }
+                None => state.queue(state.welcome_json(&token, true, false)),
+            }
+        }
         // The session was admitted by the log, but a revocation may have been applied between
         // that commit and our directory registration above, when no dispatcher could find us.
         // Re-checking the state now closes that window: anything applied later is dispatched.

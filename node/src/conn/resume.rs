@@ -280,13 +280,12 @@ impl ConnState {
         for (seq, channel, json) in &h.frames {
             self.outbox.push(*seq, channel.clone(), json.clone());
         }
+        // All of them: the caller's reauthorize drops (and reports) those no longer allowed.
         for c in h.subs {
-            if self.perms.can_subscribe(&c) {
-                self.ctx
-                    .directory
-                    .subscribe(&self.auth.session_id, &self.auth.tenant, &c);
-                self.subs.insert(c);
-            }
+            self.ctx
+                .directory
+                .subscribe(&self.auth.session_id, &self.auth.tenant, &c);
+            self.subs.insert(c);
         }
         let recovered = h.covers && last_seq <= self.seq;
         self.queue(self.welcome_json(resume_token, true, recovered));

@@ -94,31 +94,13 @@ pub(super) async fn resume<S: ClientStream>(
             }
         }
         None => {
-            // Another node owned it: fetch the numbering, subscriptions and missed frames
-            // from it. If it is gone (dead node, window over) numbering continues after what
-            // the client saw and the welcome says `recovered: false`.
-            let handover = if previous_node == ctx.node_id {
-                None
-            } else {
-                crate::peer_app::handover_from(
-                    &ctx,
-                    previous_node,
-                    &r.session_id,
-                    epoch,
-                    r.last_seq,
-                )
-                .await
-            };
-            let place = if handover.is_some() {
-                "other_node"
-            } else {
-                "other_node_lost"
-            };
-            ctx.metrics.inc("tether_resumes_total", &[("where", place)]);
+            // Another node owned it: the new actor registers here first (so deliveries
+            // routed to this node from now on reach it), then fetches the numbering,
+            // subscriptions and missed frames from the previous owner.
             let from = ResumedFrom {
                 last_seq: r.last_seq,
                 epoch,
-                handover,
+                previous_node: (previous_node != ctx.node_id).then_some(previous_node),
             };
             start_session(&gw, ws, slot, t, r.session_id, new_token, Some(from)).await;
         }
