@@ -47,11 +47,17 @@ peer_key = "/etc/tether-tls/peer/tls.key"
 {{- end }}
 {{- range $section := list "auth" "limits" "session" "raft" }}
 {{- $keys := get $v.config $section }}
-{{- if $keys }}
+{{- if or $keys (eq $section "session") }}
 
 [{{ $section }}]
+{{- if eq $section "session" }}
+{{- /* The node's drain window is the chart's: terminationGracePeriodSeconds is sized from it. */}}
+drain_secs = {{ int $v.drain.windowSeconds }}
+{{- end }}
+{{- if $keys }}
 {{- range $k, $val := $keys }}
 {{ $k }} = {{ include "tether.tomlValue" $val }}
+{{- end }}
 {{- end }}
 {{- end }}
 {{- end }}
