@@ -174,7 +174,11 @@ async fn drain_with_200_clients_loses_nothing() {
     }
     for chunk in clients.chunks(50) {
         let subs = chunk.iter().map(|t| t.client.subscribe(CHANNEL));
-        for (i, r) in futures_util::future::join_all(subs).await.into_iter().enumerate() {
+        for (i, r) in futures_util::future::join_all(subs)
+            .await
+            .into_iter()
+            .enumerate()
+        {
             r.unwrap_or_else(|e| panic!("subscribe {i}: {e}"));
         }
     }
@@ -206,7 +210,10 @@ async fn drain_with_200_clients_loses_nothing() {
     let _ = stop_tx.send(true);
     let odd = publishing.await.expect("publisher");
     let total = last.load(Ordering::SeqCst);
-    let complete = until(LONG, || clients.iter().all(|t| lock(&t.seen).last_n >= total)).await;
+    let complete = until(LONG, || {
+        clients.iter().all(|t| lock(&t.seen).last_n >= total)
+    })
+    .await;
 
     // Per client: every n in 1..=total exactly once, in order; seqs strictly increasing;
     // one session, resumed on node 1 or 2; no terminal close.
@@ -220,14 +227,16 @@ async fn drain_with_200_clients_loses_nothing() {
         uniq.sort_unstable();
         uniq.dedup();
         let dups = ns.len() - uniq.len();
-        let missing: Vec<u64> = (1..=total).filter(|n| uniq.binary_search(n).is_err()).collect();
+        let missing: Vec<u64> = (1..=total)
+            .filter(|n| uniq.binary_search(n).is_err())
+            .collect();
         lost += missing.len();
         duplicated += dups;
         let in_order = ns.windows(2).all(|w| w[1] > w[0]);
         let seqs_up = s.events.windows(2).all(|w| w[1].0 > w[0].0);
         let sid = &s.welcomes[0].3;
-        let one_session = s.welcomes.iter().all(|w| &w.3 == sid)
-            && s.welcomes.iter().skip(1).all(|w| w.1);
+        let one_session =
+            s.welcomes.iter().all(|w| &w.3 == sid) && s.welcomes.iter().skip(1).all(|w| w.1);
         let last_node = s.welcomes.last().map(|w| w.0.clone()).unwrap_or_default();
         if !missing.is_empty()
             || dups > 0
