@@ -170,6 +170,15 @@ async fn main() {
         got.sort_by_key(|(i, _)| *i);
         clients.extend(got.into_iter().map(|(_, t)| t));
     }
+    // `Client::connect` returns at the welcome; its `Connected` event reaches the reader
+    // task just after.
+    assert!(
+        until(LONG, || clients
+            .iter()
+            .all(|t| !lock(&t.seen).welcomes.is_empty()))
+        .await,
+        "a client's Connected event never arrived"
+    );
     for (i, t) in clients.iter().enumerate() {
         let s = lock(&t.seen);
         assert_eq!(s.welcomes[0].0, "n3", "client {i} must start on node 3");

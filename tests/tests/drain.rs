@@ -167,6 +167,15 @@ async fn drain_with_200_clients_loses_nothing() {
         got.sort_by_key(|(i, _)| *i);
         clients.extend(got.into_iter().map(|(_, t)| t));
     }
+    // `Client::connect` returns at the welcome; its `Connected` event reaches the reader
+    // task just after.
+    assert!(
+        until(LONG, || clients
+            .iter()
+            .all(|t| !lock(&t.seen).welcomes.is_empty()))
+        .await,
+        "a client's Connected event never arrived"
+    );
     for (i, t) in clients.iter().enumerate() {
         let s = lock(&t.seen);
         assert_eq!(s.welcomes.len(), 1, "client {i}: {:?}", s.welcomes);
@@ -227,6 +236,17 @@ async fn drain_with_200_clients_loses_nothing() {
         uniq.sort_unstable();
         uniq.dedup();
         let dups = ns.len() - uniq.len();
+        // Each duplicated n with the seqs it came with.
+        let dup_detail: Vec<(u64, Vec<u64>)> = uniq
+            .iter()
+            .filter(|n| ns.iter().filter(|m| m == n).count() > 1)
+            .map(|n| {
+                (
+                    *n,
+                    s.events.iter().filter(|e| e.1 == *n).map(|e| e.0).collect(),
+                )
+            })
+            .collect();
         let missing: Vec<u64> = (1..=total)
             .filter(|n| uniq.binary_search(n).is_err())
             .collect();
@@ -247,14 +267,14 @@ async fn drain_with_200_clients_loses_nothing() {
             || s.terminal.is_some()
         {
             problems.push(format!(
-                "client {i}: missing {missing:?}, {dups} duplicates, in order {in_order}, \
-                 seqs increasing {seqs_up}, welcomes {:?}, terminal {:?}",
+                "client {i}: missing {missing:?}, {dups} duplicates {dup_detail:?}, in order \
+                 {in_order}, seqs increasing {seqs_up}, welcomes {:?}, terminal {:?}",
                 s.welcomes, s.terminal
             ));
         }
     }
     let status = c.node_mut(3).try_exit();
-    let shown: Vec<&String> = problems.iter().take(10).collect();
+    let shown: Vec<&String> = problems.iter().take(40).collect();
     assert!(
         problems.is_empty() && all_moved && complete,
         "{} of {CLIENTS} clients wrong ({lost} events lost, {duplicated} duplicated, {total} \
