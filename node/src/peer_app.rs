@@ -41,6 +41,8 @@ pub enum NodeRpc {
     },
     /// Deliver a published message to this node's recipients.
     Deliver {
+        /// The message id (see `Delivery::id`).
+        id: u64,
         tenant: String,
         target: Target,
         channel: String,
@@ -94,7 +96,12 @@ pub struct PeerApp {
 }
 
 impl PeerApp {
-    async fn answer(ctx: Arc<NodeCtx>, dispatch: Arc<DispatchLog>, req: NodeRpc) -> NodeRpcReply {
+    async fn answer(
+        ctx: Arc<NodeCtx>,
+        dispatch: Arc<DispatchLog>,
+        from_node: NodeId,
+        req: NodeRpc,
+    ) -> NodeRpcReply {
         match req {
             NodeRpc::WaitClosed { index, timeout_ms } => {
                 let timeout = Duration::from_millis(timeout_ms).min(MAX_WAIT);
@@ -115,6 +122,7 @@ impl PeerApp {
                 epoch,
                 after_seq,
             } => {
+                let from = from_node;
                 let Some(entry) = ctx.directory.get(&session_id) else {
                     return NodeRpcReply::Handover(None);
                 };
@@ -122,6 +130,7 @@ impl PeerApp {
                     |reply| ConnMsg::Handover {
                         epoch,
                         after_seq,
+                        from,
                         reply,
                     },
                     Some(HANDOVER_TIMEOUT),
@@ -132,6 +141,7 @@ impl PeerApp {
                 }
             }
             NodeRpc::Deliver {
+                id,
                 tenant,
                 target,
                 channel,
@@ -142,6 +152,7 @@ impl PeerApp {
                     return NodeRpcReply::Error("payload is not JSON".into());
                 };
                 let d = Arc::new(Delivery {
+                    id,
                     channel,
                     data,
                     direct,
@@ -153,18 +164,14 @@ impl PeerApp {
 }
 
 impl AppRpc for PeerApp {
-    fn handle(
-        &self,
-        _from: NodeId,
-        body: Vec<u8>,
-    ) -> Pin<Box<dyn Future<Output = Vec<u8>> + Send>> {
+    fn handle(&self, from: NodeId, body: Vec<u8>) -> Pin<Box<dyn Future<Output = Vec<u8>> + Send>> {
         let ctx = self.ctx.upgrade();
         let dispatch = self.dispatch.clone();
         Box::pin(async move {
             let reply = match (ctx, codec::decode::<NodeRpc>(&body)) {
                 (None, _) => NodeRpcReply::Error("node is shutting down".into()),
                 (_, Err(e)) => NodeRpcReply::Error(format!("bad request: {e}")),
-                (Some(ctx), Ok(req)) => PeerApp::answer(ctx, dispatch, req).await,
+                (Some(ctx), Ok(req)) => PeerApp::answer(ctx, dispatch, from, req).await,
             };
             codec::encode(&reply).unwrap_or_default()
         })
@@ -241,6 +248,7 @@ pub async fn publish_remote(
         return (0, 0);
     }
     let req = NodeRpc::Deliver {
+        id: d.id,
         tenant: tenant.to_owned(),
         target,
         channel: d.channel.clone(),
@@ -263,6 +271,21 @@ pub async fn publish_remote(
             (n, bad + 1)
         }
     })
+}
+
+/// Passes a message that reached a handed-over session's old owner on to its new owner.
+pub async fn forward(ctx: &NodeCtx, node: NodeId, tenant: &str, session_id: &str, d: &Delivery) {
+    let req = NodeRpc::Deliver {
+        id: d.id,
+        tenant: tenant.to_owned(),
+        target: Target::Session(session_id.to_owned()),
+        channel: d.channel.clone(),
+        data: d.data.get().to_owned(),
+        direct: d.direct,
+    };
+    if let Err(e) = call(ctx, node, &req, DELIVER_TIMEOUT).await {
+        tracing::warn!(node, error = %e, "could not forward a message to a session's new owner");
+    }
 }
 
 /// Asks the previous owner `id` for the state of a session resumed here at `epoch`.

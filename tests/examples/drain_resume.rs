@@ -62,7 +62,7 @@ async fn until(within: Duration, mut cond: impl FnMut() -> bool) -> bool {
 
 async fn connect(i: usize, urls: [String; 3]) -> Tracked {
     let [n1, n2, n3] = urls;
-    let endpoints = if i % 2 == 0 {
+    let endpoints = if i.is_multiple_of(2) {
         [n3, n1, n2]
     } else {
         [n3, n2, n1]

@@ -55,11 +55,7 @@ pub async fn publish(
             ));
         }
     };
-    let d = Arc::new(Delivery {
-        channel,
-        data: b.data,
-        direct,
-    });
+    let d = Arc::new(Delivery::new(channel, b.data, direct));
     // Across the cluster: subscribers and sessions may live on any node.
     let (delivered, unreachable) = peer_app::publish(ctx, &b.tenant, target, d).await;
     ctx.metrics

@@ -61,6 +61,10 @@ pub struct ConnState {
     pub(super) fenced: bool,
     /// A resume from another node, completed in post_start (resume token, origin).
     pending_resume: Option<(String, ResumedFrom)>,
+    /// Ids of recently offered messages.
+    pub(super) recent: super::resume::RecentIds,
+    /// After a handover: the node that owns the session now (deliveries are forwarded).
+    pub(super) forward_to: Option<tether_cluster::NodeId>,
     pub(super) last_activity: Instant,
     last_ping: Instant,
     pub(super) protocol_errors: u32,
@@ -137,6 +141,8 @@ impl Actor for ConnectionActor {
             detach_timer: None,
             fenced: false,
             pending_resume: None,
+            recent: Default::default(),
+            forward_to: None,
             last_activity: now,
             last_ping: now,
             protocol_errors: 0,
@@ -286,12 +292,17 @@ impl Actor for ConnectionActor {
             ConnMsg::Handover {
                 epoch,
                 after_seq,
+                from,
                 reply,
             } => {
                 let state_out = state.hand_over(epoch, after_seq);
-                let _ = reply.send(state_out.clone());
-                if state_out.is_some() {
-                    state.end(&myself, CloseCode::SessionTakenOver, true).await;
+                let handed = state_out.is_some();
+                let _ = reply.send(state_out);
+                if handed {
+                    // Until the linger ends, messages still reaching this node for the session
+                    // are forwarded to its new owner (which drops the ones it already has).
+                    state.on_taken_over(&myself, epoch).await;
+                    state.forward_to = Some(from);
                 }
             }
             ConnMsg::LingerOver => state.end(&myself, CloseCode::SessionTakenOver, true).await,

@@ -57,11 +57,7 @@ impl ConnState {
                     let f = ServerFrame::fail(id, "bad_frame", "data is not serializable");
                     return self.send(myself, f.to_json()).await;
                 };
-                let delivery = Arc::new(Delivery {
-                    channel,
-                    data,
-                    direct: false,
-                });
+                let delivery = Arc::new(Delivery::new(channel, data, false));
                 // Subscribers may be on any node: deliver here, fan out off the actor.
                 let n = crate::dispatch::deliver_channel(&self.ctx, &self.auth.tenant, &delivery);
                 let (ctx, tenant) = (self.ctx.clone(), self.auth.tenant.clone());
@@ -148,8 +144,20 @@ impl ConnState {
         false
     }
 
-    pub(super) async fn on_deliver(&mut self, myself: &ActorRef<ConnMsg>, d: &Delivery) {
+    pub(super) async fn on_deliver(&mut self, myself: &ActorRef<ConnMsg>, d: &Arc<Delivery>) {
         if !d.direct && !self.subs.contains(&d.channel) {
+            return;
+        }
+        if !self.recent.insert(d.id) {
+            return; // offered twice while the session moved between nodes
+        }
+        if let Some(node) = self.forward_to {
+            // Handed over: the session lives on `node` now; pass the message on.
+            let (ctx, sid, d) = (self.ctx.clone(), self.auth.session_id.clone(), d.clone());
+            let tenant = self.auth.tenant.clone();
+            tokio::spawn(
+                async move { crate::peer_app::forward(&ctx, node, &tenant, &sid, &d).await },
+            );
             return;
         }
         self.seq += 1;

@@ -46,10 +46,24 @@ pub struct AuthContext {
 /// A message published to a channel or addressed to a user/session, shared by every recipient.
 #[derive(Debug)]
 pub struct Delivery {
+    /// Random id given where the message was published: a session that moves between
+    /// nodes may be offered one message twice (directly and forwarded by its old owner).
+    pub id: u64,
     pub channel: String,
     pub data: Box<RawValue>,
     /// Direct deliveries (to a user or session) skip the subscription check.
     pub direct: bool,
+}
+
+impl Delivery {
+    pub fn new(channel: String, data: Box<RawValue>, direct: bool) -> Delivery {
+        Delivery {
+            id: rand::random(),
+            channel,
+            data,
+            direct,
+        }
+    }
 }
 
 /// A permission change from the registry.
@@ -69,6 +83,8 @@ pub struct HandoverState {
     pub subs: Vec<String>,
     /// (seq, channel of an event — `None` for direct events and permission frames, JSON).
     pub frames: Vec<(u64, Option<String>, String)>,
+    /// Ids of the messages this session was offered recently (for de-duplication).
+    pub recent_ids: Vec<u64>,
     /// Whether every frame after the requested seq is in `frames`.
     pub covers: bool,
 }
@@ -137,6 +153,8 @@ pub enum ConnMsg {
     Handover {
         epoch: u64,
         after_seq: u64,
+        /// The node asking (the new owner).
+        from: tether_cluster::NodeId,
         reply: ractor::RpcReplyPort<Option<HandoverState>>,
     },
     /// A fenced-off owner waited long enough for a handover request.

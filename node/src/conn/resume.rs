@@ -264,6 +264,7 @@ impl ConnState {
             seq: self.seq,
             subs: self.subs.iter().cloned().collect(),
             frames,
+            recent_ids: self.recent.ids(),
             covers: after_seq <= self.seq && self.outbox.covers(after_seq),
         })
     }
@@ -272,6 +273,9 @@ impl ConnState {
     /// (those still allowed) and the missed frames (filtered by the current permissions).
     pub(super) fn restore(&mut self, resume_token: &str, last_seq: u64, h: super::HandoverState) {
         self.seq = h.seq;
+        for id in &h.recent_ids {
+            self.recent.insert(*id);
+        }
         self.outbox = Outbox::new(
             h.frames.first().map(|f| f.0).unwrap_or(h.seq + 1),
             self.ctx.conn.outbox_max_messages,
@@ -301,6 +305,36 @@ impl ConnState {
         self.ctx
             .metrics
             .inc("tether_resumes_total", &[("where", "handover")]);
+    }
+}
+
+/// Ids of the last messages offered to a session, to drop a message offered twice while
+/// the session moves between nodes. Bounded.
+#[derive(Default)]
+pub struct RecentIds {
+    order: VecDeque<u64>,
+    set: std::collections::HashSet<u64>,
+}
+
+const RECENT_IDS: usize = 4096;
+
+impl RecentIds {
+    /// Records `id`; `false` if it was seen already.
+    pub fn insert(&mut self, id: u64) -> bool {
+        if !self.set.insert(id) {
+            return false;
+        }
+        self.order.push_back(id);
+        if self.order.len() > RECENT_IDS
+            && let Some(old) = self.order.pop_front()
+        {
+            self.set.remove(&old);
+        }
+        true
+    }
+
+    pub fn ids(&self) -> Vec<u64> {
+        self.order.iter().copied().collect()
     }
 }
 
