@@ -12,6 +12,7 @@
 pub mod admin;
 pub mod client;
 pub mod cluster;
+pub mod drain_load;
 pub mod node;
 pub mod proxy;
 pub mod tokens;

@@ -4,14 +4,12 @@
 //! published after it subscribed arrives exactly once (order across the move is reported,
 //! not required yet). The drained node must exit with success.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use serde_json::{Value, json};
-use tether_client::{Client, ClientConfig, ClientEvent, StaticToken};
 use tether_tests::cluster::TestCluster;
-use tether_tests::tokens::*;
+use tether_tests::drain_load::{CHANNEL, Tracked, connect, lock, publisher, until};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
@@ -20,132 +18,8 @@ const DRAIN_SECS: u64 = 5;
 /// One address for every client: lift the per-IP limits; a 5 s drain window.
 const LIMITS: &str = "max_connections_per_ip = 100000\nhandshakes_per_ip_per_sec = 100000\n\
                       [session]\ndrain_secs = 5";
-const CHANNEL: &str = "feed.drain";
 /// Generous: a loaded 2-core machine running three debug nodes and 200 clients.
 const LONG: Duration = Duration::from_secs(90);
-
-/// What one client's application saw.
-#[derive(Debug, Default)]
-struct Seen {
-    /// `(seq, n)` of every event, in order.
-    events: Vec<(u64, u64)>,
-    /// `(node, resumed, recovered, session_id)` of every welcome.
-    welcomes: Vec<(String, bool, bool, String)>,
-    /// A terminal close, if any.
-    terminal: Option<(u16, String)>,
-    last_n: u64,
-}
-
-struct Tracked {
-    client: Client,
-    seen: Arc<Mutex<Seen>>,
-}
-
-fn lock(m: &Mutex<Seen>) -> std::sync::MutexGuard<'_, Seen> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-/// Polls `cond` every 25 ms until it holds (`true`) or `within` passes (`false`).
-async fn until(within: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let end = Instant::now() + within;
-    loop {
-        if cond() {
-            return true;
-        }
-        if Instant::now() >= end {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-}
-
-/// Connects client `i` (to node 3 first, then nodes 1 and 2 in an order depending on `i`)
-/// and starts reading its event stream.
-async fn connect(i: usize, urls: [String; 3]) -> Tracked {
-    let [n1, n2, n3] = urls;
-    let endpoints = if i.is_multiple_of(2) {
-        [n3, n1, n2]
-    } else {
-        [n3, n2, n1]
-    };
-    let mut cfg = ClientConfig::new(endpoints);
-    cfg.backoff_min = Duration::from_millis(100);
-    cfg.backoff_max = Duration::from_secs(2);
-    cfg.connect_timeout = Duration::from_secs(20);
-    cfg.request_timeout = Duration::from_secs(30);
-    let t = token(&format!("drain{i}"), &["sub:feed.*"]);
-    let client = Client::connect(cfg, StaticToken(t))
-        .await
-        .unwrap_or_else(|e| panic!("client {i}: {e}"));
-    let seen = Arc::new(Mutex::new(Seen::default()));
-    let mut events = client.events().expect("first call");
-    let out = seen.clone();
-    tokio::spawn(async move {
-        while let Some(ev) = events.recv().await {
-            let mut s = lock(&out);
-            match ev {
-                ClientEvent::Event { seq, data, .. } => {
-                    let n = data["n"].as_u64().unwrap_or(0);
-                    s.events.push((seq, n));
-                    s.last_n = s.last_n.max(n);
-                }
-                ClientEvent::Connected {
-                    session_id,
-                    resumed,
-                    recovered,
-                    node,
-                } => s.welcomes.push((node, resumed, recovered, session_id)),
-                ClientEvent::Closed {
-                    code,
-                    reason,
-                    terminal: true,
-                } => s.terminal = Some((code, reason)),
-                _ => {}
-            }
-        }
-    });
-    Tracked { client, seen }
-}
-
-/// Publishes `{"n": 1}`, `{"n": 2}`, ... to `CHANNEL` through `admin_addr`, one every
-/// 25 ms, until `stop` turns true; `last` holds the highest `n` published (and answered).
-/// Returns the answers that did not report `CLIENTS` deliveries.
-async fn publisher(
-    admin_addr: String,
-    last: Arc<AtomicU64>,
-    mut stop: watch::Receiver<bool>,
-) -> Vec<String> {
-    let http = reqwest::Client::new();
-    let mut tick = tokio::time::interval(Duration::from_millis(25));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut odd = Vec::new();
-    let mut n = 0u64;
-    loop {
-        tokio::select! {
-            _ = stop.changed() => return odd,
-            _ = tick.tick() => {}
-        }
-        if *stop.borrow() {
-            return odd;
-        }
-        n += 1;
-        let body = json!({"tenant": TENANT, "channel": CHANNEL, "data": {"n": n}});
-        let r = http
-            .post(format!("http://{admin_addr}/v1/publish"))
-            .bearer_auth(admin_token("tether:admin"))
-            .json(&body)
-            .timeout(Duration::from_secs(30))
-            .send()
-            .await
-            .expect("publish request");
-        assert_eq!(r.status().as_u16(), 200, "publish {n}");
-        let v: Value = r.json().await.expect("publish body");
-        if v["delivered"] != CLIENTS as u64 {
-            odd.push(format!("n={n}: {v}"));
-        }
-        last.store(n, Ordering::SeqCst);
-    }
-}
 
 /// Draining a node with 200 clients (tether-client, each subscribed to one channel) while
 /// events are published through another node every 25 ms: every client follows the
@@ -196,6 +70,7 @@ async fn drain_with_200_clients_loses_nothing() {
     let (stop_tx, stop_rx) = watch::channel(false);
     let publishing = tokio::spawn(publisher(
         c.node(1).admin_addr.clone(),
+        CLIENTS as u64,
         last.clone(),
         stop_rx,
     ));
