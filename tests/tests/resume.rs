@@ -25,6 +25,22 @@ async fn resume(url: &str, token: &str, welcome: &Value, last_seq: u64) -> WsCli
     c
 }
 
+/// Waits until `node` holds no attached connection (the dropped one was detached).
+async fn wait_detached(node: &TestNode) {
+    tether_tests::wait_for(
+        "the session to be detached",
+        tether_tests::DEADLINE,
+        || async {
+            let m = call(node, "GET", "/metrics", None).await.body;
+            m.as_str()
+                .unwrap_or_default()
+                .contains("tether_connections 0")
+                .then_some(())
+        },
+    )
+    .await;
+}
+
 async fn publish(node: &TestNode, channel: &str, n: u64) {
     let body = json!({"tenant": "acme", "channel": channel, "data": {"n": n}});
     let r = call(node, "POST", "/v1/publish", Some(body)).await;
@@ -44,18 +60,7 @@ async fn same_node_resume_replays_missed_events() {
     let last_seq = first["seq"].as_u64().unwrap();
     drop(c); // network drop: no close frame
     // The node notices the drop and detaches the session; publish while it is away.
-    tether_tests::wait_for(
-        "the session to be detached",
-        tether_tests::DEADLINE,
-        || async {
-            let m = call(&node, "GET", "/metrics", None).await.body;
-            m.as_str()
-                .unwrap_or_default()
-                .contains("tether_connections 0")
-                .then_some(())
-        },
-    )
-    .await;
+    wait_detached(&node).await;
     for n in 2..=4 {
         publish(&node, "chat.a", n).await;
     }
@@ -130,18 +135,7 @@ async fn permission_lost_offline_not_replayed() {
     assert_eq!(c.subscribe("chat.a", 1).await["ok"], true);
     assert_eq!(c.subscribe("news.a", 2).await["ok"], true);
     drop(c);
-    tether_tests::wait_for(
-        "the session to be detached",
-        tether_tests::DEADLINE,
-        || async {
-            let m = call(&node, "GET", "/metrics", None).await.body;
-            m.as_str()
-                .unwrap_or_default()
-                .contains("tether_connections 0")
-                .then_some(())
-        },
-    )
-    .await;
+    wait_detached(&node).await;
     publish(&node, "chat.a", 1).await;
     publish(&node, "news.a", 2).await;
     let perms = json!({"permissions": ["sub:news.*"]});
@@ -187,18 +181,7 @@ async fn resume_on_another_node_recovers_backlog() {
     let first = old.next_of("event").await;
     let last_seq = first["seq"].as_u64().unwrap();
     drop(old);
-    tether_tests::wait_for(
-        "the session to be detached",
-        tether_tests::DEADLINE,
-        || async {
-            let m = call(c.node(1), "GET", "/metrics", None).await.body;
-            m.as_str()
-                .unwrap_or_default()
-                .contains("tether_connections 0")
-                .then_some(())
-        },
-    )
-    .await;
+    wait_detached(c.node(1)).await;
     publish(c.node(3), "chat.a", 2).await;
     publish(c.node(3), "chat.a", 3).await;
     let mut moved = resume(&c.node(2).ws_url(), &t, &w, last_seq).await;
