@@ -56,6 +56,12 @@ pub struct NodeSpec {
     pub tls: String,
     pub limits: String,
     pub extra_tenant: String,
+    /// `[listen]` addresses (client, admin, peer); `127.0.0.1:0` each by default.
+    pub listen: [String; 3],
+    /// Program and arguments run in front of `tether` (e.g. `ip netns exec NS`); empty: none.
+    pub wrapper: Vec<String>,
+    /// Extra environment variables for the process (e.g. libfaketime's `LD_PRELOAD`).
+    pub env: Vec<(String, String)>,
 }
 
 impl Default for NodeSpec {
@@ -67,6 +73,13 @@ impl Default for NodeSpec {
             tls: String::new(),
             limits: String::new(),
             extra_tenant: String::new(),
+            listen: [
+                "127.0.0.1:0".into(),
+                "127.0.0.1:0".into(),
+                "127.0.0.1:0".into(),
+            ],
+            wrapper: Vec::new(),
+            env: Vec::new(),
         }
     }
 }
@@ -79,6 +92,8 @@ pub fn config_toml_spec(data_dir: &Path, spec: &NodeSpec) -> String {
         tls,
         limits,
         extra_tenant,
+        listen: [client, admin, peer],
+        ..
     } = spec;
     format!(
         r#"
@@ -88,9 +103,9 @@ region = "{region}"
 data_dir = "{data}"
 
 [listen]
-client = "127.0.0.1:0"
-admin = "127.0.0.1:0"
-peer = "127.0.0.1:0"
+client = "{client}"
+admin = "{admin}"
+peer = "{peer}"
 
 [cluster]
 {cluster}
@@ -137,6 +152,10 @@ pub struct TestNode {
     pub admin_addr: String,
     pub peer_addr: String,
     pub id: u64,
+    /// The `[listen]` addresses as first written (pinned to the bound ports by `pin_ports`).
+    listen: [String; 3],
+    wrapper: Vec<String>,
+    env: Vec<(String, String)>,
     /// Everything the node printed on stdout (audit lines etc.), collected in the background.
     pub stdout: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
@@ -181,25 +200,29 @@ impl TestNode {
             peer_addr: String::new(),
             stdout: Default::default(),
             id: spec.id,
+            listen: spec.listen.clone(),
+            wrapper: spec.wrapper.clone(),
+            env: spec.env.clone(),
         }
     }
 
     /// Rewrites the `[listen]` addresses of the config to the ports bound now.
     pub fn pin_ports(&self) {
         let text = std::fs::read_to_string(&self.config_path).expect("read config");
+        let [client, admin, peer] = &self.listen;
         let text = text
             .replacen(
-                "client = \"127.0.0.1:0\"",
+                &format!("client = \"{client}\""),
                 &format!("client = \"{}\"", self.client_addr),
                 1,
             )
             .replacen(
-                "admin = \"127.0.0.1:0\"",
+                &format!("admin = \"{admin}\""),
                 &format!("admin = \"{}\"", self.admin_addr),
                 1,
             )
             .replacen(
-                "peer = \"127.0.0.1:0\"",
+                &format!("peer = \"{peer}\""),
                 &format!("peer = \"{}\"", self.peer_addr),
                 1,
             );
@@ -212,8 +235,19 @@ impl TestNode {
         let bin = tether_bin();
         let config = self.config_path.clone();
         let stdout = self.stdout.clone();
+        let wrapper = self.wrapper.clone();
+        let env = self.env.clone();
         let (child, client, admin, peer) = tokio::task::spawn_blocking(move || {
-            let mut child = Command::new(bin)
+            let mut cmd = match wrapper.split_first() {
+                Some((program, args)) => {
+                    let mut c = Command::new(program);
+                    c.args(args).arg(bin);
+                    c
+                }
+                None => Command::new(bin),
+            };
+            let mut child = cmd
+                .envs(env)
                 .args(["serve", "--config"])
                 .arg(&config)
                 .env(
