@@ -484,3 +484,30 @@ async fn silent_peer_is_detected_by_pings() {
     );
     assert!(started.elapsed() < Duration::from_secs(5));
 }
+
+/// With `source_addr` set, outbound connections come from that address (the chaos suite's
+/// fault proxy tells the dialing node by it) and calls still go through.
+#[tokio::test]
+async fn outbound_connections_bind_the_source_addr() {
+    let server = Server::start(config(1, None)).await;
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let front = listener.local_addr().expect("addr");
+    let (seen_tx, seen_rx) = tokio::sync::oneshot::channel();
+    let target = server.addr;
+    tokio::spawn(async move {
+        let Ok((mut inbound, from)) = listener.accept().await else {
+            return;
+        };
+        let _ = seen_tx.send(from.ip());
+        if let Ok(mut outbound) = TcpStream::connect(target).await {
+            let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+        }
+    });
+    let mut cfg = config(2, None);
+    cfg.source_addr = Some("127.0.0.7".parse().expect("ip"));
+    let resp = client(cfg, front).call(Req::Echo("src".into()), CALL).await;
+    assert_eq!(resp.expect("call"), echo("src", 2));
+    let seen = timeout(CALL, seen_rx).await.expect("accepted").expect("ip");
+    assert_eq!(seen.to_string(), "127.0.0.7");
+    server.stop().await;
+}

@@ -12,6 +12,12 @@ use crate::config::Config;
 /// runs alone and refuses to talk to peers rather than silently speaking plaintext.
 pub fn transport_config(config: &Config) -> anyhow::Result<(Arc<TransportConfig>, bool)> {
     let mut t = TransportConfig::new(config.node.id, None);
+    // Validated as an IP address by the config.
+    t.source_addr = config
+        .cluster
+        .peer_source_addr
+        .as_deref()
+        .and_then(|ip| ip.parse().ok());
     let tls = &config.tls;
     match (&tls.peer_ca, &tls.peer_cert, &tls.peer_key) {
         (Some(ca), Some(cert), Some(key)) => {

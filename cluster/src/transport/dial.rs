@@ -1,7 +1,9 @@
 //! Client side of connection setup: TCP connect, TLS as the cluster CA dictates, and the
 //! hello exchange. Every failure here means "unreachable" to the caller.
 
-use tokio::net::TcpStream;
+use std::net::{IpAddr, SocketAddr};
+
+use tokio::net::{TcpSocket, TcpStream, lookup_host};
 use tokio::time::timeout;
 use tokio_rustls::TlsConnector;
 use tokio_util::codec::Framed;
@@ -21,7 +23,7 @@ pub(super) async fn dial(
     addr: &str,
     expect: Option<NodeId>,
 ) -> Result<PeerFramed, String> {
-    let tcp = match timeout(cfg.connect_timeout, TcpStream::connect(addr)).await {
+    let tcp = match timeout(cfg.connect_timeout, connect(addr, cfg.source_addr)).await {
         Ok(Ok(tcp)) => tcp,
         Ok(Err(e)) => return Err(format!("connect to {addr}: {e}")),
         Err(_) => {
@@ -41,6 +43,36 @@ pub(super) async fn dial(
             "{addr}: TLS/hello handshake timed out after {HANDSHAKE_TIMEOUT:?}"
         )),
     }
+}
+
+/// TCP connect to `addr`, from `source` (port chosen by the kernel) when it is set.
+async fn connect(addr: &str, source: Option<IpAddr>) -> std::io::Result<TcpStream> {
+    let Some(source) = source else {
+        return TcpStream::connect(addr).await;
+    };
+    let mut last = None;
+    for target in lookup_host(addr).await? {
+        // Only targets of the source's family can be reached from it.
+        if target.is_ipv4() != source.is_ipv4() {
+            continue;
+        }
+        let socket = if source.is_ipv4() {
+            TcpSocket::new_v4()?
+        } else {
+            TcpSocket::new_v6()?
+        };
+        socket.bind(SocketAddr::new(source, 0))?;
+        match socket.connect(target).await {
+            Ok(tcp) => return Ok(tcp),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::AddrNotAvailable,
+            format!("no address of the family of source {source}"),
+        )
+    }))
 }
 
 async fn handshake(

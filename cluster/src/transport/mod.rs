@@ -58,6 +58,10 @@ pub struct TransportConfig {
     pub backoff_max: Duration,
     /// How often an idle client pings; a connection silent for 3 × this is dropped.
     pub ping_interval: Duration,
+    /// Local IP that outbound peer connections are bound to (`[cluster] peer_source_addr`);
+    /// `None` lets the kernel choose. Lets a host with several addresses pick the one its
+    /// firewall rules expect, and lets the chaos suite's fault proxy tell which node dialed.
+    pub source_addr: Option<std::net::IpAddr>,
 }
 
 /// How long a peer gets to finish TLS and the hello exchange.
@@ -76,6 +80,7 @@ impl TransportConfig {
             backoff_min: Duration::from_millis(50),
             backoff_max: Duration::from_secs(2),
             ping_interval: Duration::from_secs(5),
+            source_addr: None,
         }
     }
 

@@ -107,6 +107,7 @@ fn schema() -> Result<Table, ConfigError> {
         // `TETHER_CLUSTER_ADVERTISE` and friends are known keys.
         cluster: ClusterSection {
             advertise: Some(String::new()),
+            peer_source_addr: Some(String::new()),
             isolation_lease_ms: Some(0),
             isolation_grace_ms: Some(0),
             ..defaults.cluster.clone()

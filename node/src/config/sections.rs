@@ -84,6 +84,10 @@ pub struct ClusterSection {
     /// Peer address other members use to reach this node (`host:port`). Default: the bound
     /// `listen.peer` address (with its real port when it was 0).
     pub advertise: Option<String>,
+    /// Local IP that outbound peer connections are bound to (e.g. `"10.0.0.5"`). Default:
+    /// chosen by the kernel. For hosts with several addresses, and for the chaos suite, which
+    /// runs each node on its own loopback address so its fault proxy knows who dialed.
+    pub peer_source_addr: Option<String>,
     /// Past this long without a working registry (no quorum ack as leader, no leader contact
     /// otherwise) the node refuses new connections and resumes. Default: by `timing`.
     pub isolation_lease_ms: Option<u64>,
@@ -99,6 +103,7 @@ impl Default for ClusterSection {
             timing: Timing::Lan,
             insecure_peer: false,
             advertise: None,
+            peer_source_addr: None,
             isolation_lease_ms: None,
             isolation_grace_ms: None,
         }

@@ -280,3 +280,23 @@ fn env_sets_optional_cluster_keys() {
     assert_eq!(c.cluster.advertise.as_deref(), Some("tether-0.peers:7072"));
     assert_eq!(c.cluster.isolation_ms().0, 2000);
 }
+
+/// `cluster.peer_source_addr` takes an IP address (file or environment); anything else is
+/// an error naming the key.
+#[test]
+fn peer_source_addr_is_an_ip() {
+    let c = Config::from_toml_str("[cluster]\npeer_source_addr = \"127.0.0.3\"", &no_env())
+        .expect("valid");
+    assert_eq!(c.cluster.peer_source_addr.as_deref(), Some("127.0.0.3"));
+    assert_eq!(
+        err_key("[cluster]\npeer_source_addr = \"127.0.0.3:7072\""),
+        "cluster.peer_source_addr"
+    );
+    let env: std::collections::BTreeMap<String, String> = [(
+        "TETHER_CLUSTER_PEER_SOURCE_ADDR".to_owned(),
+        "::1".to_owned(),
+    )]
+    .into();
+    let c = Config::from_toml_str("", &env).expect("valid");
+    assert_eq!(c.cluster.peer_source_addr.as_deref(), Some("::1"));
+}

@@ -85,6 +85,14 @@ impl Config {
         if let Some(a) = &self.cluster.advertise {
             check_host_port(a).map_err(|m| ConfigError::new("cluster.advertise", m))?;
         }
+        if let Some(ip) = &self.cluster.peer_source_addr
+            && ip.parse::<std::net::IpAddr>().is_err()
+        {
+            return Err(ConfigError::new(
+                "cluster.peer_source_addr",
+                format!("`{ip}` is not an IP address"),
+            ));
+        }
         for (key, v) in [
             (
                 "cluster.isolation_lease_ms",
