@@ -158,6 +158,9 @@ pub struct TestNode {
     env: Vec<(String, String)>,
     /// Everything the node printed on stdout (audit lines etc.), collected in the background.
     pub stdout: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    /// When set before `spawn`, the process's stderr (its log) is appended to this file
+    /// instead of the test's stderr (the chaos suite keeps each node's log this way).
+    pub stderr_file: Option<PathBuf>,
 }
 
 impl TestNode {
@@ -203,6 +206,7 @@ impl TestNode {
             listen: spec.listen.clone(),
             wrapper: spec.wrapper.clone(),
             env: spec.env.clone(),
+            stderr_file: None,
         }
     }
 
@@ -237,6 +241,16 @@ impl TestNode {
         let stdout = self.stdout.clone();
         let wrapper = self.wrapper.clone();
         let env = self.env.clone();
+        let stderr = match &self.stderr_file {
+            Some(path) => Stdio::from(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .expect("open the node's stderr file"),
+            ),
+            None => Stdio::inherit(),
+        };
         let (child, client, admin, peer) = tokio::task::spawn_blocking(move || {
             let mut cmd = match wrapper.split_first() {
                 Some((program, args)) => {
@@ -255,7 +269,7 @@ impl TestNode {
                     std::env::var("TETHER_TEST_LOG").unwrap_or_else(|_| "warn".into()),
                 )
                 .stdout(Stdio::piped())
-                .stderr(Stdio::inherit())
+                .stderr(stderr)
                 .spawn()
                 .expect("spawning tether");
             let out = child.stdout.take().expect("stdout");
@@ -334,6 +348,21 @@ impl TestNode {
             let _ = c.kill();
             let _ = c.wait();
         }
+    }
+
+    /// The process id while a process is running (or stopped).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
+    /// Sends `signal` (a `kill` name: `STOP`, `CONT`, `TERM`, ...) without waiting; `false` if
+    /// there is no process or `kill` failed.
+    pub fn signal(&self, signal: &str) -> bool {
+        let Some(pid) = self.pid() else { return false };
+        Command::new("kill")
+            .args([format!("-{signal}"), pid.to_string()])
+            .status()
+            .is_ok_and(|s| s.success())
     }
 
     /// Sends SIGTERM without waiting.
