@@ -1,0 +1,385 @@
+//! `Conn`: one recorded WebSocket connection. A task owns the socket, records every frame
+//! the server sends (and the close, or how it ended) in the history, and sends what the
+//! test queues. `Session` keeps what a client needs to resume across connections.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tether_tests::client::request;
+use tokio::sync::{mpsc, watch};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+
+use crate::history::{Event, History, Id};
+
+/// Frames the test may queue to one connection before `send` waits.
+const SEND_QUEUE: usize = 64;
+/// Upgrade deadline (TCP + HTTP upgrade).
+const UPGRADE_TIMEOUT: Duration = Duration::from_secs(10);
+/// A connection that hears nothing for this long is given up (the node pings every second).
+const READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A token and the claims the checkers need.
+#[derive(Clone, Debug)]
+pub struct Token {
+    pub user: String,
+    pub jwt: String,
+    pub jti: String,
+    pub iat: u64,
+}
+
+impl Token {
+    /// A valid token for `user` in the test tenant with `perms`, valid 10 minutes.
+    pub fn new(user: &str, perms: &[&str]) -> Token {
+        use tether_tests::tokens::{TENANT_KID, TENANT_SECRET, claims, sign_hs};
+        let c = claims(user, 600, perms);
+        Token {
+            user: user.to_owned(),
+            jwt: sign_hs(TENANT_KID, TENANT_SECRET, &c),
+            jti: c["jti"].as_str().unwrap_or_default().to_owned(),
+            iat: c["iat"].as_u64().unwrap_or_default(),
+        }
+    }
+
+    /// The token's `exp` (10 minutes after `iat`).
+    pub fn exp(&self) -> u64 {
+        self.iat + 600
+    }
+}
+
+/// What the connection has seen so far.
+#[derive(Clone, Debug, Default)]
+pub struct ConnState {
+    pub welcome: Option<Value>,
+    /// Highest `seq` received.
+    pub last_seq: u64,
+    /// Replies by request id (`ok`).
+    pub replies: Vec<(u64, bool)>,
+    /// Close code, or `None` when it ended without one; set once the connection is over.
+    pub ended: Option<Option<u16>>,
+}
+
+/// One connection; dropping it drops the socket (no close frame, like a network drop).
+pub struct Conn {
+    pub id: Id,
+    pub node: u64,
+    tx: mpsc::Sender<Value>,
+    state: Arc<Mutex<ConnState>>,
+    changed: watch::Receiver<u64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// Where and how to connect.
+pub struct Dial<'a> {
+    pub history: &'a History,
+    pub client: Id,
+    pub node: u64,
+    pub url: &'a str,
+    pub token: &'a Token,
+    /// `(session_id, resume_token, last_seq)`.
+    pub resume: Option<(String, String, u64)>,
+    pub probe: bool,
+}
+
+impl Conn {
+    /// Starts a connection: records `Connect`, upgrades, sends `hello`. Never panics on
+    /// network errors: a failed upgrade is recorded as `Dropped` and the connection is over.
+    pub async fn open(d: Dial<'_>) -> Conn {
+        let h = d.history.clone();
+        let id = h.next_id();
+        h.record(Event::Connect {
+            conn: id,
+            client: d.client,
+            node: d.node,
+            user: d.token.user.clone(),
+            jti: d.token.jti.clone(),
+            iat: d.token.iat,
+            resume: d.resume.as_ref().map(|r| r.0.clone()),
+            last_seq: d.resume.as_ref().map(|r| r.2),
+            probe: d.probe,
+        });
+        let state = Arc::new(Mutex::new(ConnState {
+            last_seq: d.resume.as_ref().map_or(0, |r| r.2),
+            ..Default::default()
+        }));
+        let (changed_tx, changed) = watch::channel(0u64);
+        let (tx, rx) = mpsc::channel(SEND_QUEUE);
+        let mut hello = json!({"type": "hello"});
+        if let Some((sid, rt, last)) = &d.resume {
+            hello["resume"] = json!({"session_id": sid, "resume_token": rt, "last_seq": last});
+        }
+        let req = request(d.url, Some(&d.token.jwt), None, None);
+        let task = tokio::spawn(run(h, id, req, hello, rx, state.clone(), changed_tx));
+        Conn {
+            id,
+            node: d.node,
+            tx,
+            state,
+            changed,
+            task,
+        }
+    }
+
+    /// A copy of what the connection has seen.
+    pub fn state(&self) -> ConnState {
+        self.state.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Waits until `f` holds on the state or `within` passes; returns the last state.
+    pub async fn wait(&mut self, within: Duration, f: impl Fn(&ConnState) -> bool) -> ConnState {
+        let end = tokio::time::Instant::now() + within;
+        loop {
+            let s = self.state();
+            if f(&s) {
+                return s;
+            }
+            if tokio::time::timeout_at(end, self.changed.changed())
+                .await
+                .map_or(true, |r| r.is_err())
+            {
+                return self.state();
+            }
+        }
+    }
+
+    /// Waits for the welcome or the end: `Ok(welcome)`, or `Err(close code)`.
+    pub async fn welcomed(&mut self, within: Duration) -> Result<Value, Option<u16>> {
+        let s = self
+            .wait(within, |s| s.welcome.is_some() || s.ended.is_some())
+            .await;
+        match (s.welcome, s.ended) {
+            (Some(w), _) => Ok(w),
+            (None, Some(code)) => Err(code),
+            (None, None) => Err(None),
+        }
+    }
+
+    /// Waits for the end: `Some(code)` (inner `None`: no close frame) or `None` if open.
+    pub async fn ended(&mut self, within: Duration) -> Option<Option<u16>> {
+        self.wait(within, |s| s.ended.is_some()).await.ended
+    }
+
+    /// Queues a frame; `false` if the connection is over or the queue stayed full for 5 s.
+    pub async fn send(&self, frame: Value) -> bool {
+        tokio::time::timeout(Duration::from_secs(5), self.tx.send(frame))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+
+    /// Subscribes to `channel` with request id `id` and waits for the reply.
+    pub async fn subscribe(&mut self, channel: &str, id: u64, within: Duration) -> bool {
+        if !self
+            .send(json!({"type": "subscribe", "id": id, "channel": channel}))
+            .await
+        {
+            return false;
+        }
+        let s = self
+            .wait(within, |s| {
+                s.replies.iter().any(|r| r.0 == id) || s.ended.is_some()
+            })
+            .await;
+        s.replies.iter().any(|r| *r == (id, true))
+    }
+
+    /// Whether the connection is still open.
+    pub fn is_open(&self) -> bool {
+        self.state().ended.is_none()
+    }
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+fn num(v: &Value, k: &str) -> Option<u64> {
+    v.get(k).and_then(Value::as_u64)
+}
+
+async fn run(
+    h: History,
+    conn: Id,
+    req: tokio_tungstenite::tungstenite::handshake::client::Request,
+    hello: Value,
+    mut rx: mpsc::Receiver<Value>,
+    state: Arc<Mutex<ConnState>>,
+    changed: watch::Sender<u64>,
+) {
+    let bump = |f: &mut dyn FnMut(&mut ConnState)| {
+        f(&mut state.lock().unwrap_or_else(|p| p.into_inner()));
+        changed.send_modify(|g| *g += 1);
+    };
+    let end = |code: Option<u16>, why: String| {
+        match code {
+            Some(code) => h.record(Event::Close {
+                conn,
+                code,
+                reason: why,
+            }),
+            None => h.record(Event::Dropped { conn, error: why }),
+        }
+        bump(&mut |s| s.ended = Some(code));
+    };
+    let ws =
+        match tokio::time::timeout(UPGRADE_TIMEOUT, tokio_tungstenite::connect_async(req)).await {
+            Ok(Ok((ws, _))) => ws,
+            Ok(Err(e)) => return end(None, format!("upgrade: {e}")),
+            Err(_) => return end(None, "upgrade timed out".into()),
+        };
+    let (mut sink, mut stream) = ws.split();
+    if sink.send(Message::text(hello.to_string())).await.is_err() {
+        return end(None, "send hello failed".into());
+    }
+    loop {
+        tokio::select! {
+            out = rx.recv() => {
+                let Some(frame) = out else { return };
+                if sink.send(Message::text(frame.to_string())).await.is_err() {
+                    // The read side tells how it ended.
+                    continue;
+                }
+            }
+            m = tokio::time::timeout(READ_TIMEOUT, stream.next()) => {
+                let m = match m {
+                    Err(_) => return end(None, "nothing received for 30 s".into()),
+                    Ok(None) => return end(None, "socket ended".into()),
+                    Ok(Some(Err(e))) => return end(None, format!("socket error: {e}")),
+                    Ok(Some(Ok(m))) => m,
+                };
+                match m {
+                    Message::Text(t) => {
+                        let v: Value = serde_json::from_str(&t).unwrap_or(Value::Null);
+                        record_frame(&h, conn, &v);
+                        bump(&mut |s| {
+                            match v["type"].as_str() {
+                                Some("welcome") => {
+                                    // A resume keeps the client's own last_seq (the replay
+                                    // follows); a new session starts at 0.
+                                    if v["resumed"] != true {
+                                        s.last_seq = 0;
+                                    }
+                                    s.welcome = Some(v.clone());
+                                }
+                                Some("reply") => s.replies.push((
+                                    num(&v, "id").unwrap_or(0),
+                                    v["ok"].as_bool().unwrap_or(false),
+                                )),
+                                _ => {}
+                            }
+                            if let Some(seq) = num(&v, "seq") && v["type"] != "welcome" {
+                                s.last_seq = s.last_seq.max(seq);
+                            }
+                        });
+                    }
+                    Message::Close(Some(CloseFrame { code, reason })) => {
+                        return end(Some(code.into()), reason.to_string());
+                    }
+                    Message::Close(None) => return end(Some(1005), String::new()),
+                    _ => {}
+                }
+            }
+        }
+    }
+}
+
+fn record_frame(h: &History, conn: Id, v: &Value) {
+    let kind = v["type"].as_str().unwrap_or("?").to_owned();
+    if kind == "welcome" {
+        h.record(Event::Welcome {
+            conn,
+            session_id: v["session_id"].as_str().unwrap_or_default().to_owned(),
+            node: v["node"].as_str().unwrap_or_default().to_owned(),
+            resumed: v["resumed"].as_bool().unwrap_or(false),
+            recovered: v["recovered"].as_bool().unwrap_or(false),
+            seq: num(v, "seq").unwrap_or(0),
+        });
+        return;
+    }
+    h.record(Event::Frame {
+        conn,
+        seq: num(v, "seq"),
+        channel: v["channel"].as_str().map(str::to_owned),
+        n: v["data"].get("n").and_then(Value::as_u64),
+        kind,
+    });
+}
+
+/// A logical client: its token and, after a welcome, what it needs to resume.
+pub struct Session {
+    pub client: Id,
+    pub token: Token,
+    pub session_id: Option<String>,
+    pub resume_token: Option<String>,
+    pub last_seq: u64,
+    pub conn: Option<Conn>,
+}
+
+impl Session {
+    pub fn new(history: &History, token: Token) -> Session {
+        Session {
+            client: history.next_id(),
+            token,
+            session_id: None,
+            resume_token: None,
+            last_seq: 0,
+            conn: None,
+        }
+    }
+
+    /// Connects (resuming when there is a session) to `node` at `url` and waits for the
+    /// welcome; `Ok` keeps the resume state up to date, `Err` gives the close code.
+    pub async fn connect(
+        &mut self,
+        history: &History,
+        node: u64,
+        url: &str,
+        within: Duration,
+    ) -> Result<Value, Option<u16>> {
+        self.save_progress();
+        let resume = self
+            .session_id
+            .clone()
+            .zip(self.resume_token.clone())
+            .map(|(s, r)| (s, r, self.last_seq));
+        let mut c = Conn::open(Dial {
+            history,
+            client: self.client,
+            node,
+            url,
+            token: &self.token,
+            resume,
+            probe: false,
+        })
+        .await;
+        let r = c.welcomed(within).await;
+        if let Ok(w) = &r {
+            self.session_id = w["session_id"].as_str().map(str::to_owned);
+            self.resume_token = w["resume_token"].as_str().map(str::to_owned);
+            if w["resumed"] != true {
+                self.last_seq = 0;
+            }
+        }
+        self.conn = Some(c);
+        r
+    }
+
+    /// Takes the highest seq of the current connection into the resume state.
+    pub fn save_progress(&mut self) {
+        if let Some(c) = &self.conn {
+            let s = c.state();
+            if s.welcome.is_some() {
+                self.last_seq = self.last_seq.max(s.last_seq);
+            }
+        }
+    }
+
+    /// Drops the current connection without a close frame.
+    pub fn drop_conn(&mut self) {
+        self.save_progress();
+        self.conn = None;
+    }
+}
