@@ -20,6 +20,7 @@ pub mod client;
 pub mod cluster;
 pub mod history;
 pub mod net;
+pub mod netns;
 pub mod proxy;
 pub mod report;
 pub mod scenario;
