@@ -46,6 +46,8 @@ pub struct PoolSpec<'a> {
     pub src_base: u8,
     pub per_ip: usize,
     pub on_text: Option<OnText>,
+    /// Subscribe to this channel after the welcome (part of the connect).
+    pub subscribe: Option<&'a str>,
 }
 
 impl Pool {
@@ -55,20 +57,33 @@ impl Pool {
         let stop = CancellationToken::new();
         let sem = Arc::new(Semaphore::new(spec.concurrency.max(1)));
         let mut set = tokio::task::JoinSet::new();
+        // Tokens are signed before the clock starts: the client's signing cost is not the
+        // server's.
+        let creds: Vec<(String, String)> = (0..spec.count)
+            .map(|i| {
+                let user = format!("{}{}", spec.user_prefix, i / spec.users_per.max(1));
+                let token = spec.alg.token(&user, spec.perms);
+                (user, token)
+            })
+            .collect();
         let t0 = Instant::now();
-        for i in 0..spec.count {
+        for (i, (user, token)) in creds.into_iter().enumerate() {
             let node = i % spec.endpoints.len();
             let ep = spec.endpoints[node].clone();
-            let user = format!("{}{}", spec.user_prefix, i / spec.users_per.max(1));
-            let token = spec.alg.token(&user, spec.perms);
             let src = ws::source_ip(spec.src_base, i, spec.per_ip);
             let sem = sem.clone();
             let stop = stop.clone();
             let on_text = spec.on_text.clone();
+            let channel = spec.subscribe.map(str::to_owned);
             set.spawn(async move {
                 let permit = sem.acquire_owned().await;
                 let start = Instant::now();
-                let r = ws::open(&ep, src, &token, None, CONNECT_TIMEOUT).await;
+                let mut r = ws::open(&ep, src, &token, None, CONNECT_TIMEOUT).await;
+                if let (Ok((sock, _)), Some(ch)) = (&mut r, &channel)
+                    && let Err(e) = ws::subscribe(sock, ch, CONNECT_TIMEOUT).await
+                {
+                    r = Err(e);
+                }
                 let ms = start.elapsed().as_secs_f64() * 1000.0;
                 drop(permit);
                 match r {

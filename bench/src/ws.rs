@@ -202,6 +202,35 @@ async fn open_inner(
     }
 }
 
+/// Subscribes to `channel` and waits for the `ok` reply (frames before it are dropped).
+pub async fn subscribe(ws: &mut Ws, channel: &str, within: Duration) -> Result<(), ConnError> {
+    let f = async {
+        let frame = json!({"type": "subscribe", "id": 1, "channel": channel});
+        ws.send(Message::text(frame.to_string()))
+            .await
+            .map_err(|e| err("send subscribe")(e.to_string()))?;
+        loop {
+            match ws.next().await {
+                Some(Ok(Message::Text(t))) => {
+                    let v: Value = serde_json::from_str(&t).unwrap_or(Value::Null);
+                    if v["type"] == "reply" && v["id"] == 1 {
+                        return if v["ok"] == true {
+                            Ok(())
+                        } else {
+                            Err(ConnError(format!("subscribe refused: {}", v["error"])))
+                        };
+                    }
+                }
+                Some(Ok(_)) => continue,
+                _ => return Err(ConnError("socket ended before the reply".into())),
+            }
+        }
+    };
+    tokio::time::timeout(within, f)
+        .await
+        .unwrap_or_else(|_| Err(ConnError("subscribe timeout".into())))
+}
+
 /// How a held connection ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum End {

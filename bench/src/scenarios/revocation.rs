@@ -46,6 +46,7 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<ScenarioReport> {
         src_base: 2,
         per_ip: 2000,
         on_text: None,
+        subscribe: None,
     })
     .await?;
     rep.row(Row::new(
@@ -123,6 +124,7 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<ScenarioReport> {
             src_base: 20,
             per_ip: 1000,
             on_text: None,
+            subscribe: None,
         })
         .await?;
         let user = p.clients[0].user.clone();
