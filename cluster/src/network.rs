@@ -30,7 +30,8 @@ pub type Peer = PeerClient<PeerRequest, PeerResponse>;
 pub struct PeerPool {
     cfg: Arc<TransportConfig>,
     peers: Arc<Mutex<HashMap<String, Peer>>>,
-    /// When each peer last accepted our AppendEntries as its leader (the leader's lease).
+    /// When each peer last accepted us as its leader: granted our vote, or accepted our
+    /// AppendEntries (the leader's lease).
     acks: Arc<Mutex<HashMap<NodeId, tokio::time::Instant>>>,
     /// Set while this node leads without a quorum lease: replication is withheld so the
     /// nodes cut off with it stop counting its heartbeats as registry contact.
@@ -199,11 +200,93 @@ impl RaftNetwork<TypeConfig> for PeerConn {
             .call(PeerRequest::Vote(rpc), RPCTypes::Vote, &option)
             .await?
         {
-            PeerResponse::Vote(Ok(r)) => Ok(r),
+            PeerResponse::Vote(Ok(r)) => {
+                // A granted vote is the voter accepting us as leader for this term: it dates
+                // the lease like an AppendEntries ack. Without it a freshly elected leader
+                // had no ack younger than the election (none at all if it never led), so the
+                // isolation monitor could fence it before its first AppendEntries came back,
+                // and a fenced leader never gets one: the cluster stayed leaderless for good
+                // (found by the chaos suite, `leader_kill_revocations`).
+                if r.vote_granted {
+                    self.pool.record_ack(self.target);
+                }
+                Ok(r)
+            }
             PeerResponse::Vote(Err(e)) => {
                 Err(RPCError::RemoteError(RemoteError::new(self.target, e)))
             }
             _ => Err(wrong("vote")),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use openraft::{Vote, raft::VoteResponse};
+    use tokio::net::TcpListener;
+    use tokio_util::sync::CancellationToken;
+
+    use super::*;
+    use crate::transport::{Handler, serve};
+
+    /// Answers every vote request with `granted`.
+    struct Voter {
+        granted: bool,
+    }
+
+    impl Handler<PeerRequest, PeerResponse> for Voter {
+        async fn handle(&self, _from: NodeId, req: PeerRequest) -> PeerResponse {
+            match req {
+                PeerRequest::Vote(rpc) => PeerResponse::Vote(Ok(VoteResponse {
+                    vote: rpc.vote,
+                    vote_granted: self.granted,
+                    last_log_id: None,
+                })),
+                _ => PeerResponse::Vote(Ok(VoteResponse {
+                    vote: Vote::new(0, 0),
+                    vote_granted: false,
+                    last_log_id: None,
+                })),
+            }
+        }
+    }
+
+    async fn vote_from(granted: bool) -> Option<tokio::time::Instant> {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr").to_string();
+        let stop = CancellationToken::new();
+        let server_cfg = Arc::new(TransportConfig::new(2, None));
+        tokio::spawn(serve::<PeerRequest, PeerResponse, _>(
+            listener,
+            server_cfg,
+            Arc::new(Voter { granted }),
+            stop.clone(),
+        ));
+        let pool = PeerPool::new(Arc::new(TransportConfig::new(1, None)));
+        let mut conn = PeerConn {
+            me: 1,
+            target: 2,
+            peer: pool.get(&addr, Some(2)),
+            pool: pool.clone(),
+        };
+        let option = RPCOption::new(Duration::from_secs(5));
+        let r = conn
+            .vote(VoteRequest::new(Vote::new(3, 1), None), option)
+            .await
+            .expect("vote answered");
+        assert_eq!(r.vote_granted, granted);
+        stop.cancel();
+        pool.last_ack(2)
+    }
+
+    /// Regression (new leader fenced before its first ack): a granted vote dates the
+    /// leader's lease, so a node that just won an election is not "isolated" before its
+    /// first AppendEntries returns; a refused vote does not count.
+    #[tokio::test]
+    async fn granted_vote_counts_as_a_lease_ack() {
+        assert!(vote_from(true).await.is_some());
+        assert!(vote_from(false).await.is_none());
     }
 }
