@@ -181,7 +181,7 @@ impl Conn {
                 s.replies.iter().any(|r| r.0 == id) || s.ended.is_some()
             })
             .await;
-        s.replies.iter().any(|r| *r == (id, true))
+        s.replies.contains(&(id, true))
     }
 
     /// Whether the connection is still open.

@@ -16,6 +16,8 @@ use crate::admin::Admin;
 use crate::history::{Event, History};
 use crate::net::{CLIENTS, Endpoint, Net};
 use crate::proxy::{FaultProxy, Kind};
+use crate::report::histories_dir;
+use crate::scenario::Scenario;
 
 /// Limits for chaos nodes: every client comes from 127.0.0.1 through a proxy, so the
 /// per-IP limits are lifted; the rest keep the harness's short timeouts.
@@ -78,6 +80,8 @@ pub struct ChaosCluster {
     pub net: Net,
     pub history: History,
     pub admin: Admin,
+    /// `<scenario>-<seed>`: names the node logs kept when a test panics.
+    pub label: String,
 }
 
 /// The source IP node `id` dials its peers from.
@@ -89,7 +93,8 @@ pub fn source_ip(id: u64) -> IpAddr {
 impl ChaosCluster {
     /// Starts the nodes one by one (node 1 bootstraps, the others join through node 1's
     /// proxy) and waits until each is ready.
-    pub async fn start(opts: &Options, net: &Net, history: &History) -> ChaosCluster {
+    pub async fn start(opts: &Options, s: &Scenario) -> ChaosCluster {
+        let (net, history) = (&s.net, &s.history);
         let certs = tempfile::tempdir().expect("tempdir");
         let total = opts.voters + opts.learners;
         make_certs(certs.path(), total);
@@ -128,6 +133,7 @@ impl ChaosCluster {
             let client_proxy = FaultProxy::start(net, id, Kind::Client).await;
             client_proxy.set_target(&node.client_addr);
             node.wait_ready().await;
+            s.phase(&format!("n{id} ready"));
             node.pin_ports();
             nodes.push(ChaosNode {
                 id,
@@ -145,6 +151,7 @@ impl ChaosCluster {
             net: net.clone(),
             history: history.clone(),
             admin: Admin::new(history),
+            label: format!("{}-{}", s.name, s.seed),
         }
     }
 
@@ -267,6 +274,14 @@ impl Drop for ChaosCluster {
     /// Stopped nodes are continued first so nothing stays frozen if SIGKILL were delayed;
     /// `TestNode`'s own drop then SIGKILLs and reaps each process.
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            // The temp dirs go with the nodes: keep the logs of a failed run.
+            let dir = histories_dir();
+            let _ = std::fs::create_dir_all(&dir);
+            for n in &self.nodes {
+                let _ = std::fs::copy(&n.log, dir.join(format!("{}-n{}.log", self.label, n.id)));
+            }
+        }
         for n in &mut self.nodes {
             if n.stopped {
                 n.node.signal("CONT");

@@ -13,6 +13,7 @@
 //! - `checkers`: the six invariants, one per file, and `check_all`.
 //! - `scenario`: `Scenario` (seed, serial run, checks, summary row, dump on failure).
 //! - `report`: the summary rows and table.
+//! - `workload`: sessions, retries, probes and liveness shared by the scenarios.
 
 pub mod admin;
 pub mod checkers;
@@ -24,3 +25,4 @@ pub mod netns;
 pub mod proxy;
 pub mod report;
 pub mod scenario;
+pub mod workload;

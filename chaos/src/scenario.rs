@@ -65,6 +65,15 @@ impl Scenario {
         }
     }
 
+    /// Prints a progress line with the time since the scenario began (uncaptured stdout).
+    pub fn phase(&self, what: &str) {
+        say(&format!(
+            "chaos: [{} {:6.1}s] {what}\n",
+            self.name,
+            self.started.elapsed().as_secs_f64()
+        ));
+    }
+
     /// A duration drawn uniformly from `[lo, hi]`.
     pub fn between(&mut self, lo: Duration, hi: Duration) -> Duration {
         if hi <= lo {

@@ -76,7 +76,13 @@ pub fn check(ix: &Index) -> Vec<Violation> {
                     || (op.kind == "revoke_session" && c.resume.as_deref() == Some(&op.target))
             })
             .collect();
-        for p in probes.iter().filter(|p| p.welcome.is_some()) {
+        // A resume probe with a stale resume token may get a fresh session: only a welcome
+        // into the revoked session itself is a lost revocation.
+        let admitted = |p: &&&super::ConnInfo| match op.kind.as_str() {
+            "revoke_session" => p.session() == Some(op.target.as_str()),
+            _ => p.welcome.is_some(),
+        };
+        for p in probes.iter().filter(admitted) {
             out.push(Violation {
                 checker: NAME,
                 t_us: p.t_connect,

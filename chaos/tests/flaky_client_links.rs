@@ -1,0 +1,102 @@
+//! Flaky client links during resume: clients subscribed to one channel while an operator
+//! publishes numbered messages through random nodes. Client links are delayed, reset in
+//! bulk (every connection to a node at once) and dropped one by one, and each client
+//! resumes with its last seen `seq` on a node the seed picks. Resume must keep the numbering
+//! without gaps or duplicates, keep the order, and lose nothing that was acknowledged, and
+//! a session must never have two owners.
+
+use std::time::Duration;
+
+use tether_chaos::checkers::Params;
+use tether_chaos::cluster::{ChaosCluster, Options};
+use tether_chaos::net::CLIENTS;
+use tether_chaos::scenario::Scenario;
+use tether_chaos::workload;
+use tokio::time::Instant;
+
+const CHANNEL: &str = "feed.flaky";
+
+/// Runs the scenario; `cross_node`: resumes may go to another node (else the same one).
+pub async fn run(name: &str, cross_node: bool, params: Params) {
+    let mut s = Scenario::new(name);
+    let c = ChaosCluster::start(&Options::default(), &s).await;
+    let ids = c.ids();
+    let plan: Vec<(String, u64)> = (0..12).map(|i| (format!("fl{i}"), ids[i % 3])).collect();
+    let mut sessions = workload::open_sessions(&c, plan, Some(CHANNEL)).await;
+    assert!(sessions.len() >= 11, "only {} sessions", sessions.len());
+    for id in &ids {
+        c.net.delay(
+            CLIENTS,
+            *id,
+            Duration::from_millis(5),
+            Duration::from_millis(20),
+        );
+    }
+    let admin = c.admin.clone();
+    let nodes: Vec<(u64, String)> = ids
+        .iter()
+        .map(|id| (*id, c.node(*id).admin().to_owned()))
+        .collect();
+    let publish_for = s.between(Duration::from_secs(8), Duration::from_secs(12));
+    let pub_seed = s.pick(1000);
+    let publisher = tokio::spawn(async move {
+        let end = Instant::now() + publish_for;
+        let mut n = 0u64;
+        while Instant::now() < end {
+            n += 1;
+            let (id, addr) = &nodes[(n as usize + pub_seed) % nodes.len()];
+            admin.publish(*id, addr, CHANNEL, n).await;
+            tokio::time::sleep(Duration::from_millis(40)).await;
+        }
+        n
+    });
+    let end = Instant::now() + publish_for;
+    while Instant::now() < end {
+        tokio::time::sleep(s.between(Duration::from_millis(150), Duration::from_millis(600))).await;
+        if s.pick(4) == 0 {
+            c.net.reset(CLIENTS, ids[s.pick(ids.len())]);
+        } else {
+            let i = s.pick(sessions.len());
+            sessions[i].drop_conn();
+        }
+        // Everyone whose link is gone resumes.
+        for sess in sessions.iter_mut() {
+            if sess.conn.as_ref().is_some_and(|x| x.is_open()) {
+                continue;
+            }
+            let home = sess.conn.as_ref().map_or(ids[0], |x| x.node);
+            let node = if cross_node {
+                ids[s.pick(ids.len())]
+            } else {
+                home
+            };
+            sess.drop_conn();
+            let _ = sess
+                .connect(&c.history, node, &c.node(node).ws_url(), workload::WELCOME)
+                .await;
+        }
+    }
+    let published = publisher.await.expect("publisher");
+    s.phase(&format!("{published} published"));
+    // Reconnect the stragglers and let the last messages arrive.
+    for sess in sessions.iter_mut() {
+        if !sess.conn.as_ref().is_some_and(|x| x.is_open()) {
+            let node = sess.conn.as_ref().map_or(ids[0], |x| x.node);
+            sess.drop_conn();
+            let _ = sess
+                .connect(&c.history, node, &c.node(node).ws_url(), workload::WELCOME)
+                .await;
+        }
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    s.heal();
+    workload::liveness(&c, Duration::from_secs(30)).await;
+    drop(sessions);
+    s.finish(Some(&c), &params);
+}
+
+/// Resumes on any node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flaky_client_links_during_resume() {
+    run("flaky_client_links", true, Params::default()).await;
+}
