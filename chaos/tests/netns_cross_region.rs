@@ -1,7 +1,8 @@
 //! Root tier: three voters in three regions, 80 ms round trip between regions (module docs of
 //! `tether_chaos::netns`), `timing = "cross-region"`. Revocations issued on random nodes close
 //! sockets on random nodes within a bound derived from the round trip; a session resumed in
-//! another region while events flow gets every event exactly once.
+//! another region while events flow gets every event exactly once; a cut-off leader region
+//! fails closed and recovers.
 
 use std::time::Duration;
 
@@ -30,7 +31,9 @@ fn revoke_bound(link: Link) -> Duration {
 
 /// Revocations across regions close their sockets (4004) no sooner than one round trip (the
 /// latency is real) and within `revoke_bound`; a session dropped in one region and resumed
-/// in another while a publisher keeps going receives every event once, with `seq` contiguous.
+/// in another while a publisher keeps going receives every event once, with `seq` contiguous;
+/// the leader's region cut off closes its client 4111 within the cross-region isolation
+/// bound, and after the heal every node serves and revokes again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cross_region_revocations_and_resume() {
     if !netns::enabled() {
@@ -151,6 +154,39 @@ async fn cross_region_revocations_and_resume() {
         last_seq,
         &format!("n{from} -> n{to}, moved after {move_after}"),
     );
+
+    // The leader's region cut off. Its peer links all cross regions, so they run through the
+    // latency relay and the cut is the relay holding their bytes (not nftables).
+    let leader = c.leader_other_than(1, None, Duration::from_secs(30)).await;
+    let (ws, _) = WsClient::connect(&c.node(leader).ws_url(), &token("cut", &[])).await;
+    let others: Vec<usize> = (0..3).filter(|i| *i as u64 + 1 != leader).collect();
+    let cut_at = Instant::now();
+    c.net.partition(&[leader as usize - 1], &others);
+    let mut ws = ws;
+    let (closed, _) = ws.closed_within(Duration::from_secs(30)).await;
+    let after = cut_at.elapsed();
+    println!(
+        "leader n{leader} cut off across regions: its client closed {} after {after:?}",
+        closed.code
+    );
+    assert_eq!(closed.code, 4111);
+    // cross-region defaults: isolation_lease 4000 ms + isolation_grace 3000 ms, plus slack.
+    let bound = Duration::from_millis(4000 + 3000 + 1500);
+    assert!(
+        after <= bound,
+        "served {after:?} after the cut, past {bound:?}"
+    );
+    c.net.heal();
+    let healed = Instant::now();
+    c.wait_all_ready(Duration::from_secs(60)).await;
+    println!("all nodes ready {:?} after the heal", healed.elapsed());
+    let survivor = 1 + others[0] as u64;
+    let (mut back, w) = WsClient::connect(&c.node(leader).ws_url(), &token("back", &[])).await;
+    let sid = w["session_id"].as_str().expect("session id").to_owned();
+    let path = format!("/v1/sessions/{sid}/revoke?wait=closed");
+    let r = call(c.node(survivor), "POST", &path, None).await;
+    assert_eq!(r.status, 200, "revoke after the heal: {}", r.body);
+    assert_eq!(back.closed().await.code, 4004);
 }
 
 /// Publishes events n = 1..=EVENTS on `feed.a` through one node, one after the other.
