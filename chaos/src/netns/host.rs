@@ -34,27 +34,27 @@ pub(super) fn preflight() {
     }
 }
 
-/// Claims a free run number with an exclusive file holding this process's id.
+/// Claims a free run number: a file holding this process's id, linked into place in one step
+/// (`hard_link` fails if the name exists), so a concurrent sweep never sees it empty.
 pub(super) fn claim_run() -> (u8, PathBuf) {
     std::fs::create_dir_all(CLAIM_DIR).expect("creating the claim dir");
+    let pid = std::process::id();
+    let draft = Path::new(CLAIM_DIR).join(format!(".draft-{pid}"));
+    std::fs::write(&draft, pid.to_string()).expect("writing a claim");
     let existing = namespaces();
-    let start = std::process::id() as usize % 250;
+    let start = pid as usize % 250;
     for k in 0..250 {
         let run = ((start + k) % 250 + 1) as u8;
         if existing.iter().any(|n| run_of(n) == Some(run)) {
             continue;
         }
         let path = Path::new(CLAIM_DIR).join(run.to_string());
-        let file = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&path);
-        if let Ok(mut f) = file {
-            use std::io::Write;
-            let _ = write!(f, "{}", std::process::id());
+        if std::fs::hard_link(&draft, &path).is_ok() {
+            let _ = std::fs::remove_file(&draft);
             return (run, path);
         }
     }
+    let _ = std::fs::remove_file(&draft);
     panic!("no free network run number in 1..=250 (see {CLAIM_DIR})");
 }
 
@@ -63,11 +63,15 @@ pub(super) fn claim_run() -> (u8, PathBuf) {
 pub(super) fn sweep_stale() {
     let _ = std::fs::create_dir_all(CLAIM_DIR);
     let mut runs: BTreeSet<u8> = namespaces().iter().filter_map(|n| run_of(n)).collect();
-    if let Ok(dir) = std::fs::read_dir(CLAIM_DIR) {
-        runs.extend(
-            dir.filter_map(Result::ok)
-                .filter_map(|e| e.file_name().to_str()?.parse::<u8>().ok()),
-        );
+    for entry in std::fs::read_dir(CLAIM_DIR).into_iter().flatten().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if let Ok(run) = name.parse::<u8>() {
+            runs.insert(run);
+        } else if let Some(pid) = name.strip_prefix(".draft-") {
+            if !Path::new(&format!("/proc/{pid}")).exists() {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
     }
     for run in runs {
         let claim = Path::new(CLAIM_DIR).join(run.to_string());
