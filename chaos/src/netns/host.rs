@@ -67,10 +67,10 @@ pub(super) fn sweep_stale() {
         let name = entry.file_name().to_string_lossy().into_owned();
         if let Ok(run) = name.parse::<u8>() {
             runs.insert(run);
-        } else if let Some(pid) = name.strip_prefix(".draft-") {
-            if !Path::new(&format!("/proc/{pid}")).exists() {
-                let _ = std::fs::remove_file(entry.path());
-            }
+        } else if let Some(pid) = name.strip_prefix(".draft-")
+            && !Path::new(&format!("/proc/{pid}")).exists()
+        {
+            let _ = std::fs::remove_file(entry.path());
         }
     }
     for run in runs {
