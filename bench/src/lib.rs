@@ -19,6 +19,7 @@ pub mod machine;
 pub mod node;
 pub mod plot;
 pub mod pool;
+pub mod prom;
 pub mod report;
 pub mod scenarios;
 pub mod stats;

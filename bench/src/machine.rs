@@ -82,6 +82,23 @@ pub fn open_fds(pid: u32) -> usize {
         .unwrap_or(0)
 }
 
+/// Latency (ms) of `n` appends of 4 KiB each followed by `fdatasync`, in a temp file under
+/// `dir`: what one durable Raft append costs on this disk at this moment.
+pub fn fsync_latency(dir: &std::path::Path, n: usize) -> std::io::Result<Vec<f64>> {
+    use std::io::Write;
+    let tmp = tempfile::NamedTempFile::new_in(dir)?;
+    let mut f = tmp.as_file();
+    let block = [7u8; 4096];
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        let t0 = tokio::time::Instant::now();
+        f.write_all(&block)?;
+        f.sync_data()?;
+        out.push(t0.elapsed().as_secs_f64() * 1000.0);
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -47,6 +47,7 @@ async fn main() -> anyhow::Result<()> {
     };
     let mut report = Report {
         command: std::env::args().collect::<Vec<_>>().join(" "),
+        tree: tree_state(),
         started_unix: tether_tests::tokens::now(),
         machine: machine::Machine::detect(),
         scenarios: Vec::new(),
@@ -63,4 +64,23 @@ async fn main() -> anyhow::Result<()> {
     println!("{}", report.table());
     println!("report: {}", out.join("report.json").display());
     Ok(())
+}
+
+/// HEAD and whether node/ or cluster/ had uncommitted changes when the run started.
+fn tree_state() -> String {
+    let git = |args: &[&str]| {
+        std::process::Command::new("git")
+            .args(args)
+            .current_dir(node::workspace_root())
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+            .unwrap_or_default()
+    };
+    let head = git(&["rev-parse", "--short", "HEAD"]);
+    let dirty = git(&["status", "--porcelain", "--", "node", "cluster"]);
+    if dirty.is_empty() {
+        head
+    } else {
+        format!("{head} + uncommitted changes in node/ or cluster/")
+    }
 }

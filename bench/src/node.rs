@@ -282,17 +282,27 @@ impl BenchNode {
             .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
     }
 
-    /// A gauge or counter from `/metrics` (first sample of `name`, any labels).
-    pub async fn metric(&self, http: &reqwest::Client, name: &str) -> Option<f64> {
-        let text = http
-            .get(format!("http://{}/metrics", self.admin_addr))
+    /// The `/metrics` text.
+    pub async fn metrics_text(&self, http: &reqwest::Client) -> Option<String> {
+        http.get(format!("http://{}/metrics", self.admin_addr))
             .timeout(Duration::from_secs(5))
             .send()
             .await
             .ok()?
             .text()
             .await
-            .ok()?;
+            .ok()
+    }
+
+    /// The Raft commit (propose to apply) histogram of this node.
+    pub async fn commit_histogram(&self, http: &reqwest::Client) -> Vec<(f64, u64)> {
+        let text = self.metrics_text(http).await.unwrap_or_default();
+        crate::prom::buckets(&text, "tether_raft_commit_seconds")
+    }
+
+    /// A gauge or counter from `/metrics` (first sample of `name`, any labels).
+    pub async fn metric(&self, http: &reqwest::Client, name: &str) -> Option<f64> {
+        let text = self.metrics_text(http).await?;
         text.lines()
             .filter(|l| !l.starts_with('#'))
             .find(|l| {

@@ -167,6 +167,9 @@ impl ScenarioReport {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Report {
     pub command: String,
+    /// `git describe`-like state of the tree the nodes were built from.
+    #[serde(default)]
+    pub tree: String,
     pub started_unix: u64,
     pub machine: crate::machine::Machine,
     pub scenarios: Vec<ScenarioReport>,
@@ -235,6 +238,7 @@ mod tests {
         s.row(Row::new("connects/s", 6000.0, "1/s").with_target(Target::at_least(5000.0)));
         Report {
             command: "tether-bench all".into(),
+            tree: String::new(),
             started_unix: 1,
             machine: crate::machine::Machine::default(),
             scenarios: vec![s],

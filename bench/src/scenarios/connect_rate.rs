@@ -78,6 +78,11 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<ScenarioReport> {
                     alg.name()
                 );
                 eprintln!("  {name}: {} connects", o.rate_conns);
+                let http = reqwest::Client::new();
+                let mut before = Vec::new();
+                for n in &nodes {
+                    before.push(n.commit_histogram(&http).await);
+                }
                 let prefix = format!("cr{variant}-");
                 let pool = Pool::open(PoolSpec {
                     endpoints: &eps,
@@ -110,6 +115,11 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<ScenarioReport> {
                 }
                 rep.row(row);
                 rep.latency(&format!("{name} handshake"), &pool.connect_ms, None);
+                let mut deltas = Vec::new();
+                for (n, b) in nodes.iter().zip(&before) {
+                    deltas.push(crate::prom::delta(&n.commit_histogram(&http).await, b));
+                }
+                super::revocation::commit_rows(&mut rep, &name, &crate::prom::sum(&deltas));
                 series.push((name, pool.connect_ms.clone()));
                 drop(pool);
                 drained(&nodes).await;

@@ -56,6 +56,10 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<ScenarioReport> {
     ));
     let http = reqwest::Client::new();
     let reason = json!({"reason": "bench"});
+    let mut commits_before = Vec::new();
+    for n in &cluster.nodes {
+        commits_before.push(n.commit_histogram(&http).await);
+    }
     let mut order: Vec<usize> = (0..pool.clients.len()).collect();
     order.shuffle(&mut rand::rng());
     let (mut all, mut same, mut cross, mut call_ms, mut prop_ms) =
@@ -104,6 +108,15 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<ScenarioReport> {
             "{wrong} revocations without a 4004 close within 10 s"
         ));
     }
+    let mut deltas = Vec::new();
+    for (n, before) in cluster.nodes.iter().zip(&commits_before) {
+        deltas.push(crate::prom::delta(&n.commit_histogram(&http).await, before));
+    }
+    commit_rows(&mut rep, "revocations", &crate::prom::sum(&deltas));
+    let dir = ctx.out.clone();
+    let fsync =
+        tokio::task::spawn_blocking(move || crate::machine::fsync_latency(&dir, 200)).await??;
+    rep.latency("4 KiB write + fdatasync (this disk, now)", &fsync, None);
 
     eprintln!(
         "  {} logout-everywhere of a user with {LOGOUT_SESSIONS} sessions",
@@ -185,4 +198,19 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<ScenarioReport> {
     drop(pool);
     drop(cluster);
     Ok(rep)
+}
+
+/// Rows for the Raft commit histogram (propose to apply, bucket upper bounds) summed over the
+/// nodes during a phase.
+pub fn commit_rows(rep: &mut ScenarioReport, phase: &str, h: &[(f64, u64)]) {
+    let n = h.last().map(|x| x.1).unwrap_or(0);
+    for (label, q) in [("p50", 0.5), ("p99", 0.99)] {
+        if let Some(le) = crate::prom::quantile_le(h, q) {
+            rep.row(Row::new(
+                format!("Raft commit during {phase} {label} ≤ (bucket, {n} commits)"),
+                le * 1000.0,
+                "ms",
+            ));
+        }
+    }
 }
