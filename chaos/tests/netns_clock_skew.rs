@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use serde_json::{Value, json};
-use tether_chaos::netns::{self, Net, NetCluster, faketime_env};
+use tether_chaos::netns::{self, Net, NetCluster, Tally, faketime_env};
 use tether_tests::admin::call_as;
 use tether_tests::client::{Carrier, WsClient};
 use tether_tests::tokens::*;
@@ -68,6 +68,8 @@ async fn skewed_clocks_expire_locally_and_revoke_everywhere() {
         return;
     }
     let (seed, _rng) = netns::seeded_rng("netns_clock_skew");
+    let mut tally = Tally::new("netns_clock_skew", seed);
+    tally.faults += 2; // two skewed clocks
     let net = Net::new(&["dc", "dc", "dc"], None, seed).await;
     let mut c = NetCluster::start(net, 3, "", "", |i| match SKEW[i] {
         0 => Vec::new(),
@@ -121,9 +123,12 @@ async fn skewed_clocks_expire_locally_and_revoke_everywhere() {
     let victim = watch(ws);
     let sid = w["session_id"].as_str().expect("sid").to_owned();
     let path = format!("/v1/sessions/{sid}/revoke?wait=closed");
+    let revoked = Instant::now();
     let r = call_as(c.node(3), Some(&admin), "POST", &path, None).await;
     assert_eq!(r.status, 200, "revoke through node 3: {}", r.body);
-    assert_eq!(victim.await.expect("victim").0, 4004);
+    let (code, at) = victim.await.expect("victim");
+    assert_eq!(code, 4004);
+    tally.revocation(at - revoked);
 
     let (t, cl) = token_at("jti-holder", -40, 600);
     let body = json!({"jti": cl["jti"], "exp": cl["exp"]});
@@ -188,4 +193,8 @@ async fn skewed_clocks_expire_locally_and_revoke_everywhere() {
 
     c.assert_alive();
     c.wait_all_ready(Duration::from_secs(30)).await;
+    // 7 admissions, victim + revoke, jti revoke + 3 admissions, 2 × (3 sessions + logout + 3
+    // admissions).
+    tally.operations += 7 + 2 + 4 + 2 * 7;
+    tally.record();
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use rand::Rng;
 use serde_json::{Value, json};
-use tether_chaos::netns::{self, Link, Net, NetCluster};
+use tether_chaos::netns::{self, Link, Net, NetCluster, Tally};
 use tether_tests::admin::call;
 use tether_tests::client::{WsClient, request};
 use tether_tests::tokens::token;
@@ -40,6 +40,8 @@ async fn cross_region_revocations_and_resume() {
         return;
     }
     let (seed, mut rng) = netns::seeded_rng("netns_cross_region");
+    let mut tally = Tally::new("netns_cross_region", seed);
+    tally.faults += 1; // the latency
     let link = Link::cross_region();
     let net = Net::new(&["eu", "us", "ap"], Some(link), seed).await;
     let started = Instant::now();
@@ -71,6 +73,8 @@ async fn cross_region_revocations_and_resume() {
             r.body["propagation_ms"]
         );
         lat.push(took);
+        tally.revocation(took);
+        tally.operations += 2;
         tokio::time::sleep(Duration::from_millis(rng.random_range(0..300))).await;
     }
     lat.sort();
@@ -105,6 +109,7 @@ async fn cross_region_revocations_and_resume() {
     let pause = Duration::from_millis(rng.random_range(10..40));
     let pub_node = c.node(publisher).admin_url("/v1/publish");
     let publishing = tokio::spawn(publish_all(pub_node, pause));
+    tally.operations += 2 + EVENTS as usize; // connect, resume, publishes
     let mut got: Vec<(u64, u64)> = Vec::new();
     let move_after = rng.random_range(5..20);
     while got.len() < move_after {
@@ -162,6 +167,7 @@ async fn cross_region_revocations_and_resume() {
     let others: Vec<usize> = (0..3).filter(|i| *i as u64 + 1 != leader).collect();
     let cut_at = Instant::now();
     c.net.partition(&[leader as usize - 1], &others);
+    tally.faults += 1;
     let mut ws = ws;
     let (closed, _) = ws.closed_within(Duration::from_secs(30)).await;
     let after = cut_at.elapsed();
@@ -180,6 +186,7 @@ async fn cross_region_revocations_and_resume() {
     let healed = Instant::now();
     c.wait_all_ready(Duration::from_secs(60)).await;
     println!("all nodes ready {:?} after the heal", healed.elapsed());
+    tally.recovery = Some(healed.elapsed());
     let survivor = 1 + others[0] as u64;
     let (mut back, w) = WsClient::connect(&c.node(leader).ws_url(), &token("back", &[])).await;
     let sid = w["session_id"].as_str().expect("session id").to_owned();
@@ -187,6 +194,8 @@ async fn cross_region_revocations_and_resume() {
     let r = call(c.node(survivor), "POST", &path, None).await;
     assert_eq!(r.status, 200, "revoke after the heal: {}", r.body);
     assert_eq!(back.closed().await.code, 4004);
+    tally.operations += 3;
+    tally.record();
 }
 
 /// Publishes events n = 1..=EVENTS on `feed.a` through one node, one after the other.

@@ -6,7 +6,7 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use rand::Rng;
 use serde_json::{Value, json};
-use tether_chaos::netns::{self, Net, NetCluster};
+use tether_chaos::netns::{self, Net, NetCluster, Tally};
 use tether_tests::admin::call;
 use tether_tests::client::{Carrier, WsClient, request};
 use tether_tests::tokens::token;
@@ -48,6 +48,7 @@ async fn leader_in_minority_fails_closed_majority_serves() {
         return;
     }
     let (seed, mut rng) = netns::seeded_rng("netns_partition");
+    let mut tally = Tally::new("netns_partition", seed);
     let started = Instant::now();
     let net = Net::new(&["dc", "dc", "dc"], None, seed).await;
     let timing = format!("isolation_lease_ms = {LEASE_MS}\nisolation_grace_ms = {GRACE_MS}");
@@ -77,6 +78,7 @@ async fn leader_in_minority_fails_closed_majority_serves() {
     let minority = [(leader - 1) as usize];
     let rest: Vec<usize> = majority.iter().map(|id| (id - 1) as usize).collect();
     c.net.partition(&minority, &rest);
+    tally.faults += 1;
     let bound = Duration::from_millis(LEASE_MS + GRACE_MS) + SLACK;
     let mut closers = Vec::new();
     let mut sessions = Vec::new();
@@ -105,6 +107,9 @@ async fn leader_in_minority_fails_closed_majority_serves() {
         worst <= bound,
         "a client of the cut-off leader was served {worst:?} after the cut, past {bound:?}"
     );
+    // A session on the cut-off node stays served at most this long after a revoke that the
+    // node cannot learn of: the stale-authorization window under partition.
+    tally.revocation(worst);
     let mut refused = WsClient::connect_with(
         &c.node(leader).ws_url(),
         &token("late", &[]),
@@ -161,6 +166,7 @@ async fn leader_in_minority_fails_closed_majority_serves() {
     let healed = Instant::now();
     c.wait_all_ready(Duration::from_secs(30)).await;
     println!("all nodes ready {:?} after the heal", healed.elapsed());
+    tally.recovery = Some(healed.elapsed());
     let again = resume(&c.node(leader).ws_url(), t0, w0).await;
     assert_eq!(
         again["close"], 4004,
@@ -181,4 +187,8 @@ async fn leader_in_minority_fails_closed_majority_serves() {
     );
     on_majority.abort();
     c.assert_alive();
+    // clients + steady + refused, then fresh connect + revoke, minority revoke, two resumes,
+    // back connect + revoke.
+    tally.operations += clients + 2 + 7;
+    tally.record();
 }
