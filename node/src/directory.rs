@@ -8,7 +8,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 
-use ractor::ActorRef;
+use ractor::{ActorId, ActorRef};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
@@ -35,6 +35,26 @@ struct Inner {
     by_channel: HashMap<(String, String), HashSet<String>>,
     /// session → its channels, to clean `by_channel` on removal.
     channels_of: HashMap<String, HashSet<String>>,
+    /// Sessions whose actor here only relays to the session's new owner (after a handover):
+    /// still offered messages, not counted as recipients.
+    relays: HashSet<String>,
+}
+
+/// Who a delivery is for, on this node.
+#[derive(Debug, Clone, Copy)]
+pub enum Recipients<'a> {
+    Channel {
+        tenant: &'a str,
+        channel: &'a str,
+    },
+    User {
+        tenant: &'a str,
+        user: &'a str,
+    },
+    Session {
+        tenant: &'a str,
+        session_id: &'a str,
+    },
 }
 
 pub struct SessionDirectory {
@@ -114,32 +134,88 @@ impl SessionDirectory {
         }
     }
 
-    pub fn remove(&self, session_id: &str) {
+    /// Removes `session_id` if its entry is the actor `owner` (an entry a newer actor of the
+    /// same session put there stays).
+    pub fn remove_actor(&self, session_id: &str, owner: ActorId) {
         {
             let mut g = self.lock();
-            let Some(entry) = g.sessions.remove(session_id) else {
+            if g.sessions
+                .get(session_id)
+                .is_none_or(|e| e.actor.get_id() != owner)
+            {
                 return;
-            };
-            del_index(
-                &mut g.by_user,
-                &(entry.tenant.clone(), entry.user.clone()),
-                session_id,
-            );
-            del_index(&mut g.by_tenant, &entry.tenant, session_id);
-            if let Some(jti) = &entry.jti {
-                del_index(
-                    &mut g.by_jti,
-                    &(entry.tenant.clone(), jti.clone()),
-                    session_id,
-                );
             }
-            if let Some(chans) = g.channels_of.remove(session_id) {
-                for c in chans {
-                    del_index(&mut g.by_channel, &(entry.tenant.clone(), c), session_id);
-                }
-            }
+            Self::unlink(&mut g, session_id);
         }
         self.removals.send_modify(|n| *n += 1);
+    }
+
+    fn unlink(g: &mut Inner, session_id: &str) {
+        let Some(entry) = g.sessions.remove(session_id) else {
+            return;
+        };
+        g.relays.remove(session_id);
+        del_index(
+            &mut g.by_user,
+            &(entry.tenant.clone(), entry.user.clone()),
+            session_id,
+        );
+        del_index(&mut g.by_tenant, &entry.tenant, session_id);
+        if let Some(jti) = &entry.jti {
+            del_index(
+                &mut g.by_jti,
+                &(entry.tenant.clone(), jti.clone()),
+                session_id,
+            );
+        }
+        if let Some(chans) = g.channels_of.remove(session_id) {
+            for c in chans {
+                del_index(&mut g.by_channel, &(entry.tenant.clone(), c), session_id);
+            }
+        }
+    }
+
+    /// Marks the session's actor as a relay for the session's new owner.
+    pub fn set_relay(&self, session_id: &str) {
+        let mut g = self.lock();
+        if g.sessions.contains_key(session_id) {
+            g.relays.insert(session_id.to_owned());
+        }
+    }
+
+    /// Casts `msg()` to every local recipient; returns how many took it, relays not counted.
+    ///
+    /// The casts happen under the directory lock: once `remove_actor` returns, every delivery
+    /// that found the removed actor is already in its mailbox, so a message the actor queues
+    /// to itself after removing itself comes after all of them (the handover relay relies on
+    /// this to know when it has passed on everything).
+    pub fn deliver(&self, to: Recipients<'_>, msg: impl Fn() -> ConnMsg) -> usize {
+        let g = self.lock();
+        let ids: Option<&HashSet<String>> = match to {
+            Recipients::Channel { tenant, channel } => {
+                g.by_channel.get(&(tenant.to_owned(), channel.to_owned()))
+            }
+            Recipients::User { tenant, user } => {
+                g.by_user.get(&(tenant.to_owned(), user.to_owned()))
+            }
+            Recipients::Session { tenant, session_id } => {
+                return match g.sessions.get(session_id) {
+                    Some(e) if e.tenant == tenant && e.actor.cast(msg()).is_ok() => {
+                        usize::from(!g.relays.contains(session_id))
+                    }
+                    _ => 0,
+                };
+            }
+        };
+        ids.into_iter()
+            .flatten()
+            .filter(|sid| {
+                g.sessions
+                    .get(*sid)
+                    .is_some_and(|e| e.actor.cast(msg()).is_ok())
+                    && !g.relays.contains(*sid)
+            })
+            .count()
     }
 
     pub fn subscribe(&self, session_id: &str, tenant: &str, channel: &str) {
@@ -189,14 +265,6 @@ impl SessionDirectory {
     pub fn sessions_with_jti(&self, tenant: &str, jti: &str) -> Vec<(String, DirEntry)> {
         let g = self.lock();
         self.collect(g.by_jti.get(&(tenant.to_owned(), jti.to_owned())), &g)
-    }
-
-    pub fn subscribers(&self, tenant: &str, channel: &str) -> Vec<(String, DirEntry)> {
-        let g = self.lock();
-        self.collect(
-            g.by_channel.get(&(tenant.to_owned(), channel.to_owned())),
-            &g,
-        )
     }
 
     pub fn len(&self) -> usize {

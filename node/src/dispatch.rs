@@ -12,7 +12,7 @@ use tether_cluster::command::{EntryMeta, RegistryEvent};
 
 use crate::conn::{ConnMsg, Delivery, PermsUpdate};
 use crate::context::NodeCtx;
-use crate::directory::DirEntry;
+use crate::directory::{DirEntry, Recipients};
 use crate::protocol::CloseCode;
 
 /// How many recent entries keep the list of sessions they closed, for `?wait=closed`.
@@ -176,27 +176,23 @@ impl EventSink for Dispatcher {
     }
 }
 
-/// Delivers to this node's subscribers of `channel` in `tenant`; returns how many were sent.
+/// Delivers to this node's subscribers of `channel` in `tenant`; returns how many took it.
 pub fn deliver_channel(ctx: &NodeCtx, tenant: &str, d: &Arc<Delivery>) -> usize {
-    send_all(ctx.directory.subscribers(tenant, &d.channel), d)
+    let to = Recipients::Channel {
+        tenant,
+        channel: &d.channel,
+    };
+    ctx.directory.deliver(to, || ConnMsg::Deliver(d.clone()))
 }
 
 /// Delivers to every local session of a user.
 pub fn deliver_user(ctx: &NodeCtx, tenant: &str, user: &str, d: &Arc<Delivery>) -> usize {
-    send_all(ctx.directory.sessions_of_user(tenant, user), d)
+    let to = Recipients::User { tenant, user };
+    ctx.directory.deliver(to, || ConnMsg::Deliver(d.clone()))
 }
 
 /// Delivers to one local session (of that tenant).
 pub fn deliver_session(ctx: &NodeCtx, tenant: &str, session_id: &str, d: &Arc<Delivery>) -> usize {
-    match ctx.directory.get(session_id) {
-        Some(e) if e.tenant == tenant => send_all(vec![(session_id.to_owned(), e)], d),
-        _ => 0,
-    }
-}
-
-fn send_all(targets: Vec<(String, DirEntry)>, d: &Arc<Delivery>) -> usize {
-    targets
-        .iter()
-        .filter(|(_, e)| e.actor.cast(ConnMsg::Deliver(d.clone())).is_ok())
-        .count()
+    let to = Recipients::Session { tenant, session_id };
+    ctx.directory.deliver(to, || ConnMsg::Deliver(d.clone()))
 }

@@ -12,7 +12,7 @@ use tether_cluster::peer_service::AppRpc;
 use tether_cluster::{NodeId, codec};
 use tokio::time::Instant;
 
-use crate::conn::{ConnMsg, Delivery, HandoverState};
+use crate::conn::{ConnMsg, Delivery, FlushAnswer, HandoverState};
 use crate::context::NodeCtx;
 use crate::dispatch::DispatchLog;
 use serde_json::value::RawValue;
@@ -21,7 +21,10 @@ use serde_json::value::RawValue;
 const HANDOVER_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// How long a node may take to take a published message.
-const DELIVER_TIMEOUT: Duration = Duration::from_secs(2);
+pub const DELIVER_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How long a session's previous owner may take to answer a flush request.
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Longest a peer may be asked to wait for closes.
 const MAX_WAIT: Duration = Duration::from_secs(30);
@@ -50,6 +53,14 @@ pub enum NodeRpc {
         data: String,
         direct: bool,
     },
+    /// From a session's new owner to its previous owner: the messages kept for the session
+    /// since the last flush; `last` ends the relay.
+    Flush {
+        session_id: String,
+        /// The asking owner's epoch.
+        epoch: u64,
+        last: bool,
+    },
 }
 
 /// Who a fanned-out publish is for.
@@ -62,11 +73,16 @@ pub enum Target {
 
 #[derive(Debug, Serialize, Deserialize)]
 pub enum NodeRpcReply {
-    Closed { closed: usize, pending: usize },
+    Closed {
+        closed: usize,
+        pending: usize,
+    },
     Status(NodeStatus),
     Delivered(usize),
     Handover(Option<HandoverState>),
     Error(String),
+    /// Answer to `Flush`.
+    Flushed(FlushAnswer),
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -158,6 +174,32 @@ impl PeerApp {
                     direct,
                 });
                 NodeRpcReply::Delivered(deliver_local(&ctx, &tenant, &target, &d))
+            }
+            NodeRpc::Flush {
+                session_id,
+                epoch,
+                last,
+            } => {
+                let ended = FlushAnswer {
+                    messages: Vec::new(),
+                    ended: true,
+                };
+                let Some(entry) = ctx.directory.get(&session_id) else {
+                    return NodeRpcReply::Flushed(ended);
+                };
+                let asked = entry.actor.call(
+                    |reply| ConnMsg::Flush {
+                        epoch: Some(epoch),
+                        last,
+                        removed: false,
+                        reply,
+                    },
+                    Some(FLUSH_TIMEOUT),
+                );
+                match asked.await {
+                    Ok(ractor::rpc::CallResult::Success(answer)) => NodeRpcReply::Flushed(answer),
+                    _ => NodeRpcReply::Flushed(ended),
+                }
             }
         }
     }
@@ -273,18 +315,35 @@ pub async fn publish_remote(
     })
 }
 
-/// Passes a message that reached a handed-over session's old owner on to its new owner.
-pub async fn forward(ctx: &NodeCtx, node: NodeId, tenant: &str, session_id: &str, d: &Delivery) {
-    let req = NodeRpc::Deliver {
-        id: d.id,
-        tenant: tenant.to_owned(),
-        target: Target::Session(session_id.to_owned()),
-        channel: d.channel.clone(),
-        data: d.data.get().to_owned(),
-        direct: d.direct,
+/// Asks a session's previous owner `node` for the messages it kept for the session since
+/// the last flush (`last`: and to stop keeping them). `ended` also when `node` cannot be
+/// asked.
+pub async fn flush(
+    ctx: &NodeCtx,
+    node: NodeId,
+    session_id: &str,
+    epoch: u64,
+    last: bool,
+) -> FlushAnswer {
+    let req = NodeRpc::Flush {
+        session_id: session_id.to_owned(),
+        epoch,
+        last,
     };
-    if let Err(e) = call(ctx, node, &req, DELIVER_TIMEOUT).await {
-        tracing::warn!(node, error = %e, "could not forward a message to a session's new owner");
+    let ended = FlushAnswer {
+        messages: Vec::new(),
+        ended: true,
+    };
+    match call(ctx, node, &req, FLUSH_TIMEOUT + Duration::from_millis(500)).await {
+        Ok(NodeRpcReply::Flushed(answer)) => answer,
+        Ok(other) => {
+            tracing::warn!(answer = ?other, "unexpected flush answer");
+            ended
+        }
+        Err(e) => {
+            tracing::info!(node, error = %e, "no flush answer from the previous owner");
+            ended
+        }
     }
 }
 

@@ -43,6 +43,9 @@ pub struct ResumedFrom {
     pub epoch: u64,
     /// The previous owner, asked for the session's state once this actor is registered.
     pub previous_node: Option<tether_cluster::NodeId>,
+    /// Messages a stale actor of this session on this node kept for the previous owner
+    /// (the session came back before that owner fetched them); taken after the handover.
+    pub carried: Vec<super::Relayed>,
 }
 
 pub struct ConnState {
@@ -63,8 +66,10 @@ pub struct ConnState {
     pending_resume: Option<(String, ResumedFrom)>,
     /// Ids of recently offered messages.
     pub(super) recent: super::resume::RecentIds,
-    /// After a handover: the node that owns the session now (deliveries are forwarded).
-    pub(super) forward_to: Option<tether_cluster::NodeId>,
+    /// After a handover: messages kept for the session's new owner.
+    pub(super) relay: Option<Box<super::resume::Relay>>,
+    /// After taking the session over: the previous owner, while it may relay older messages.
+    pub(super) upstream: Option<Box<super::resume::Upstream>>,
     pub(super) last_activity: Instant,
     last_ping: Instant,
     pub(super) protocol_errors: u32,
@@ -142,7 +147,8 @@ impl Actor for ConnectionActor {
             fenced: false,
             pending_resume: None,
             recent: Default::default(),
-            forward_to: None,
+            relay: None,
+            upstream: None,
             last_activity: now,
             last_ping: now,
             protocol_errors: 0,
@@ -209,12 +215,18 @@ impl Actor for ConnectionActor {
                 .ctx
                 .metrics
                 .inc("tether_resumes_total", &[("where", place)]);
-            match handover {
-                Some(h) => {
+            match (handover, from.previous_node) {
+                (Some(h), Some(node)) => {
                     state.restore(&token, from.last_seq, h);
+                    state.follow_upstream(&myself, node);
                     state.reauthorize(&myself, false).await;
+                    for m in from.carried {
+                        if let Some(d) = m.into_delivery() {
+                            state.on_deliver(&myself, &d, true).await;
+                        }
+                    }
                 }
-                None => state.queue(state.welcome_json(&token, true, false)),
+                _ => state.queue(state.welcome_json(&token, true, false)),
             }
         }
         // The session was admitted by the log, but a revocation may have been applied between
@@ -299,10 +311,13 @@ impl Actor for ConnectionActor {
                 let handed = state_out.is_some();
                 let _ = reply.send(state_out);
                 if handed {
-                    // Until the linger ends, messages still reaching this node for the session
-                    // are forwarded to its new owner (which drops the ones it already has).
+                    // Until the new owner ends the relay, messages still reaching this node
+                    // for the session are kept for its flushes, in order (it drops the ones it
+                    // already has).
                     state.on_taken_over(&myself, epoch).await;
-                    state.forward_to = Some(from);
+                    state.relay = Some(Box::new(super::resume::Relay::new(epoch)));
+                    state.ctx.directory.set_relay(&state.auth.session_id);
+                    tracing::debug!(session_id = %state.auth.session_id, to = from, "handed over; relaying");
                 }
             }
             ConnMsg::LingerOver => state.end(&myself, CloseCode::SessionTakenOver, true).await,
@@ -326,7 +341,15 @@ impl Actor for ConnectionActor {
                 state.close(&myself, CloseCode::TokenExpired, false).await;
             }
             ConnMsg::TokenExpiring { .. } | ConnMsg::TokenExpired { .. } => {}
-            ConnMsg::Deliver(d) => state.on_deliver(&myself, &d).await,
+            ConnMsg::Deliver(d) => state.on_deliver(&myself, &d, false).await,
+            ConnMsg::Flush {
+                epoch,
+                last,
+                removed,
+                reply,
+            } => state.on_flush(&myself, epoch, last, removed, reply).await,
+            ConnMsg::Flushed(f) => state.on_flushed(&myself, *f).await,
+            ConnMsg::RelayCheck => state.on_relay_check(&myself),
             ConnMsg::Permissions(p) => state.on_permissions(&myself, *p).await,
             ConnMsg::Close { code, registry } => state.close(&myself, code, registry).await,
             ConnMsg::Refreshed(r) => state.on_refreshed(&myself, *r).await,
@@ -336,14 +359,17 @@ impl Actor for ConnectionActor {
 
     async fn post_stop(
         &self,
-        _myself: ActorRef<ConnMsg>,
+        myself: ActorRef<ConnMsg>,
         state: &mut ConnState,
     ) -> Result<(), ActorProcessingErr> {
         state.cancel_timers();
         if let Some(t) = state.tick.take() {
             t.abort();
         }
-        state.ctx.directory.remove(&state.auth.session_id);
+        state
+            .ctx
+            .directory
+            .remove_actor(&state.auth.session_id, myself.get_id());
         if let Some(t) = state.detach_timer.take() {
             t.abort();
         }

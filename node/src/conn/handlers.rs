@@ -144,20 +144,31 @@ impl ConnState {
         false
     }
 
-    pub(super) async fn on_deliver(&mut self, myself: &ActorRef<ConnMsg>, d: &Arc<Delivery>) {
+    /// A message for this session. `relayed`: kept for it by the session's previous owner.
+    pub(super) async fn on_deliver(
+        &mut self,
+        myself: &ActorRef<ConnMsg>,
+        d: &Arc<Delivery>,
+        relayed: bool,
+    ) {
         if !d.direct && !self.subs.contains(&d.channel) {
             return;
         }
+        if !relayed && self.upstream.is_some() {
+            // Just taken over: the previous owner may still relay older messages.
+            return self.hold(myself, d.clone()).await;
+        }
+        self.accept(myself, d).await;
+    }
+
+    /// Numbers and sends a message, or relays it if the session moved on.
+    pub(super) async fn accept(&mut self, myself: &ActorRef<ConnMsg>, d: &Arc<Delivery>) {
         if !self.recent.insert(d.id) {
             return; // offered twice while the session moved between nodes
         }
-        if let Some(node) = self.forward_to {
-            // Handed over: the session lives on `node` now; pass the message on.
-            let (ctx, sid, d) = (self.ctx.clone(), self.auth.session_id.clone(), d.clone());
-            let tenant = self.auth.tenant.clone();
-            tokio::spawn(
-                async move { crate::peer_app::forward(&ctx, node, &tenant, &sid, &d).await },
-            );
+        if let Some(relay) = self.relay.as_mut() {
+            // Handed over: kept, in order, for the new owner's next flush.
+            relay.keep(d);
             return;
         }
         self.seq += 1;

@@ -89,6 +89,45 @@ pub struct HandoverState {
     pub covers: bool,
 }
 
+/// A message a session's previous owner kept for the new owner after the handover.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Relayed {
+    pub id: u64,
+    pub channel: String,
+    /// The payload as JSON text.
+    pub data: String,
+    pub direct: bool,
+}
+
+impl Relayed {
+    /// Back to a delivery; `None` if the payload is not JSON (it was when it was kept).
+    pub fn into_delivery(self) -> Option<Arc<Delivery>> {
+        let data = RawValue::from_string(self.data).ok()?;
+        Some(Arc::new(Delivery {
+            id: self.id,
+            channel: self.channel,
+            data,
+            direct: self.direct,
+        }))
+    }
+}
+
+/// A previous owner's answer to a flush: the messages kept since the last one, in order;
+/// `ended` when it keeps nothing more (it left, or was never relaying).
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+pub struct FlushAnswer {
+    pub messages: Vec<Relayed>,
+    pub ended: bool,
+}
+
+/// A flush answer as the new owner's actor gets it.
+#[derive(Debug)]
+pub struct Flushed {
+    /// Deliveries held when the flush was sent: everything older is in `answer`.
+    pub count: usize,
+    pub answer: FlushAnswer,
+}
+
 /// A new connection for a resumed session.
 pub struct ResumeAttach {
     pub io: IoStarter,
@@ -167,6 +206,22 @@ pub enum ConnMsg {
         generation: u64,
     },
     Deliver(Arc<Delivery>),
+    /// Asked through the peer transport by the session's new owner: answer with every
+    /// message kept for it since the last flush (all were queued before this request).
+    /// `last` ends the relay: the actor leaves the directory, queues the request again behind
+    /// anything that found it meanwhile (`removed`), then answers and ends.
+    /// `epoch`: the asking owner's epoch; only the relay handed over at that epoch answers
+    /// with messages (`None`: whatever this actor kept).
+    Flush {
+        epoch: Option<u64>,
+        last: bool,
+        removed: bool,
+        reply: ractor::RpcReplyPort<FlushAnswer>,
+    },
+    /// The previous owner's answer to a flush sent while `count` deliveries were held here.
+    Flushed(Box<Flushed>),
+    /// Time to flush the previous owner again (after a handover).
+    RelayCheck,
     Permissions(Box<PermsUpdate>),
     /// Close with this code. `registry` is true when the registry already ended the session.
     Close {

@@ -72,8 +72,13 @@ impl Actor for SessionSupervisor {
                 };
                 tracing::error!(%session_id, error = %err, "connection actor failed");
                 state.ctx.metrics.inc("tether_actor_failures_total", &[]);
-                if state.ctx.directory.get(&session_id).is_some() {
-                    state.ctx.directory.remove(&session_id);
+                if state
+                    .ctx
+                    .directory
+                    .get(&session_id)
+                    .is_some_and(|e| e.actor.get_id() == cell.get_id())
+                {
+                    state.ctx.directory.remove_actor(&session_id, cell.get_id());
                     state.ctx.metrics.connection_closed();
                 }
                 let ctx = state.ctx.clone();

@@ -14,6 +14,9 @@ use crate::limits::ConnSlot;
 use crate::protocol::{CloseCode, ResumeRequest};
 use tether_cluster::command::{BindSession, ClientInfo, Command, Denial, RegistryEvent};
 
+/// How long a stale local actor of a resumed session may take to give up what it kept.
+const STALE_FLUSH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
 pub(super) async fn resume<S: ClientStream>(
     gw: Arc<Gateway>,
     mut ws: WebSocketStream<S>,
@@ -76,8 +79,9 @@ pub(super) async fn resume<S: ClientStream>(
     };
     let queue = ctx.conn.outbound_queue;
     let close_timeout = ctx.conn.close_timeout;
-    match ctx.directory.get(&r.session_id) {
-        Some(entry) => {
+    let local = ctx.directory.get(&r.session_id);
+    match local {
+        Some(entry) if previous_node == ctx.node_id => {
             // The session lives on this node (detached, or still attached to an older
             // connection): hand the new socket to its actor.
             let io = Box::new(move |me| spawn_io(ws, me, queue, close_timeout, slot));
@@ -93,7 +97,32 @@ pub(super) async fn resume<S: ClientStream>(
                 fail("resume_actor_gone");
             }
         }
-        None => {
+        stale => {
+            let mut carried = Vec::new();
+            if let Some(old) = stale {
+                // An actor left here from an earlier ownership (the session moved away and
+                // back): its state is out of date, the session's state comes from the node
+                // that owned it last. A last flush takes what it still kept for that node and
+                // ends it; the rest of it leaves without touching the registry.
+                let asked = old.actor.call(
+                    |reply| ConnMsg::Flush {
+                        epoch: None,
+                        last: true,
+                        removed: false,
+                        reply,
+                    },
+                    Some(STALE_FLUSH_TIMEOUT),
+                );
+                if let Ok(ractor::rpc::CallResult::Success(a)) = asked.await {
+                    carried = a.messages;
+                }
+                ctx.directory
+                    .remove_actor(&r.session_id, old.actor.get_id());
+                let _ = old.actor.cast(ConnMsg::Close {
+                    code: CloseCode::SessionTakenOver,
+                    registry: true,
+                });
+            }
             // Another node owned it: the new actor registers here first (so deliveries
             // routed to this node from now on reach it), then fetches the numbering,
             // subscriptions and missed frames from the previous owner.
@@ -101,6 +130,7 @@ pub(super) async fn resume<S: ClientStream>(
                 last_seq: r.last_seq,
                 epoch,
                 previous_node: (previous_node != ctx.node_id).then_some(previous_node),
+                carried,
             };
             start_session(&gw, ws, slot, t, r.session_id, new_token, Some(from)).await;
         }
