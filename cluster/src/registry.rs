@@ -262,13 +262,17 @@ impl Registry {
         metrics.current_leader.ok_or(RegistryError::Timeout)
     }
 
-    /// Proposes on this node, which must lead; `at_ms` is the original request's time.
+    /// Proposes on this node, which must lead; `at_ms` is the original request's time. The
+    /// entry is stamped with the later of that and this leader's clock, so a proposer whose
+    /// clock lags cannot backdate an entry (a logout's `not_before` would let tokens issued
+    /// before it back in); a proposer whose clock runs ahead only makes it stricter.
     pub(crate) async fn propose_here(
         &self,
         command: Command,
         traceparent: Option<String>,
         at_ms: u64,
     ) -> Result<Committed, RegistryError> {
+        let at_ms = at_ms.max(self.inner.clock.now_ms());
         propose_at(&self.inner.raft, at_ms, command, traceparent).await
     }
 
