@@ -180,10 +180,7 @@ impl PeerApp {
                 epoch,
                 last,
             } => {
-                let ended = FlushAnswer {
-                    messages: Vec::new(),
-                    ended: true,
-                };
+                let ended = FlushAnswer::ended();
                 let Some(entry) = ctx.directory.get(&session_id) else {
                     return NodeRpcReply::Flushed(ended);
                 };
@@ -330,10 +327,7 @@ pub async fn flush(
         epoch,
         last,
     };
-    let ended = FlushAnswer {
-        messages: Vec::new(),
-        ended: true,
-    };
+    let ended = FlushAnswer::ended();
     match call(ctx, node, &req, FLUSH_TIMEOUT + Duration::from_millis(500)).await {
         Ok(NodeRpcReply::Flushed(answer)) => answer,
         Ok(other) => {

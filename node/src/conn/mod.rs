@@ -120,6 +120,16 @@ pub struct FlushAnswer {
     pub ended: bool,
 }
 
+impl FlushAnswer {
+    /// Nothing kept, nothing more to come.
+    pub fn ended() -> FlushAnswer {
+        FlushAnswer {
+            messages: Vec::new(),
+            ended: true,
+        }
+    }
+}
+
 /// A flush answer as the new owner's actor gets it.
 #[derive(Debug)]
 pub struct Flushed {

@@ -561,10 +561,7 @@ impl ConnState {
         if !relaying {
             // Not relaying for that owner (this is the owner again, or relays for a newer
             // one): nothing will come for it.
-            let _ = reply.send(super::FlushAnswer {
-                messages: Vec::new(),
-                ended: true,
-            });
+            let _ = reply.send(super::FlushAnswer::ended());
             return;
         }
         if last && !removed {
