@@ -58,6 +58,10 @@ pub async fn run(name: &str, cross_node: bool, params: Params) {
         } else {
             let i = s.pick(sessions.len());
             sessions[i].drop_conn();
+            s.fault(
+                "drop_client",
+                &format!("client {} drops its link", sessions[i].client),
+            );
         }
         // Everyone whose link is gone resumes.
         for sess in sessions.iter_mut() {

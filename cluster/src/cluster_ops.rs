@@ -120,7 +120,21 @@ impl Registry {
             at_ms,
         };
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-        match peer.call(req, left).await.map_err(transport_error)? {
+        // A leader cut off by a partition answers nothing, and the call would wait out the
+        // whole propose budget (10 s) although the others elect a new leader within about a
+        // second. Give up as soon as this node learns of another leader. The entry may
+        // still commit through the old leader's log, so the outcome is unknown, exactly as
+        // after a timeout: fail rather than propose it twice.
+        let answer = tokio::select! {
+            r = peer.call(req, left) => r,
+            Ok(()) = self.wait_for_leader_change(leader, left) => {
+                return Err(RegistryError::Unavailable(format!(
+                    "the leader changed from node {leader} while the write was forwarded; \
+                     its outcome is unknown"
+                )));
+            }
+        };
+        match answer.map_err(transport_error)? {
             PeerResponse::Propose(Ok(c)) => Ok(Committed {
                 index: c.index,
                 events: c.events,
