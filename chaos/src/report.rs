@@ -89,8 +89,9 @@ pub fn record(row: &Row) {
     say(&format!("\nchaos: {}{}", HEADER, format_row(row)));
 }
 
-/// The latest row of each scenario in the summary file, as a Markdown table.
-pub fn table() -> String {
+/// The latest row of each scenario in the summary file that finished at or after
+/// `since` (Unix seconds).
+pub fn latest_rows(since: u64) -> Vec<Row> {
     let text = std::fs::read_to_string(summary_path()).unwrap_or_default();
     let mut latest: std::collections::BTreeMap<String, Row> = Default::default();
     for row in text
@@ -100,12 +101,17 @@ pub fn table() -> String {
         let newer = latest
             .get(&row.scenario)
             .is_none_or(|r| r.finished <= row.finished);
-        if newer {
+        if newer && row.finished >= since {
             latest.insert(row.scenario.clone(), row);
         }
     }
+    latest.into_values().collect()
+}
+
+/// `rows` as a Markdown table.
+pub fn table(rows: &[Row]) -> String {
     let mut out = HEADER.to_owned();
-    for r in latest.values() {
+    for r in rows {
         out.push_str(&format_row(r));
     }
     out

@@ -205,7 +205,7 @@ pub enum Revoked {
 }
 
 impl Revoked {
-    /// Probes every running node until each gives a settled answer.
+    /// Probes every running node (in parallel) until each gives a settled answer.
     pub async fn probe_everywhere(&self, c: &ChaosCluster, within: Duration) {
         let ids: Vec<u64> = c
             .nodes
@@ -213,28 +213,31 @@ impl Revoked {
             .filter(|n| n.running && !n.stopped)
             .map(|n| n.id)
             .collect();
-        for id in ids {
+        let probes = ids.into_iter().map(|id| async move {
             match self {
                 Revoked::Session {
                     token,
                     sid,
                     resume_token,
                 } => {
-                    probe_settled(
-                        c,
-                        id,
-                        token,
-                        Some((sid.clone(), resume_token.clone(), 0)),
-                        within,
-                    )
-                    .await
+                    let resume = Some((sid.clone(), resume_token.clone(), 0));
+                    probe_settled(c, id, token, resume, within).await
                 }
                 Revoked::User { token } | Revoked::Jti { token } => {
                     probe_settled(c, id, token, None, within).await
                 }
-            };
-        }
+            }
+        });
+        futures_util::future::join_all(probes).await;
     }
+}
+
+/// Probes every revocation in `revoked` on every running node, a few at a time.
+pub async fn probe_all(c: &ChaosCluster, revoked: &[Revoked], within: Duration) {
+    futures_util::stream::iter(revoked.iter().map(|r| r.probe_everywhere(c, within)))
+        .buffer_unordered(8)
+        .collect::<Vec<()>>()
+        .await;
 }
 
 /// Revokes `sess` through the nodes `on` (retrying on the next one until `within`):

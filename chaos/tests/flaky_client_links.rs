@@ -1,5 +1,6 @@
 //! Flaky client links during resume: clients subscribed to one channel while an operator
-//! publishes numbered messages through random nodes. Client links are delayed, reset in
+//! publishes numbered messages through random nodes. Client links are delayed, one node's
+//! are throttled, a fifth of new connections are dropped on accept, links are reset in
 //! bulk (every connection to a node at once) and dropped one by one, and each client
 //! resumes with its last seen `seq` on a node the seed picks. Resume must keep the numbering
 //! without gaps or duplicates, keep the order, and lose nothing that was acknowledged, and
@@ -31,7 +32,17 @@ pub async fn run(name: &str, cross_node: bool, params: Params) {
             Duration::from_millis(5),
             Duration::from_millis(20),
         );
+        // One new connection in five is dropped on accept: resumes have to retry.
+        c.net.update(CLIENTS, *id, |f| f.drop_new = 0.2);
     }
+    // One node's clients sit behind a slow link.
+    let slow = ids[s.pick(ids.len())];
+    c.net
+        .update(slow, CLIENTS, |f| f.bytes_per_sec = Some(64 * 1024));
+    s.fault(
+        "lossy_links",
+        &format!("client links: 20% of new connections dropped; n{slow} -> clients 64 KiB/s"),
+    );
     let admin = c.admin.clone();
     let nodes: Vec<(u64, String)> = ids
         .iter()
@@ -84,7 +95,11 @@ pub async fn run(name: &str, cross_node: bool, params: Params) {
     s.phase(&format!("{published} published"));
     // Reconnect the stragglers and let the last messages arrive.
     for sess in sessions.iter_mut() {
-        if !sess.conn.as_ref().is_some_and(|x| x.is_open()) {
+        // Dropped connects retry.
+        for _ in 0..10 {
+            if sess.conn.as_ref().is_some_and(|x| x.is_open()) {
+                break;
+            }
             let node = sess.conn.as_ref().map_or(ids[0], |x| x.node);
             sess.drop_conn();
             let _ = sess

@@ -79,9 +79,7 @@ async fn full_cluster_sigkill_and_restart() {
     );
     s.heal();
     workload::liveness(&c, Duration::from_secs(30)).await;
-    for r in &revoked {
-        r.probe_everywhere(&c, Duration::from_secs(15)).await;
-    }
+    workload::probe_all(&c, &revoked, Duration::from_secs(15)).await;
     drop(sessions);
     s.finish(Some(&c), &Params::default());
 }

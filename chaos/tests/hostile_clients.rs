@@ -98,6 +98,10 @@ async fn hostile_clients_while_revocations_flow() {
     let mut sessions = workload::open_sessions(&c, plan, Some("feed.h")).await;
     assert!(sessions.len() >= 15, "only {} sessions", sessions.len());
 
+    s.fault(
+        "hostile_clients",
+        &format!("n{target}: 4 never-reading clients, 30 slowloris upgrades, 4 oversized frames"),
+    );
     // Never-reading clients on the flooded channel.
     let mut sleepers = Vec::new();
     for i in 0..4 {

@@ -87,9 +87,7 @@ async fn leader_kill_during_revocation_burst() {
     );
     s.heal();
     workload::liveness(&c, Duration::from_secs(30)).await;
-    for r in &revoked {
-        r.probe_everywhere(&c, Duration::from_secs(10)).await;
-    }
+    workload::probe_all(&c, &revoked, Duration::from_secs(10)).await;
     let params = Params {
         revocation_bound: Duration::from_secs(3),
         ..Params::default()

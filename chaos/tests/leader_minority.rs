@@ -57,9 +57,7 @@ async fn leader_in_minority() {
     assert!(workload::all_ready(&c, Duration::from_secs(30)).await);
     workload::liveness(&c, Duration::from_secs(30)).await;
     s.phase("live after heal");
-    for r in &revoked {
-        r.probe_everywhere(&c, Duration::from_secs(10)).await;
-    }
+    workload::probe_all(&c, &revoked, Duration::from_secs(10)).await;
     s.phase("probed");
     drop(sessions);
     let params = Params {

@@ -57,9 +57,7 @@ async fn sigstop_leader_past_election_timeout() {
     s.heal();
     assert!(workload::all_ready(&c, Duration::from_secs(30)).await);
     workload::liveness(&c, Duration::from_secs(30)).await;
-    for r in &revoked {
-        r.probe_everywhere(&c, Duration::from_secs(10)).await;
-    }
+    workload::probe_all(&c, &revoked, Duration::from_secs(10)).await;
     drop(sessions);
     let params = Params {
         // A thawed node may still be fenced or behind for a lease; the others are healthy.

@@ -57,9 +57,7 @@ async fn majorities_ring_of_five() {
     s.heal();
     assert!(workload::all_ready(&c, Duration::from_secs(40)).await);
     workload::liveness(&c, Duration::from_secs(30)).await;
-    for r in &revoked {
-        r.probe_everywhere(&c, Duration::from_secs(10)).await;
-    }
+    workload::probe_all(&c, &revoked, Duration::from_secs(10)).await;
     drop(sessions);
     let params = Params {
         // Revocations here target tokens nobody holds; the bound is the healthy one.

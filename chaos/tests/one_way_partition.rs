@@ -50,9 +50,7 @@ async fn one_way_partition_around_the_leader() {
     s.heal();
     assert!(workload::all_ready(&c, Duration::from_secs(30)).await);
     workload::liveness(&c, Duration::from_secs(30)).await;
-    for r in &revoked {
-        r.probe_everywhere(&c, Duration::from_secs(10)).await;
-    }
+    workload::probe_all(&c, &revoked, Duration::from_secs(10)).await;
     drop(sessions);
     let params = Params {
         revocation_bound: BOUND,

@@ -69,9 +69,7 @@ async fn owner_node_in_minority_partition() {
     s.heal();
     assert!(workload::all_ready(&c, Duration::from_secs(30)).await);
     workload::liveness(&c, Duration::from_secs(30)).await;
-    for r in &revoked {
-        r.probe_everywhere(&c, Duration::from_secs(10)).await;
-    }
+    workload::probe_all(&c, &revoked, Duration::from_secs(10)).await;
     let params = Params {
         revocation_bound: LEASE_GRACE + SLACK,
         ..Params::default()

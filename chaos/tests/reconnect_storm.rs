@@ -117,9 +117,7 @@ async fn reconnect_storm_after_node_death() {
     s.heal();
     workload::liveness(&c, Duration::from_secs(30)).await;
     s.phase("live after heal");
-    for r in &revoked {
-        r.probe_everywhere(&c, Duration::from_secs(10)).await;
-    }
+    workload::probe_all(&c, &revoked, Duration::from_secs(10)).await;
     drop(back);
     drop(rest);
     let params = Params {

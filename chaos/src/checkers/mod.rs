@@ -3,9 +3,12 @@
 //! never panics on a strange history, it reports it.
 //!
 //! Usage from any test (the root tier too):
-//! ```ignore
-//! let entries = history.snapshot();
-//! let report = tether_chaos::checkers::check_all(&entries, &Params::default());
+//! ```
+//! use tether_chaos::checkers::{Params, check_all};
+//! use tether_chaos::history::History;
+//!
+//! let history = History::new(); // recorded by `client::Conn`, `admin::Admin`, `net::Net`
+//! let report = check_all(&history.snapshot(), &Params::default());
 //! assert!(report.violations.is_empty(), "{:#?}", report.violations);
 //! ```
 
