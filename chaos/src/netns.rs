@@ -34,8 +34,10 @@
 //! - this file: `Net` (namespaces, links, cuts), `Link`, `faketime_env`, `enabled`, the seed.
 //! - `relay`: the latency relay.
 //! - `cluster`: `NetCluster`, `tether` processes on a `Net`.
+//! - `client`: hello/resume answered by a welcome or a close code; retry past 4111.
 //! - `host`: the `ip`/`nft` commands, the run claim and the stale sweep.
 
+pub mod client;
 mod cluster;
 mod host;
 mod relay;

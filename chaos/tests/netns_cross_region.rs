@@ -9,6 +9,7 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use rand::Rng;
 use serde_json::{Value, json};
+use tether_chaos::netns::client::{admin_ok, hello, past_4111};
 use tether_chaos::netns::{self, Link, Net, NetCluster, Tally};
 use tether_tests::admin::call;
 use tether_tests::client::{WsClient, request};
@@ -188,12 +189,19 @@ async fn cross_region_revocations_and_resume() {
     println!("all nodes ready {:?} after the heal", healed.elapsed());
     tally.recovery = Some(healed.elapsed());
     let survivor = 1 + others[0] as u64;
-    let (mut back, w) = WsClient::connect(&c.node(leader).ws_url(), &token("back", &[])).await;
+    let url = c.node(leader).ws_url();
+    let back = token("back", &[]);
+    let (ws, w) = past_4111(|| hello(&url, &back, None))
+        .await
+        .expect("the old leader admits after the heal");
+    let back = tokio::spawn(async move {
+        let mut ws = ws;
+        ws.closed_within(Duration::from_secs(60)).await.0.code
+    });
     let sid = w["session_id"].as_str().expect("session id").to_owned();
     let path = format!("/v1/sessions/{sid}/revoke?wait=closed");
-    let r = call(c.node(survivor), "POST", &path, None).await;
-    assert_eq!(r.status, 200, "revoke after the heal: {}", r.body);
-    assert_eq!(back.closed().await.code, 4004);
+    admin_ok(c.node(survivor), "POST", &path, None).await;
+    assert_eq!(back.await.expect("watcher"), 4004);
     tally.operations += 3;
     tally.record();
 }

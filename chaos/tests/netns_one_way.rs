@@ -5,15 +5,13 @@
 
 use std::time::Duration;
 
-use futures_util::StreamExt;
 use rand::Rng;
-use serde_json::{Value, json};
+use tether_chaos::netns::client::{hello, past_4111, resume_of};
 use tether_chaos::netns::{self, Net, NetCluster, Tally};
 use tether_tests::admin::call;
-use tether_tests::client::{WsClient, request};
+use tether_tests::client::WsClient;
 use tether_tests::tokens::token;
 use tokio::time::Instant;
-use tokio_tungstenite::tungstenite::Message;
 
 const LEASE_MS: u64 = 1000;
 const GRACE_MS: u64 = 1500;
@@ -127,31 +125,20 @@ async fn one_way_cut_from_the_leader_keeps_revocations_bounded() {
     c.wait_all_ready(Duration::from_secs(30)).await;
     tally.recovery = Some(healed.elapsed());
     println!("all nodes ready {:?} after the heal", healed.elapsed());
+    let url = c.node(victim).ws_url();
     for (k, (_, w, t)) in sessions.iter().enumerate() {
-        let code = resume_close(&c.node(victim).ws_url(), t, w).await;
+        let answer = past_4111(|| hello(&url, t, Some(resume_of(w, 0)))).await;
         assert_eq!(
-            code,
+            answer.err(),
             Some(4004),
             "resume of revoked session {k} on n{victim}"
         );
     }
-    let (_back, _) = WsClient::connect(&c.node(victim).ws_url(), &token("back", &[])).await;
+    let back = token("back", &[]);
+    past_4111(|| hello(&url, &back, None))
+        .await
+        .expect("the follower admits after the heal");
     tally.operations += count + 1;
     c.assert_alive();
     tally.record();
-}
-
-/// The close code a resume of `welcome`'s session gets (None if it was welcomed).
-async fn resume_close(url: &str, token: &str, welcome: &Value) -> Option<u16> {
-    let mut c = WsClient::upgrade(request(url, Some(token), None, None))
-        .await
-        .expect("upgrade");
-    let resume = json!({"session_id": welcome["session_id"], "resume_token": welcome["resume_token"], "last_seq": 0});
-    c.send_json(&json!({"type": "hello", "resume": resume}))
-        .await;
-    match tokio::time::timeout(Duration::from_secs(20), c.ws.next()).await {
-        Ok(Some(Ok(Message::Close(Some(f))))) => Some(u16::from(f.code)),
-        Ok(Some(Ok(Message::Text(_)))) => None,
-        other => panic!("no answer to a resume on {url}: {other:?}"),
-    }
 }

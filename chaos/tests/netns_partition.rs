@@ -3,15 +3,12 @@
 
 use std::time::Duration;
 
-use futures_util::StreamExt;
 use rand::Rng;
-use serde_json::{Value, json};
+use tether_chaos::netns::client::{admin_ok, hello, past_4111, resume_of};
 use tether_chaos::netns::{self, Net, NetCluster, Tally};
-use tether_tests::admin::call;
-use tether_tests::client::{Carrier, WsClient, request};
+use tether_tests::client::{Carrier, WsClient};
 use tether_tests::tokens::token;
 use tokio::time::Instant;
-use tokio_tungstenite::tungstenite::Message;
 
 const LEASE_MS: u64 = 1000;
 const GRACE_MS: u64 = 1500;
@@ -20,21 +17,12 @@ const GRACE_MS: u64 = 1500;
 /// the close frames and a loaded 2-core machine.
 const SLACK: Duration = Duration::from_millis(1000);
 
-/// Sends a resume hello for the session of `welcome` on `url` and returns the answer (a
-/// welcome frame, or `{"close": code}` if the node closed the socket instead).
-async fn resume(url: &str, token: &str, welcome: &Value) -> Value {
-    let mut c = WsClient::upgrade(request(url, Some(token), None, None))
-        .await
-        .expect("upgrade");
-    let resume = json!({"session_id": welcome["session_id"], "resume_token": welcome["resume_token"], "last_seq": 0});
-    c.send_json(&json!({"type": "hello", "resume": resume}))
-        .await;
-    let first = tokio::time::timeout(Duration::from_secs(20), c.ws.next()).await;
-    match first {
-        Ok(Some(Ok(Message::Text(t)))) => serde_json::from_str(&t).unwrap_or(Value::Null),
-        Ok(Some(Ok(Message::Close(Some(f))))) => json!({"close": u16::from(f.code)}),
-        other => panic!("no answer to a resume on {url}: {other:?}"),
-    }
+/// Reads until the close frame in the background (pings answered): the close code.
+fn watch(ws: WsClient) -> tokio::task::JoinHandle<u16> {
+    tokio::spawn(async move {
+        let mut ws = ws;
+        ws.closed_within(Duration::from_secs(60)).await.0.code
+    })
 }
 
 /// Leader in a minority: every client on it is closed 4111 within `isolation_lease +
@@ -135,15 +123,18 @@ async fn leader_in_minority_fails_closed_majority_serves() {
         "the majority's client was closed during the failover: {:?}",
         on_majority.await
     );
-    let (mut fresh, w) =
-        WsClient::connect(&c.node(majority[1]).ws_url(), &token("fresh", &[])).await;
+    let fresh = token("fresh", &[]);
+    let url = c.node(majority[1]).ws_url();
+    let (ws, w) = past_4111(|| hello(&url, &fresh, None))
+        .await
+        .expect("the majority admits");
+    let fresh = watch(ws);
     let path = format!(
         "/v1/sessions/{}/revoke?wait=closed",
         w["session_id"].as_str().unwrap_or("")
     );
-    let r = call(c.node(majority[0]), "POST", &path, None).await;
-    assert_eq!(r.status, 200, "revoke on the majority: {}", r.body);
-    assert_eq!(fresh.closed().await.code, 4004);
+    admin_ok(c.node(majority[0]), "POST", &path, None).await;
+    assert_eq!(fresh.await.expect("watcher"), 4004);
     // A session of the cut-off node: revoked during the partition (k = 0), resumed on the
     // majority (k = 1: recovered:false, its old owner is unreachable).
     let (w0, t0) = &sessions[0];
@@ -151,15 +142,13 @@ async fn leader_in_minority_fails_closed_majority_serves() {
         "/v1/sessions/{}/revoke",
         w0["session_id"].as_str().unwrap_or("")
     );
-    let r = call(c.node(majority[1]), "POST", &path, None).await;
-    assert_eq!(r.status, 200, "revoke of a minority session: {}", r.body);
+    admin_ok(c.node(majority[1]), "POST", &path, None).await;
     let (w1, t1) = &sessions[1];
-    let moved = resume(&c.node(majority[0]).ws_url(), t1, w1).await;
-    assert_eq!(
-        (moved["type"].as_str(), moved["resumed"].as_bool()),
-        (Some("welcome"), Some(true)),
-        "resume of a minority session on the majority: {moved}"
-    );
+    let url = c.node(majority[0]).ws_url();
+    let (_moved, welcome) = past_4111(|| hello(&url, t1, Some(resume_of(w1, 0))))
+        .await
+        .expect("resume of a minority session on the majority");
+    assert_eq!(welcome["resumed"], true, "{welcome}");
 
     // Heal: every node serves again, the old leader included.
     c.net.heal();
@@ -167,19 +156,24 @@ async fn leader_in_minority_fails_closed_majority_serves() {
     c.wait_all_ready(Duration::from_secs(30)).await;
     println!("all nodes ready {:?} after the heal", healed.elapsed());
     tally.recovery = Some(healed.elapsed());
-    let again = resume(&c.node(leader).ws_url(), t0, w0).await;
+    let url = c.node(leader).ws_url();
+    let again = past_4111(|| hello(&url, t0, Some(resume_of(w0, 0)))).await;
     assert_eq!(
-        again["close"], 4004,
-        "resume of a revoked session on the old leader: {again}"
+        again.err(),
+        Some(4004),
+        "resume of a revoked session on the old leader"
     );
-    let (mut back, w) = WsClient::connect(&c.node(leader).ws_url(), &token("back", &[])).await;
+    let back = token("back", &[]);
+    let (ws, w) = past_4111(|| hello(&url, &back, None))
+        .await
+        .expect("the old leader admits after the heal");
+    let back = watch(ws);
     let path = format!(
         "/v1/sessions/{}/revoke?wait=closed",
         w["session_id"].as_str().unwrap_or("")
     );
-    let r = call(c.node(majority[0]), "POST", &path, None).await;
-    assert_eq!(r.status, 200, "revoke after the heal: {}", r.body);
-    assert_eq!(back.closed().await.code, 4004);
+    admin_ok(c.node(majority[0]), "POST", &path, None).await;
+    assert_eq!(back.await.expect("watcher"), 4004);
     assert!(
         !on_majority.is_finished(),
         "the majority's client was closed after the heal: {:?}",
