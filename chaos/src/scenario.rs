@@ -131,6 +131,19 @@ impl Scenario {
             .filter(|e| matches!(e.event, Event::AdminInvoke { .. } | Event::Connect { .. }))
             .count();
         let dropped = self.history.dropped();
+        let (resumes, recovered) = entries.iter().fold((0, 0), |(r, ok), e| match e.event {
+            Event::Welcome {
+                resumed: true,
+                recovered,
+                ..
+            } => (r + 1, ok + usize::from(recovered)),
+            _ => (r, ok),
+        });
+        self.phase(&format!(
+            "{} entries; {resumes} resumes ({recovered} recovered); {} revoked connections measured",
+            entries.len(),
+            report.revocations_measured
+        ));
         let violations = report.violations.len() + usize::from(dropped > 0);
         record(&Row {
             scenario: self.name.clone(),
