@@ -18,7 +18,9 @@ use crate::report::{Row, ScenarioReport, Target};
 use crate::tokens::Alg;
 use crate::ws::Endpoint;
 
-/// Waits until no node reports a connection (the previous variant's clients have left).
+/// Waits until no node reports a connection or a registry session: the previous variant's
+/// clients have left and their `CloseSession` entries are applied, so they do not compete with
+/// the next variant's admissions.
 async fn drained(nodes: &[&BenchNode]) {
     let http = reqwest::Client::new();
     let end = tokio::time::Instant::now() + Duration::from_secs(60);
@@ -26,6 +28,10 @@ async fn drained(nodes: &[&BenchNode]) {
         let mut total = 0.0;
         for n in nodes {
             total += n.metric(&http, "tether_connections").await.unwrap_or(0.0);
+            total += n
+                .metric(&http, "tether_registry_sessions")
+                .await
+                .unwrap_or(0.0);
         }
         if total == 0.0 {
             return;
