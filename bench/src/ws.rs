@@ -246,12 +246,17 @@ pub enum End {
 pub type OnText = Arc<dyn Fn(&str) + Send + Sync>;
 
 /// Reads (and so answers pings) until the server closes, the socket ends or `stop` fires;
-/// at `stop` it sends a normal close (bounded by 2 s).
+/// at `stop` it sends a close frame with code 1000 (bounded by 2 s): the client leaves for
+/// good, so the session ends instead of staying detached for its resume window.
 pub async fn hold(mut ws: Ws, on_text: Option<OnText>, stop: CancellationToken) -> End {
     loop {
         let m = tokio::select! {
             _ = stop.cancelled() => {
-                let _ = tokio::time::timeout(Duration::from_secs(2), ws.close(None)).await;
+                let bye = CloseFrame {
+                    code: 1000.into(),
+                    reason: "bench done".into(),
+                };
+                let _ = tokio::time::timeout(Duration::from_secs(2), ws.close(Some(bye))).await;
                 return End::Stopped;
             }
             m = ws.next() => m,
