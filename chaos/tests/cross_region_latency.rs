@@ -51,22 +51,14 @@ async fn cross_region_latency_with_revocations_and_resumes() {
     });
     // Resumes in another region, and revocations, interleaved.
     let mut revoked = Vec::new();
-    for i in 0..sessions.len() {
+    for (i, sess) in sessions.iter_mut().enumerate() {
         tokio::time::sleep(s.between(Duration::from_millis(100), Duration::from_millis(500))).await;
         if i % 3 == 2 {
             let on = [ids[s.pick(ids.len())]];
             let kind = s.pick(3);
-            let r = workload::revoke(
-                &c,
-                kind,
-                &mut sessions[i],
-                &on,
-                true,
-                Duration::from_secs(20),
-            );
+            let r = workload::revoke(&c, kind, sess, &on, true, Duration::from_secs(20));
             revoked.push(r.await.expect("revocation acknowledged"));
         } else {
-            let sess = &mut sessions[i];
             let home = sess.conn.as_ref().map_or(ids[0], |x| x.node);
             let away: Vec<u64> = ids.iter().copied().filter(|id| *id != home).collect();
             let node = away[s.pick(away.len())];
