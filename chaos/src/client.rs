@@ -59,6 +59,8 @@ pub struct ConnState {
     pub replies: Vec<(u64, bool)>,
     /// Close code, or `None` when it ended without one; set once the connection is over.
     pub ended: Option<Option<u16>>,
+    /// The client let go of the connection: nothing more is recorded for it.
+    pub detached: bool,
 }
 
 /// One connection; dropping it drops the socket (no close frame, like a network drop).
@@ -188,6 +190,14 @@ impl Conn {
     pub fn is_open(&self) -> bool {
         self.state().ended.is_none()
     }
+
+    /// Lets go of the connection: from now on nothing it receives is recorded (the client
+    /// has dropped it), and the returned state holds everything that was.
+    pub fn detach(&self) -> ConnState {
+        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        s.detached = true;
+        s.clone()
+    }
 }
 
 impl Drop for Conn {
@@ -209,20 +219,34 @@ async fn run(
     state: Arc<Mutex<ConnState>>,
     changed: watch::Sender<u64>,
 ) {
-    let bump = |f: &mut dyn FnMut(&mut ConnState)| {
-        f(&mut state.lock().unwrap_or_else(|p| p.into_inner()));
+    // Records into the history and updates the state under one lock, so a client that
+    // detaches (and takes its last seq) never misses a frame the history says it saw, and
+    // nothing is recorded after it let go. `false` once detached.
+    let observe = |f: &mut dyn FnMut(&mut ConnState)| -> bool {
+        let mut s = state.lock().unwrap_or_else(|p| p.into_inner());
+        if s.detached {
+            return false;
+        }
+        f(&mut s);
+        drop(s);
         changed.send_modify(|g| *g += 1);
+        true
     };
     let end = |code: Option<u16>, why: String| {
-        match code {
-            Some(code) => h.record(Event::Close {
-                conn,
-                code,
-                reason: why,
-            }),
-            None => h.record(Event::Dropped { conn, error: why }),
-        }
-        bump(&mut |s| s.ended = Some(code));
+        observe(&mut |s| {
+            match code {
+                Some(code) => h.record(Event::Close {
+                    conn,
+                    code,
+                    reason: why.clone(),
+                }),
+                None => h.record(Event::Dropped {
+                    conn,
+                    error: why.clone(),
+                }),
+            }
+            s.ended = Some(code);
+        });
     };
     let ws =
         match tokio::time::timeout(UPGRADE_TIMEOUT, tokio_tungstenite::connect_async(req)).await {
@@ -253,8 +277,8 @@ async fn run(
                 match m {
                     Message::Text(t) => {
                         let v: Value = serde_json::from_str(&t).unwrap_or(Value::Null);
-                        record_frame(&h, conn, &v);
-                        bump(&mut |s| {
+                        let seen = observe(&mut |s| {
+                            record_frame(&h, conn, &v);
                             match v["type"].as_str() {
                                 Some("welcome") => {
                                     // A resume keeps the client's own last_seq (the replay
@@ -274,6 +298,9 @@ async fn run(
                                 s.last_seq = s.last_seq.max(seq);
                             }
                         });
+                        if !seen {
+                            return;
+                        }
                     }
                     Message::Close(Some(CloseFrame { code, reason })) => {
                         return end(Some(code.into()), reason.to_string());
@@ -339,7 +366,7 @@ impl Session {
         url: &str,
         within: Duration,
     ) -> Result<Value, Option<u16>> {
-        self.save_progress();
+        self.take_progress();
         let resume = self
             .session_id
             .clone()
@@ -367,10 +394,11 @@ impl Session {
         r
     }
 
-    /// Takes the highest seq of the current connection into the resume state.
-    pub fn save_progress(&mut self) {
-        if let Some(c) = &self.conn {
-            let s = c.state();
+    /// Lets go of the current connection (no close frame, like a network drop) and takes
+    /// its highest seq into the resume state.
+    fn take_progress(&mut self) {
+        if let Some(c) = self.conn.take() {
+            let s = c.detach();
             if s.welcome.is_some() {
                 self.last_seq = self.last_seq.max(s.last_seq);
             }
@@ -379,7 +407,6 @@ impl Session {
 
     /// Drops the current connection without a close frame.
     pub fn drop_conn(&mut self) {
-        self.save_progress();
-        self.conn = None;
+        self.take_progress();
     }
 }

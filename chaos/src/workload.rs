@@ -39,7 +39,21 @@ pub async fn open_sessions(
             let history = c.history.clone();
             pending.push(async move {
                 let mut s = Session::new(&history, Token::new(&user, &PERMS));
-                let ok = s.connect(&history, node, &url, WELCOME).await.is_ok();
+                // As a client would: retry what the protocol says to retry (4111 when the
+                // node briefly lost its lease under the load, 1013, a dropped upgrade).
+                let mut ok = false;
+                for attempt in 0..5u64 {
+                    match s.connect(&history, node, &url, WELCOME).await {
+                        Ok(_) => {
+                            ok = true;
+                            break;
+                        }
+                        Err(Some(4111) | Some(1013) | None) => {
+                            tokio::time::sleep(Duration::from_millis(200 * (attempt + 1))).await;
+                        }
+                        Err(Some(_)) => break,
+                    }
+                }
                 let mut subscribed = true;
                 if ok && let (Some(ch), Some(conn)) = (channel, s.conn.as_mut()) {
                     subscribed = conn.subscribe(ch, 1, WELCOME).await;
@@ -251,7 +265,6 @@ pub async fn revoke(
     wait: bool,
     within: Duration,
 ) -> Option<Revoked> {
-    sess.save_progress();
     let token = sess.token.clone();
     let sid = sess.session_id.clone().unwrap_or_default();
     let resume_token = sess.resume_token.clone().unwrap_or_default();
