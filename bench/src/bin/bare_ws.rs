@@ -34,9 +34,15 @@ fn add_protocol(_: &Request, mut resp: Response) -> Result<Response, ErrorRespon
 
 async fn serve<S: AsyncRead + AsyncWrite + Unpin>(s: S) {
     let cb = add_protocol;
-    let Ok(mut ws) =
-        tokio_tungstenite::accept_hdr_async_with_config(s, cb, Some(ws_config())).await
-    else {
+    // Boxed so that the handshake's state does not stay inline in every connection's
+    // long-lived task: tokio sizes a task by its largest state, and an unboxed TLS and
+    // WebSocket handshake made each idle connection's task about 11 KiB (heaptrack).
+    let handshake = Box::pin(tokio_tungstenite::accept_hdr_async_with_config(
+        s,
+        cb,
+        Some(ws_config()),
+    ));
+    let Ok(mut ws) = handshake.await else {
         return;
     };
     while let Some(Ok(_)) = ws.next().await {}
@@ -76,7 +82,7 @@ async fn main() -> anyhow::Result<()> {
             match tls {
                 None => serve(tcp).await,
                 Some(a) => {
-                    if let Ok(s) = a.accept(tcp).await {
+                    if let Ok(s) = Box::pin(a.accept(tcp)).await {
                         serve(s).await;
                     }
                 }
