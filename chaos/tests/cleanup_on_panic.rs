@@ -15,7 +15,7 @@ fn processes_are_reaped_when_a_scenario_panics() {
             .build()
             .expect("runtime");
         rt.block_on(async move {
-            let s = Scenario::with_seed("cleanup_on_panic", 7);
+            let s = Scenario::with_seed("deliberate_panic_cleanup", 7);
             let opts = Options {
                 voters: 1,
                 ..Options::default()
