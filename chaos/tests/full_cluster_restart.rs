@@ -1,5 +1,5 @@
 //! Revocations, logouts and token revokes are acknowledged, then every voter is SIGKILLed
-//! at seeded moments (some while more revocations are in flight) and all restart on their
+//! at seeded moments (each while a revocation is in flight) and all restart on their
 //! data dirs. Every acknowledged revocation must be in force on every node afterwards
 //! (probed), and commit indices must keep growing.
 
@@ -23,14 +23,14 @@ async fn full_cluster_sigkill_and_restart() {
         let j = s.pick(i + 1);
         order.swap(i, j);
     }
-    let kill_at = [s.pick(6) + 6, s.pick(3) + 12, sessions.len()];
+    // The three kills come at seeded points, each while a revocation is in flight; the
+    // last right after the second (without a quorum nothing more could commit).
+    let first = s.pick(6) + 5;
+    let second = first + s.pick(5) + 2;
+    let kill_at = [first, second, second + 1];
     let mut revoked = Vec::new();
     let mut killed = 0;
     for (i, sess) in sessions.iter_mut().enumerate() {
-        while killed < 2 && i == kill_at[killed] {
-            c.kill(order[killed]);
-            killed += 1;
-        }
         let alive: Vec<u64> = ids
             .iter()
             .copied()
@@ -42,16 +42,21 @@ async fn full_cluster_sigkill_and_restart() {
         let rt = sess.resume_token.clone().unwrap_or_default();
         let node = alive[s.pick(alive.len())];
         let addr = c.node(node).admin().to_owned();
-        let o = match kind {
-            0 => c.admin.revoke_session(node, &addr, &sid, false).await,
-            1 => {
-                c.admin
-                    .revoke_token(node, &addr, &token.jti, token.exp())
-                    .await
+        let admin = c.admin.clone();
+        let (t, id) = (token.clone(), sid.clone());
+        let call = tokio::spawn(async move {
+            match kind {
+                0 => admin.revoke_session(node, &addr, &id, false).await,
+                1 => admin.revoke_token(node, &addr, &t.jti, t.exp()).await,
+                _ => admin.logout(node, &addr, &t.user, false).await,
             }
-            _ => c.admin.logout(node, &addr, &token.user, false).await,
-        };
-        if o.is_ok() {
+        });
+        if killed < 3 && i == kill_at[killed] {
+            tokio::time::sleep(s.between(Duration::ZERO, Duration::from_millis(30))).await;
+            c.kill(order[killed]);
+            killed += 1;
+        }
+        if call.await.is_ok_and(|o| o.is_ok()) {
             revoked.push(match kind {
                 0 => Revoked::Session {
                     token,
@@ -62,8 +67,12 @@ async fn full_cluster_sigkill_and_restart() {
                 _ => Revoked::User { token },
             });
         }
+        if killed == 3 {
+            break;
+        }
     }
-    c.kill(order[2]);
+    assert_eq!(killed, 3, "only {killed} voters killed");
+    s.phase("all voters killed");
     assert!(
         revoked.len() >= 6,
         "only {} revocations acknowledged",
@@ -77,9 +86,11 @@ async fn full_cluster_sigkill_and_restart() {
         workload::all_ready(&c, Duration::from_secs(60)).await,
         "not ready after restart"
     );
+    s.phase("all ready after restart");
     s.heal();
     workload::liveness(&c, Duration::from_secs(30)).await;
     workload::probe_all(&c, &revoked, Duration::from_secs(15)).await;
+    s.phase("probed");
     drop(sessions);
     s.finish(Some(&c), &Params::default());
 }
