@@ -48,7 +48,7 @@ async fn leader_kill_during_revocation_burst() {
         let admin = c.admin.clone();
         let token = sess.token.clone();
         let sid = sess.session_id.clone().unwrap_or_default();
-            let resume_token = sess.resume_token.clone().unwrap_or_default();
+        let resume_token = sess.resume_token.clone().unwrap_or_default();
         let ok = workload::until_ok(&c, &order, Duration::from_secs(20), |id, addr| {
             let admin = admin.clone();
             let (token, sid) = (token.clone(), sid.clone());
