@@ -33,8 +33,9 @@ pub struct PeerPool {
     /// When each peer last accepted us as its leader: granted our vote, or accepted our
     /// AppendEntries (the leader's lease).
     acks: Arc<Mutex<HashMap<NodeId, tokio::time::Instant>>>,
-    /// Set while this node leads without a quorum lease: replication is withheld so the
-    /// nodes cut off with it stop counting its heartbeats as registry contact.
+    /// Set while this node leads without a quorum lease: its AppendEntries go out marked
+    /// (`FencedAppendEntries`) so the nodes cut off with it stop counting its heartbeats as
+    /// registry contact; snapshots are withheld.
     fenced: Arc<std::sync::atomic::AtomicBool>,
 }
 
@@ -111,7 +112,7 @@ impl RaftNetworkFactory<TypeConfig> for PeerNetwork {
 struct WrongResponse(&'static str);
 
 #[derive(Debug, thiserror::Error)]
-#[error("replication withheld: this leader has no quorum lease")]
+#[error("snapshot withheld: this leader has no quorum lease")]
 struct Fenced;
 
 impl PeerConn {
@@ -122,9 +123,17 @@ impl PeerConn {
         option: &RPCOption,
     ) -> Result<PeerResponse, RPCError<NodeId, TetherNode, E>> {
         let timeout = option.hard_ttl();
-        if self.pool.is_fenced() && !matches!(req, PeerRequest::Vote(_)) {
-            return Err(RPCError::Unreachable(Unreachable::new(&Fenced)));
-        }
+        let req = match req {
+            // Fenced: still replicate, marked, so acks can restore the lease while the
+            // receivers do not count it as registry contact.
+            PeerRequest::AppendEntries(rpc) if self.pool.is_fenced() => {
+                PeerRequest::FencedAppendEntries(rpc)
+            }
+            PeerRequest::InstallSnapshot(_) if self.pool.is_fenced() => {
+                return Err(RPCError::Unreachable(Unreachable::new(&Fenced)));
+            }
+            other => other,
+        };
         self.peer.call(req, timeout).await.map_err(|e| match e {
             TransportError::Unreachable(_) | TransportError::Tls(_) => {
                 RPCError::Unreachable(Unreachable::new(&e))
@@ -279,6 +288,66 @@ mod tests {
         assert_eq!(r.vote_granted, granted);
         stop.cancel();
         pool.last_ack(2)
+    }
+
+    /// Answers every AppendEntries with Success and remembers which variant came.
+    #[derive(Default)]
+    struct Follower {
+        fenced_seen: std::sync::atomic::AtomicBool,
+    }
+
+    impl Handler<PeerRequest, PeerResponse> for Arc<Follower> {
+        async fn handle(&self, _from: NodeId, req: PeerRequest) -> PeerResponse {
+            if matches!(req, PeerRequest::FencedAppendEntries(_)) {
+                self.fenced_seen
+                    .store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+            PeerResponse::AppendEntries(Ok(AppendEntriesResponse::Success))
+        }
+    }
+
+    /// Regression (the 10k reconnect storm wedged the cluster): a fenced leader still
+    /// replicates, marked as fenced, and the acks date its lease again; before, it withheld
+    /// replication, never got an ack, and no other node could be elected.
+    #[tokio::test]
+    async fn fenced_leader_replicates_marked_and_regains_acks() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr").to_string();
+        let stop = CancellationToken::new();
+        let follower = Arc::new(Follower::default());
+        tokio::spawn(serve::<PeerRequest, PeerResponse, _>(
+            listener,
+            Arc::new(TransportConfig::new(2, None)),
+            Arc::new(follower.clone()),
+            stop.clone(),
+        ));
+        let pool = PeerPool::new(Arc::new(TransportConfig::new(1, None)));
+        pool.set_fenced(true);
+        let mut conn = PeerConn {
+            me: 1,
+            target: 2,
+            peer: pool.get(&addr, Some(2)),
+            pool: pool.clone(),
+        };
+        let rpc = AppendEntriesRequest {
+            vote: Vote::new_committed(3, 1),
+            prev_log_id: None,
+            entries: Vec::new(),
+            leader_commit: None,
+        };
+        let r = conn
+            .append_entries(rpc, RPCOption::new(Duration::from_secs(5)))
+            .await
+            .expect("append answered");
+        assert!(matches!(r, AppendEntriesResponse::Success));
+        assert!(
+            follower
+                .fenced_seen
+                .load(std::sync::atomic::Ordering::Relaxed),
+            "a fenced leader's AppendEntries must be marked"
+        );
+        assert!(pool.last_ack(2).is_some(), "the ack must date the lease");
+        stop.cancel();
     }
 
     /// Regression (new leader fenced before its first ack): a granted vote dates the

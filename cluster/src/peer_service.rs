@@ -43,6 +43,9 @@ impl Handler<PeerRequest, PeerResponse> for PeerService {
                     }
                     PeerResponse::AppendEntries(r)
                 }
+                PeerRequest::FencedAppendEntries(rpc) => {
+                    PeerResponse::AppendEntries(raft.append_entries(rpc).await)
+                }
                 PeerRequest::Vote(rpc) => PeerResponse::Vote(raft.vote(rpc).await),
                 PeerRequest::InstallSnapshot(rpc) => {
                     let r = raft.install_snapshot(rpc).await;

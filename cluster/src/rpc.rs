@@ -33,6 +33,13 @@ pub enum PeerRequest {
     ReadIndex,
     /// A node-level RPC (publish forwarding, close acks, backlog fetch), opaque here.
     App(Vec<u8>),
+    /// AppendEntries from a leader that lost its quorum lease (fenced): handled like
+    /// `AppendEntries`, but the receiver does not count it as contact with a healthy
+    /// registry, so nodes cut off with that leader still fail closed. The leader keeps
+    /// replicating so that acks can give it its lease back; withholding replication instead
+    /// could wedge the cluster for good (the fenced leader's log is ahead of the others', so
+    /// none of them can win an election, and without replication none catches up).
+    FencedAppendEntries(AppendEntriesRequest<TypeConfig>),
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]

@@ -290,8 +290,8 @@ pub async fn run(
     Ok(())
 }
 
-/// Graceful drain: hand leadership away (a fenced leader stops replicating, so the others
-/// elect one at once), then ask every client to reconnect elsewhere at a jittered time spread
+/// Graceful drain: try to hand leadership away by fencing (see docs/architecture.md, known
+/// gaps: the isolation monitor lifts that fence again), then ask every client to reconnect elsewhere at a jittered time spread
 /// over the drain window, and wait (bounded by the window) for them to go. Whoever is left
 /// gets 1012 afterwards.
 async fn drain(ctx: &Arc<NodeCtx>, metrics: &Metrics, window: Duration) {
