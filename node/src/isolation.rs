@@ -75,7 +75,8 @@ pub async fn monitor(ctx: Arc<NodeCtx>, lease: Duration, grace: Duration, stop: 
                     .inc("tether_isolation_total", &[("event", "recovered")]);
                 closed_all = false;
                 let ctx = ctx.clone();
-                tokio::spawn(async move { crate::reap::reap_orphans(&ctx).await });
+                let how = crate::reap::Reap::Detach(ctx.conn.resume_window);
+                tokio::spawn(async move { crate::reap::reap_orphans(&ctx, how).await });
             }
         }
         // A leader without its quorum must not keep the nodes cut off with it believing they

@@ -1,14 +1,28 @@
-//! Closing registry sessions this node owns but no longer holds a connection for: after a
+//! Settling registry sessions this node owns but no longer holds a connection for: after a
 //! crash (at startup every owned session is such an orphan) and after an isolation ended
 //! (the node closed its clients with 4111 but could not record it then).
+
+use std::time::Duration;
 
 use tether_cluster::command::Command;
 
 use crate::context::NodeCtx;
 
-/// Proposes `CloseSession` for every session the registry lists as owned by this node that
-/// is not in the local directory. Stops at the first failed commit (retried next time).
-pub async fn reap_orphans(ctx: &NodeCtx) {
+/// What becomes of an orphaned session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reap {
+    /// Ended (`CloseSession`): at startup after a crash or a restart, so a dead node's
+    /// sessions stop counting against the per-user cap.
+    Close,
+    /// Detached for the resume window from now (`DetachSession`): after an isolation, whose
+    /// 4111 close told the client to reconnect and resume. Ending those sessions when the
+    /// lease comes back would race the client's resume and lose it.
+    Detach(Duration),
+}
+
+/// Settles, as `how` says, every session the registry lists as owned by this node that is
+/// not in the local directory. Stops at the first failed commit (retried next time).
+pub async fn reap_orphans(ctx: &NodeCtx, how: Reap) {
     let me = ctx.node_id;
     let owned: Vec<(String, u64)> = ctx.registry.read(|s| {
         s.tenants()
@@ -26,17 +40,25 @@ pub async fn reap_orphans(ctx: &NodeCtx) {
     }
     tracing::info!(
         count = orphans.len(),
-        "closing sessions this node no longer holds"
+        how = ?how,
+        "settling sessions this node no longer holds"
     );
     // Epoch-fenced: if this node's view is stale and a session already moved on, the close
-    // is ignored by apply.
+    // or detach is ignored by apply.
     for (session_id, epoch) in orphans {
-        let cmd = Command::CloseSession {
-            session_id,
-            epoch: Some(epoch),
+        let cmd = match how {
+            Reap::Close => Command::CloseSession {
+                session_id,
+                epoch: Some(epoch),
+            },
+            Reap::Detach(window) => Command::DetachSession {
+                session_id,
+                resume_window_ms: u64::try_from(window.as_millis()).unwrap_or(u64::MAX),
+                epoch,
+            },
         };
         if let Err(e) = ctx.registry.propose(cmd, None).await {
-            tracing::warn!(error = %e, "could not close an orphaned session; will retry later");
+            tracing::warn!(error = %e, "could not settle an orphaned session; will retry later");
             return;
         }
     }

@@ -191,7 +191,7 @@ pub async fn run(
         .await
         .context("waiting for a leader")?;
     sync_tenants(&registry, &config).await?;
-    crate::reap::reap_orphans(&ctx).await;
+    crate::reap::reap_orphans(&ctx, crate::reap::Reap::Close).await;
     let (supervisor, supervisor_join) = Actor::spawn(None, SessionSupervisor, ctx.clone())
         .await
         .context("starting the session supervisor")?;

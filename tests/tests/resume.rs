@@ -61,6 +61,23 @@ async fn same_node_resume_replays_missed_events() {
     drop(c); // network drop: no close frame
     // The node notices the drop and detaches the session; publish while it is away.
     wait_detached(&node).await;
+    // The admin API tells the detached session apart, with the end of its resume window.
+    let path = format!("/v1/sessions/{}", w["session_id"].as_str().unwrap());
+    let shown = tether_tests::wait_for(
+        "the session shown detached",
+        tether_tests::DEADLINE,
+        || async {
+            let s = call(&node, "GET", &path, None).await.body;
+            (s["state"] == "detached").then_some(s)
+        },
+    )
+    .await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let until = shown["resumable_until"].as_u64().expect("resumable_until");
+    assert!(until + 5 >= now && until <= now + 3600, "{shown}");
     for n in 2..=4 {
         publish(&node, "chat.a", n).await;
     }
@@ -87,6 +104,12 @@ async fn same_node_resume_replays_missed_events() {
     // Still subscribed after the resume: live events keep flowing.
     publish(&node, "chat.a", 5).await;
     assert_eq!(c.next_of("event").await["seq"].as_u64().unwrap(), seq + 1);
+    let s = call(&node, "GET", &path, None).await.body;
+    assert_eq!(
+        (s["state"].as_str(), s["resumable_until"].is_null()),
+        (Some("live"), true),
+        "{s}"
+    );
 }
 
 /// A second resume of a live session takes it over: the older connection closes 4009.

@@ -57,7 +57,8 @@ fn session_json(st: &AdminState, s: &SessionRecord) -> Value {
         "expires_at": s.exp,
         "client": {"name": s.client.name, "version": s.client.version},
         "act": s.act,
-        "state": "live",
+        "state": if s.detached_until_ms.is_some() { "detached" } else { "live" },
+        "resumable_until": s.detached_until_ms.map(|ms| ms / 1000),
     })
 }
 
