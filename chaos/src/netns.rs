@@ -48,7 +48,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rand::{Rng, SeedableRng};
+use rand::Rng;
 
 pub use cluster::NetCluster;
 use host::{claim_run, nft, preflight, quiet, remove_namespace, sh, sweep_stale};
@@ -72,67 +72,6 @@ pub fn enabled() -> bool {
         let _ = writeln!(std::io::stdout(), "skipped: {ENV} not set");
     }
     on
-}
-
-/// The run's seed: `CHAOS_SEED` if set, else a random one; printed so a failure can be
-/// replayed with `CHAOS_SEED=<seed>`.
-pub fn seeded_rng(scenario: &str) -> (u64, rand::rngs::StdRng) {
-    let seed = std::env::var("CHAOS_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(rand::random::<u64>);
-    println!("{scenario}: CHAOS_SEED={seed}");
-    (seed, rand::rngs::StdRng::seed_from_u64(seed))
-}
-
-/// A root-tier scenario's row in the suite's summary (`report`). The scenarios assert their
-/// invariants, so a recorded run has no violations; a failing one panics with its seed.
-pub struct Tally {
-    scenario: String,
-    seed: u64,
-    started: tokio::time::Instant,
-    pub faults: usize,
-    /// Admin calls plus client connections.
-    pub operations: usize,
-    worst_revocation: Option<Duration>,
-    pub recovery: Option<Duration>,
-}
-
-impl Tally {
-    pub fn new(scenario: &str, seed: u64) -> Tally {
-        Tally {
-            scenario: scenario.to_owned(),
-            seed,
-            started: tokio::time::Instant::now(),
-            faults: 0,
-            operations: 0,
-            worst_revocation: None,
-            recovery: None,
-        }
-    }
-
-    /// A revoke → close time seen by a client.
-    pub fn revocation(&mut self, took: Duration) {
-        self.worst_revocation = Some(self.worst_revocation.map_or(took, |w| w.max(took)));
-    }
-
-    /// Prints the row and appends it to the summary file.
-    pub fn record(self) {
-        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-        crate::report::record(&crate::report::Row {
-            scenario: self.scenario,
-            seed: self.seed,
-            faults: self.faults,
-            operations: self.operations,
-            violations: 0,
-            worst_revocation_ms: self.worst_revocation.map(ms),
-            recovery_ms: self.recovery.map(ms),
-            duration_s: self.started.elapsed().as_secs_f64(),
-            finished: std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs()),
-        });
-    }
 }
 
 /// Delay added to traffic between two regions, per direction.

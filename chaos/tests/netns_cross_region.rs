@@ -3,22 +3,27 @@
 //! sockets on random nodes within a bound derived from the round trip; a session resumed in
 //! another region while events flow gets every event exactly once; a cut-off leader region
 //! fails closed and recovers.
+//!
+//! Every client connection and admin call is recorded in the scenario's history (the
+//! recording `Session`/`Conn` and `Admin`, pointed at the namespace nodes) and the shared
+//! checkers run at the end: revocation bound (`revoke_bound`), no admission after a
+//! revocation, resume gap/duplicate/order/completeness, liveness after the heal (and
+//! durability, single owner). The asserts below stay: they are stronger (a lower bound on the
+//! close time, every event exactly once, the 4111 bound of the cut-off leader).
 
 use std::time::Duration;
 
-use futures_util::StreamExt;
-use rand::Rng;
-use serde_json::{Value, json};
-use tether_chaos::netns::client::{admin_ok, hello, past_4111};
-use tether_chaos::netns::{self, Link, Net, NetCluster, Tally};
-use tether_tests::admin::call;
-use tether_tests::client::{WsClient, request};
-use tether_tests::tokens::token;
+use tether_chaos::admin::Admin;
+use tether_chaos::checkers::Params;
+use tether_chaos::client::{Session, Token};
+use tether_chaos::netns::client::{recorded_events, recorded_ok, session_past_4111};
+use tether_chaos::netns::{self, Link, Net, NetCluster};
+use tether_chaos::scenario::Scenario;
 use tokio::time::Instant;
-use tokio_tungstenite::tungstenite::Message;
 
 const REVOCATIONS: usize = 12;
 const EVENTS: u64 = 60;
+const WELCOME: Duration = Duration::from_secs(20);
 
 /// The revoke → close-frame bound at this round trip. The path of one revocation is: the
 /// call's node forwards to the leader (≤ ½ RTT), the leader replicates to a voter and hears
@@ -40,53 +45,64 @@ async fn cross_region_revocations_and_resume() {
     if !netns::enabled() {
         return;
     }
-    let (seed, mut rng) = netns::seeded_rng("netns_cross_region");
-    let mut tally = Tally::new("netns_cross_region", seed);
-    tally.faults += 1; // the latency
+    let mut s = Scenario::new("netns_cross_region");
+    let h = s.history.clone();
+    let admin = Admin::new(&h);
     let link = Link::cross_region();
-    let net = Net::new(&["eu", "us", "ap"], Some(link), seed).await;
+    let net = Net::new(&["eu", "us", "ap"], Some(link), s.seed).await;
+    s.fault(
+        "delay",
+        &format!("{:?} round trip between the three regions", link.rtt()),
+    );
     let started = Instant::now();
     let c = NetCluster::start(net, 3, "timing = \"cross-region\"", "", |_| Vec::new()).await;
     c.wait_all_ready(Duration::from_secs(30)).await;
-    println!("cluster of 3 regions ready in {:?}", started.elapsed());
+    s.phase(&format!(
+        "cluster of 3 regions ready in {:?}",
+        started.elapsed()
+    ));
 
     // Revocations: client on node `on`, revoke issued on node `via`, both random.
     let mut lat = Vec::new();
     for k in 0..REVOCATIONS {
-        let on = rng.random_range(1..=3u64);
-        let via = rng.random_range(1..=3u64);
-        let (ws, w) = WsClient::connect(&c.node(on).ws_url(), &token(&format!("r{k}"), &[])).await;
+        let on = 1 + s.pick(3) as u64;
+        let via = 1 + s.pick(3) as u64;
+        let mut sess = Session::new(&h, Token::new(&format!("r{k}"), &[]));
+        let w = sess
+            .connect(&h, on, &c.node(on).ws_url(), WELCOME)
+            .await
+            .expect("welcome");
         let sid = w["session_id"].as_str().expect("session id").to_owned();
+        let conn = sess.conn.as_mut().expect("connection");
         let start = Instant::now();
-        let closer = tokio::spawn(async move {
-            let mut ws = ws;
-            let (closed, _) = ws.closed_within(Duration::from_secs(30)).await;
-            (closed, Instant::now())
-        });
-        let path = format!("/v1/sessions/{sid}/revoke?wait=closed");
-        let r = call(c.node(via), "POST", &path, None).await;
-        assert_eq!(r.status, 200, "revoke {k} via n{via}: {}", r.body);
-        let (closed, at) = closer.await.expect("close reader");
-        assert_eq!(closed.code, 4004, "revoke {k}: {closed:?}");
-        let took = at - start;
-        println!(
-            "revoke {k}: client on n{on}, call on n{via}: close after {took:?} (propagation_ms {})",
-            r.body["propagation_ms"]
+        let (r, (closed, at)) = tokio::join!(
+            admin.revoke_session(via, &c.node(via).admin_addr, &sid, true),
+            async {
+                let closed = conn.ended(Duration::from_secs(30)).await;
+                (closed, Instant::now())
+            }
         );
+        let body = r.body().cloned();
+        assert!(r.is_ok(), "revoke {k} via n{via}: {r:?}");
+        assert_eq!(closed, Some(Some(4004)), "revoke {k}");
+        let took = at - start;
+        s.phase(&format!(
+            "revoke {k}: client on n{on}, call on n{via}: close after {took:?} (propagation_ms {})",
+            body.map_or(serde_json::Value::Null, |b| b["propagation_ms"].clone())
+        ));
         lat.push(took);
-        tally.revocation(took);
-        tally.operations += 2;
-        tokio::time::sleep(Duration::from_millis(rng.random_range(0..300))).await;
+        let pause = s.between(Duration::ZERO, Duration::from_millis(300));
+        tokio::time::sleep(pause).await;
     }
     lat.sort();
     let (min, max) = (lat[0], lat[lat.len() - 1]);
-    println!(
+    s.phase(&format!(
         "revoke -> close at RTT {:?}: n={} min={min:?} p50={:?} max={max:?} bound={:?}",
         link.rtt(),
         lat.len(),
         lat[lat.len() / 2],
         revoke_bound(link)
-    );
+    ));
     assert!(
         min >= link.rtt(),
         "a revocation closed its socket in {min:?}, under one round trip: is the latency in place?"
@@ -98,85 +114,109 @@ async fn cross_region_revocations_and_resume() {
     );
 
     // Resume in another region while a publisher on a third node keeps publishing.
-    let from = rng.random_range(1..=3u64);
-    let to = 1 + (from + rng.random_range(0..2)) % 3;
+    let from = 1 + s.pick(3) as u64;
+    let to = 1 + (from + s.pick(2) as u64) % 3;
     let publisher = 1
         + (0..3)
             .find(|i| i + 1 != from && i + 1 != to)
             .expect("third node");
-    let t = token("mover", &["sub:feed.*"]);
-    let (mut ws, w) = WsClient::connect(&c.node(from).ws_url(), &t).await;
-    assert_eq!(ws.subscribe("feed.a", 1).await["ok"], true);
-    let pause = Duration::from_millis(rng.random_range(10..40));
-    let pub_node = c.node(publisher).admin_url("/v1/publish");
-    let publishing = tokio::spawn(publish_all(pub_node, pause));
-    tally.operations += 2 + EVENTS as usize; // connect, resume, publishes
-    let mut got: Vec<(u64, u64)> = Vec::new();
-    let move_after = rng.random_range(5..20);
-    while got.len() < move_after {
-        let ev = ws.next_of("event").await;
-        got.push(event_of(&ev));
-    }
-    let last_seq = got.last().map(|e| e.0).unwrap_or(0);
-    drop(ws); // the network drops: no close frame
-    let mut ws = WsClient::upgrade(request(&c.node(to).ws_url(), Some(&t), None, None))
+    let mut mover = Session::new(&h, Token::new("mover", &["sub:feed.*"]));
+    mover
+        .connect(&h, from, &c.node(from).ws_url(), WELCOME)
         .await
-        .expect("upgrade on the new node");
-    let resume = json!({"session_id": w["session_id"], "resume_token": w["resume_token"], "last_seq": last_seq});
-    ws.send_json(&json!({"type": "hello", "resume": resume}))
+        .expect("welcome of the mover");
+    let first = mover.conn.as_mut().expect("connection");
+    assert!(first.subscribe("feed.a", 1, WELCOME).await, "subscribe");
+    let first_id = first.id;
+    let pause = s.between(Duration::from_millis(10), Duration::from_millis(40));
+    let publishing = tokio::spawn(publish_all(
+        admin.clone(),
+        publisher,
+        c.node(publisher).admin_addr.clone(),
+        pause,
+    ));
+    let move_after = 5 + s.pick(15) as u64;
+    let seen = first
+        .wait(Duration::from_secs(60), |st| st.last_seq >= move_after)
         .await;
-    let welcome = ws.next_json().await;
-    assert_eq!(welcome["type"], "welcome", "{welcome}");
+    assert!(
+        seen.last_seq >= move_after && seen.ended.is_none(),
+        "the mover saw {} events before moving: {:?}",
+        seen.last_seq,
+        seen.ended
+    );
+    mover.drop_conn(); // the network drops: no close frame
+    s.fault(
+        "drop_client",
+        &format!("client {} moves n{from} -> n{to}", mover.client),
+    );
+    let last_seq = mover.last_seq;
+    let welcome = mover
+        .connect(&h, to, &c.node(to).ws_url(), WELCOME)
+        .await
+        .expect("resume on the new node");
     assert_eq!(
         (welcome["resumed"].as_bool(), welcome["recovered"].as_bool()),
         (Some(true), Some(true)),
         "resume n{from} -> n{to}: {welcome}"
     );
-    // Keep reading (a client that stops reading misses heartbeats and is closed 4102) until
-    // the publisher is done and no event came for 3 s (pings keep coming, so count events).
+    // Keep reading until the publisher is done and no event came for 3 s.
+    let second = mover.conn.as_mut().expect("connection");
+    let second_id = second.id;
     let end = Instant::now() + Duration::from_secs(90);
     let mut last_event = Instant::now();
+    let mut prev = second.state().last_seq;
     while !(publishing.is_finished() && last_event.elapsed() > Duration::from_secs(3)) {
         assert!(
             Instant::now() < end,
             "the resumed session still reads after 90 s"
         );
-        match tokio::time::timeout(Duration::from_millis(500), ws.ws.next()).await {
-            Ok(Some(Ok(Message::Text(text)))) => {
-                let v: Value = serde_json::from_str(&text).expect("JSON frame");
-                if v["type"] == "event" {
-                    got.push(event_of(&v));
-                    last_event = Instant::now();
-                }
-            }
-            Ok(Some(Ok(Message::Close(f)))) => panic!("the resumed session was closed: {f:?}"),
-            Ok(Some(Ok(_))) | Err(_) => {}
-            Ok(other) => panic!("the resumed socket failed: {other:?}"),
+        let st = second
+            .wait(Duration::from_millis(500), |st| {
+                st.last_seq > prev || st.ended.is_some()
+            })
+            .await;
+        assert!(
+            st.ended.is_none(),
+            "the resumed session was closed: {:?}",
+            st.ended
+        );
+        if st.last_seq > prev {
+            prev = st.last_seq;
+            last_event = Instant::now();
         }
     }
     publishing.await.expect("publisher");
+    let got = recorded_events(&h, &[first_id, second_id]);
     check_exactly_once(
         &got,
         last_seq,
         &format!("n{from} -> n{to}, moved after {move_after}"),
     );
+    mover.drop_conn();
 
     // The leader's region cut off. Its peer links all cross regions, so they run through the
     // latency relay and the cut is the relay holding their bytes (not nftables).
     let leader = c.leader_other_than(1, None, Duration::from_secs(30)).await;
-    let (ws, _) = WsClient::connect(&c.node(leader).ws_url(), &token("cut", &[])).await;
+    let mut cut = Session::new(&h, Token::new("cut", &[]));
+    cut.connect(&h, leader, &c.node(leader).ws_url(), WELCOME)
+        .await
+        .expect("welcome on the leader");
     let others: Vec<usize> = (0..3).filter(|i| *i as u64 + 1 != leader).collect();
     let cut_at = Instant::now();
     c.net.partition(&[leader as usize - 1], &others);
-    tally.faults += 1;
-    let mut ws = ws;
-    let (closed, _) = ws.closed_within(Duration::from_secs(30)).await;
+    s.fault("partition", &format!("leader n{leader}'s region cut off"));
+    let closed = cut
+        .conn
+        .as_mut()
+        .expect("connection")
+        .ended(Duration::from_secs(30))
+        .await;
     let after = cut_at.elapsed();
-    println!(
-        "leader n{leader} cut off across regions: its client closed {} after {after:?}",
-        closed.code
-    );
-    assert_eq!(closed.code, 4111);
+    s.phase(&format!(
+        "leader n{leader} cut off across regions: its client closed {closed:?} after {after:?}"
+    ));
+    assert_eq!(closed, Some(Some(4111)));
     // cross-region defaults: isolation_lease 4000 ms + isolation_grace 3000 ms, plus slack.
     let bound = Duration::from_millis(4000 + 3000 + 1500);
     assert!(
@@ -184,53 +224,46 @@ async fn cross_region_revocations_and_resume() {
         "served {after:?} after the cut, past {bound:?}"
     );
     c.net.heal();
+    s.heal();
     let healed = Instant::now();
     c.wait_all_ready(Duration::from_secs(60)).await;
-    println!("all nodes ready {:?} after the heal", healed.elapsed());
-    tally.recovery = Some(healed.elapsed());
+    s.phase(&format!(
+        "all nodes ready {:?} after the heal",
+        healed.elapsed()
+    ));
     let survivor = 1 + others[0] as u64;
-    let url = c.node(leader).ws_url();
-    let back = token("back", &[]);
-    let (ws, w) = past_4111(|| hello(&url, &back, None))
+    let mut back = Session::new(&h, Token::new("back", &[]));
+    let w = session_past_4111(&mut back, &h, leader, &c.node(leader).ws_url())
         .await
         .expect("the old leader admits after the heal");
-    let back = tokio::spawn(async move {
-        let mut ws = ws;
-        ws.closed_within(Duration::from_secs(60)).await.0.code
-    });
     let sid = w["session_id"].as_str().expect("session id").to_owned();
-    let path = format!("/v1/sessions/{sid}/revoke?wait=closed");
-    admin_ok(c.node(survivor), "POST", &path, None).await;
-    assert_eq!(back.await.expect("watcher"), 4004);
-    tally.operations += 3;
-    tally.record();
+    recorded_ok("revoke after the heal", || {
+        admin.revoke_session(survivor, &c.node(survivor).admin_addr, &sid, true)
+    })
+    .await;
+    let closed = back
+        .conn
+        .as_mut()
+        .expect("connection")
+        .ended(Duration::from_secs(60))
+        .await;
+    assert_eq!(closed, Some(Some(4004)));
+    drop((back, cut, mover));
+    let params = Params {
+        revocation_bound: revoke_bound(link),
+        liveness_deadline: Duration::from_secs(60),
+        ..Params::default()
+    };
+    s.finish(None, &params);
 }
 
-/// Publishes events n = 1..=EVENTS on `feed.a` through one node, one after the other.
-async fn publish_all(url: String, pause: Duration) {
-    let http = reqwest::Client::new();
-    let admin = tether_tests::tokens::admin_token("tether:admin");
+/// Publishes events n = 1..=EVENTS on `feed.a` through node `node`, one after the other.
+async fn publish_all(admin: Admin, node: u64, addr: String, pause: Duration) {
     for n in 1..=EVENTS {
-        let body = json!({"tenant": "acme", "channel": "feed.a", "data": {"n": n}});
-        let r = http
-            .post(&url)
-            .bearer_auth(&admin)
-            .json(&body)
-            .timeout(Duration::from_secs(10))
-            .send()
-            .await
-            .expect("publish");
-        assert!(r.status().is_success(), "publish {n}: {}", r.status());
+        let r = admin.publish(node, &addr, "feed.a", n).await;
+        assert!(r.is_ok(), "publish {n}: {r:?}");
         tokio::time::sleep(pause).await;
     }
-}
-
-/// `(seq, n)` of an event frame.
-fn event_of(ev: &Value) -> (u64, u64) {
-    (
-        ev["seq"].as_u64().expect("seq"),
-        ev["data"]["n"].as_u64().expect("n"),
-    )
 }
 
 /// No gap, no duplicate: events n = 1..=EVENTS each once, `seq` numbering 1, 2, 3, … (the

@@ -77,3 +77,67 @@ pub async fn admin_ok(
         return r.body;
     }
 }
+
+/// [`past_4111`] for a recorded session: connects `session` (resuming if it has a session)
+/// to node `node` at `url`, again while it is refused 4111, for up to 30 s.
+pub async fn session_past_4111(
+    session: &mut crate::client::Session,
+    history: &crate::history::History,
+    node: u64,
+    url: &str,
+) -> Result<Value, Option<u16>> {
+    let end = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        match session
+            .connect(history, node, url, Duration::from_secs(20))
+            .await
+        {
+            Err(Some(4111)) if tokio::time::Instant::now() < end => {
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// [`admin_ok`] for a recorded call: repeats `attempt` (each try recorded in the history)
+/// while it fails with 503 or no answer, for up to 30 s, and panics unless it succeeds;
+/// returns the body.
+pub async fn recorded_ok<F, Fut>(what: &str, mut attempt: F) -> Value
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = crate::admin::Outcome>,
+{
+    use crate::admin::Outcome;
+    let end = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        match attempt().await {
+            Outcome::Ok { body, .. } => return body,
+            Outcome::Fail {
+                status: Some(503) | None,
+                ..
+            } if tokio::time::Instant::now() < end => {
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            Outcome::Fail { status, error } => panic!("{what}: {status:?} {error}"),
+        }
+    }
+}
+
+/// `(seq, n)` of every event the history recorded on connections `conns`, in order.
+pub fn recorded_events(
+    history: &crate::history::History,
+    conns: &[crate::history::Id],
+) -> Vec<(u64, u64)> {
+    use crate::history::Event;
+    history
+        .snapshot()
+        .into_iter()
+        .filter_map(|e| match e.event {
+            Event::Frame {
+                conn, kind, seq, n, ..
+            } if kind == "event" && conns.contains(&conn) => Some((seq?, n?)),
+            _ => None,
+        })
+        .collect()
+}
