@@ -4,7 +4,9 @@
 //!
 //! # Layout
 //! - `scenarios/`: one file per scenario (`revocation`, `memory`, `connect_rate`, `storm`,
-//!   `fanout`) plus `sizes` (type sizes of the connection actor's messages).
+//!   `fanout`) plus `sizes` (type sizes of the connection actor's messages) and
+//!   `revocation_rtt` (root tier: the revocation scenario at 80 ms RTT, on
+//!   `tether_chaos::netns`).
 //! - `node`: `BenchNode`/`BenchCluster`, the release binary and the benchmark config.
 //! - `ws`: a light client (source address, TLS, hello/resume, welcome) and `hold`.
 //! - `pool`: many held clients in this process.
@@ -45,6 +47,15 @@ pub struct Opts {
     /// Revocation: logout-everywhere repetitions (one user with 20 sessions each).
     #[arg(long, default_value_t = 50)]
     pub logouts: usize,
+    /// Revocation at 80 ms RTT (`revocation-rtt`, root tier): connections over the 3 regions.
+    #[arg(long, default_value_t = 1000)]
+    pub rtt_conns: usize,
+    /// Revocation at 80 ms RTT: session revocations issued one after another.
+    #[arg(long, default_value_t = 300)]
+    pub rtt_revocations: usize,
+    /// Revocation at 80 ms RTT: logout-everywhere repetitions (20 sessions each).
+    #[arg(long, default_value_t = 10)]
+    pub rtt_logouts: usize,
     /// Memory: connection counts at which RSS is read (ascending, comma separated).
     #[arg(long, value_delimiter = ',', default_values_t = vec![5000usize, 18000])]
     pub mem_steps: Vec<usize>,

@@ -1,6 +1,7 @@
 //! In-process held clients: open many authenticated connections with bounded concurrency,
 //! each read by its own task until the server closes it or the pool stops.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -45,6 +46,9 @@ pub struct PoolSpec<'a> {
     /// Source addresses from 127.0.0.`src_base`, `per_ip` sockets each.
     pub src_base: u8,
     pub per_ip: usize,
+    /// Every socket from this address instead (e.g. the host end of a network namespace
+    /// bridge, which 127.0.0.x cannot reach).
+    pub src_ip: Option<IpAddr>,
     pub on_text: Option<OnText>,
     /// Subscribe to this channel after the welcome (part of the connect).
     pub subscribe: Option<&'a str>,
@@ -70,7 +74,9 @@ impl Pool {
         for (i, (user, token)) in creds.into_iter().enumerate() {
             let node = i % spec.endpoints.len();
             let ep = spec.endpoints[node].clone();
-            let src = ws::source_ip(spec.src_base, i, spec.per_ip);
+            let src = spec
+                .src_ip
+                .unwrap_or_else(|| ws::source_ip(spec.src_base, i, spec.per_ip));
             let sem = sem.clone();
             let stop = stop.clone();
             let on_text = spec.on_text.clone();

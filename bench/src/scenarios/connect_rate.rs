@@ -100,6 +100,7 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<ScenarioReport> {
                     concurrency: o.concurrency,
                     src_base: 30 + variant * 8,
                     per_ip: 1000,
+                    src_ip: None,
                     on_text: None,
                     subscribe: None,
                 })

@@ -119,6 +119,7 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<ScenarioReport> {
         concurrency: 64,
         src_base: 2,
         per_ip: 2000,
+        src_ip: None,
         on_text: Some(on_text),
         subscribe: Some(CHANNEL),
     })

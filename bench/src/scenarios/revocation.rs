@@ -45,6 +45,7 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<ScenarioReport> {
         concurrency: 64,
         src_base: 2,
         per_ip: 2000,
+        src_ip: None,
         on_text: None,
         subscribe: None,
     })
@@ -136,6 +137,7 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<ScenarioReport> {
             concurrency: LOGOUT_SESSIONS,
             src_base: 20,
             per_ip: 1000,
+            src_ip: None,
             on_text: None,
             subscribe: None,
         })
@@ -176,7 +178,7 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<ScenarioReport> {
         ));
     }
     rep.note(
-        "80 ms RTT (root-tier) variant: not run (needs network namespaces; see docs/performance.md)",
+        "80 ms RTT variant: scenario `revocation-rtt` (root tier, TETHER_CHAOS_NETNS=1; see docs/performance.md)",
     );
     let svg = ctx.out.join("revocation_cdf.svg");
     crate::plot::cdf(
