@@ -7,6 +7,7 @@
 use crate::command::{
     BindSession, Command, Denial, EntryMeta, OpenSession, RegistryEvent, SessionRef,
 };
+use crate::Applied;
 use crate::state::{RegistryState, SessionRecord, Tombstone};
 
 /// How long a revoked session id stays refused. Resume tokens die after the resume window
@@ -24,9 +25,33 @@ pub const STALE_SESSION_GRACE_SECS: u64 = 60 * 60;
 /// little after `exp`; dropping its deny-list entry exactly at `exp` would reopen that gap.
 pub const JTI_GRACE_SECS: u64 = 5 * 60;
 
+/// Applies one entry's command and says which events belong to which proposal: a
+/// [`Command::Batch`] applies its proposals in order (a nested batch yields nothing) and
+/// records each one's share of the events in `parts`.
+pub fn apply_entry(state: &mut RegistryState, command: &Command, meta: &EntryMeta) -> Applied {
+    let Command::Batch(items) = command else {
+        return Applied {
+            events: apply(state, command, meta),
+            parts: Vec::new(),
+        };
+    };
+    let mut events = Vec::new();
+    let mut parts = Vec::with_capacity(items.len());
+    for item in items {
+        let yielded = match &item.command {
+            Command::Batch(_) => Vec::new(),
+            other => apply(state, other, meta),
+        };
+        parts.push(u32::try_from(yielded.len()).unwrap_or(u32::MAX));
+        events.extend(yielded);
+    }
+    Applied { events, parts }
+}
+
 /// Applies one command at log position `meta`, returning what changed.
 pub fn apply(state: &mut RegistryState, command: &Command, meta: &EntryMeta) -> Vec<RegistryEvent> {
     match command {
+        Command::Batch(_) => apply_entry(state, command, meta).events,
         Command::OpenSession(open) => vec![open_session(state, open, meta)],
         Command::CloseSession { session_id, epoch } => {
             match state.session(session_id).map(|r| r.epoch) {

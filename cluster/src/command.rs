@@ -144,6 +144,19 @@ pub enum Command {
         epoch: u64,
     },
     BindSession(BindSession),
+    /// Group commit: proposals that queued up on the leader while earlier entries were being
+    /// written, committed as one entry (one log append, one fsync). Applied in order, each at
+    /// the entry's `at_ms`; each proposer gets back its own events ([`crate::Applied::parts`]).
+    /// A `Batch` inside a `Batch` is ignored.
+    Batch(Vec<Batched>),
+}
+
+/// One proposal inside a [`Command::Batch`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Batched {
+    /// W3C `traceparent` of the request that proposed it, if any.
+    pub traceparent: Option<String>,
+    pub command: Command,
 }
 
 impl Command {
@@ -164,6 +177,7 @@ impl Command {
             Command::DetachSession { .. } => "detach_session",
             Command::BindSession(_) => "bind_session",
             Command::Expire => "expire",
+            Command::Batch(_) => "batch",
         }
     }
 }

@@ -32,7 +32,7 @@ pub mod state_machine;
 pub mod tenant;
 pub mod transport;
 
-pub use apply::apply;
+pub use apply::{apply, apply_entry};
 pub use registry::{
     Committed, EventSink, RaftTiming, Registry, RegistryConfig, RegistryError, RegistryStatus,
 };
@@ -59,6 +59,10 @@ impl std::fmt::Display for TetherNode {
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Applied {
     pub events: Vec<command::RegistryEvent>,
+    /// For a [`command::Command::Batch`]: how many of `events` each proposal yielded, in
+    /// order; empty for any other entry.
+    #[serde(default)]
+    pub parts: Vec<u32>,
 }
 
 openraft::declare_raft_types!(

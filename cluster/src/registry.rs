@@ -1,7 +1,8 @@
 //! `Registry`: the handle the node uses to open, propose to, read and stop the registry.
 //!
 //! It wires the durable log, the state machine and the network into an openraft `Raft`,
-//! stamps proposals with the injected clock, and runs the leader's periodic `Expire`.
+//! stamps proposals with the injected clock, group-commits the proposals that queue up on
+//! the leader, and runs the leader's periodic `Expire`.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -11,22 +12,33 @@ use std::time::Duration;
 use openraft::error::{ClientWriteError, InitializeError, RaftError};
 use openraft::metrics::WaitError;
 use openraft::{Config, ServerState, SnapshotPolicy};
-use tokio::sync::watch;
+use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::clock::SharedClock;
 use crate::codec::CodecError;
-use crate::command::{Command, EntryMeta, Envelope, RegistryEvent};
+use crate::command::{Batched, Command, EntryMeta, Envelope, RegistryEvent};
 use crate::log_store::LogStore;
 use crate::network::{PeerNetwork, PeerPool};
 use crate::state::RegistryState;
 use crate::state_machine::StateMachine;
 use crate::transport::TransportConfig;
-use crate::{NodeId, Raft, TetherNode};
+use crate::{Applied, NodeId, Raft, TetherNode};
 
 /// How long `propose` waits for commit + apply before giving up. Generous against a slow
 /// fsync or an election in progress, short enough that an admin call does not hang forever.
 pub const PROPOSE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Group commit: at most this many proposals go into one log entry.
+pub const MAX_BATCH: usize = 128;
+/// Group commit: at most this many entries of proposals are being committed at once; while
+/// they are, further proposals queue and go into the next entry together. (openraft 0.9
+/// appends and fsyncs each client write on its own, so one entry per proposal caps a node at
+/// one admission per fsync plus per-entry work, about 1000/s here.)
+const BATCHES_IN_FLIGHT: usize = 4;
+/// Group commit: proposals waiting for a free slot, at most. A full queue makes proposers
+/// wait (within their [`PROPOSE_TIMEOUT`]).
+const PROPOSAL_QUEUE: usize = 4096;
 
 /// Receives the events of every applied entry, on every node (leader, follower, learner).
 ///
@@ -145,6 +157,20 @@ pub enum RegistryError {
     Fatal(String),
 }
 
+impl RegistryError {
+    /// The same error for another proposer of a failed group commit.
+    fn for_another(&self) -> RegistryError {
+        match self {
+            RegistryError::Storage(s) => RegistryError::Storage(s.clone()),
+            RegistryError::NotLeader { leader } => RegistryError::NotLeader { leader: *leader },
+            RegistryError::Timeout => RegistryError::Timeout,
+            RegistryError::Unavailable(s) => RegistryError::Unavailable(s.clone()),
+            RegistryError::Codec(e) => RegistryError::Storage(e.to_string()),
+            RegistryError::Fatal(s) => RegistryError::Fatal(s.clone()),
+        }
+    }
+}
+
 impl From<crate::StorageError> for RegistryError {
     fn from(e: crate::StorageError) -> Self {
         RegistryError::Storage(e.to_string())
@@ -159,6 +185,8 @@ pub(crate) struct Inner {
     pub(crate) clock: SharedClock,
     stop: watch::Sender<bool>,
     expirer: tokio::sync::Mutex<Option<JoinHandle<()>>>,
+    /// Proposals for the group-commit task ([`batch_loop`]).
+    proposals: mpsc::Sender<Proposal>,
     pub(crate) pool: PeerPool,
     /// Base of `last_leader_contact_ms` (a monotonic clock, never the wall clock).
     pub(crate) started: tokio::time::Instant,
@@ -209,6 +237,8 @@ impl Registry {
         .map_err(|e| RegistryError::Fatal(e.to_string()))?;
 
         let (stop, stopped) = watch::channel(false);
+        let (proposals, queued) = mpsc::channel(PROPOSAL_QUEUE);
+        tokio::spawn(batch_loop(raft.clone(), queued, stopped.clone()));
         let expirer = tokio::spawn(expire_loop(
             raft.clone(),
             clock.clone(),
@@ -224,6 +254,7 @@ impl Registry {
                 clock,
                 stop,
                 expirer: tokio::sync::Mutex::new(Some(expirer)),
+                proposals,
                 pool,
                 started: tokio::time::Instant::now(),
                 last_leader_contact_ms: std::sync::atomic::AtomicU64::new(u64::MAX),
@@ -272,8 +303,28 @@ impl Registry {
         traceparent: Option<String>,
         at_ms: u64,
     ) -> Result<Committed, RegistryError> {
-        let at_ms = at_ms.max(self.inner.clock.now_ms());
-        propose_at(&self.inner.raft, at_ms, command, traceparent).await
+        let deadline = tokio::time::Instant::now() + PROPOSE_TIMEOUT;
+        let (reply, answer) = oneshot::channel();
+        let proposal = Proposal {
+            at_ms: at_ms.max(self.inner.clock.now_ms()),
+            item: Batched {
+                traceparent,
+                command,
+            },
+            reply,
+        };
+        match tokio::time::timeout_at(deadline, self.inner.proposals.send(proposal)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => return Err(shutting_down()),
+            Err(_) => return Err(RegistryError::Timeout),
+        }
+        // The commit itself is bounded by PROPOSE_TIMEOUT once its entry is proposed; this
+        // outer bound only guards against a lost answer.
+        match tokio::time::timeout_at(deadline + PROPOSE_TIMEOUT, answer).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(shutting_down()),
+            Err(_) => Err(RegistryError::Timeout),
+        }
     }
 
     /// Runs `f` on this node's copy of the registry (as of its last applied entry).
@@ -322,6 +373,102 @@ impl Registry {
     }
 }
 
+fn shutting_down() -> RegistryError {
+    RegistryError::Unavailable("the registry is shutting down".into())
+}
+
+/// A proposal waiting for the group-commit task.
+struct Proposal {
+    /// Already the later of the proposer's and this leader's clock.
+    at_ms: u64,
+    item: Batched,
+    reply: oneshot::Sender<Result<Committed, RegistryError>>,
+}
+
+/// Group commit. Takes the next proposal, waits for one of [`BATCHES_IN_FLIGHT`] slots, and
+/// commits it together with every proposal that queued up meanwhile (at most
+/// [`MAX_BATCH`]). Under light load a proposal finds a free slot and an empty queue and is
+/// committed alone, as its own entry, with no added wait; under load the proposals that
+/// arrive while the slots are busy share one log append and one fsync.
+async fn batch_loop(
+    raft: Raft,
+    mut queued: mpsc::Receiver<Proposal>,
+    mut stopped: watch::Receiver<bool>,
+) {
+    let slots = Arc::new(Semaphore::new(BATCHES_IN_FLIGHT));
+    loop {
+        let first = tokio::select! {
+            _ = stopped.wait_for(|stop| *stop) => return,
+            next = queued.recv() => match next {
+                Some(p) => p,
+                None => return,
+            },
+        };
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            return;
+        };
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match queued.try_recv() {
+                Ok(p) => batch.push(p),
+                Err(_) => break,
+            }
+        }
+        let raft = raft.clone();
+        tokio::spawn(async move {
+            commit_batch(&raft, batch).await;
+            drop(slot);
+        });
+    }
+}
+
+/// Commits `batch` as one entry (a lone proposal as itself, several as a `Command::Batch`
+/// stamped with the latest of their times) and answers each proposer.
+async fn commit_batch(raft: &Raft, mut batch: Vec<Proposal>) {
+    let at_ms = batch.iter().map(|p| p.at_ms).max().unwrap_or_default();
+    if batch.len() == 1 {
+        let Some(p) = batch.pop() else { return };
+        let result = propose_at(raft, at_ms, p.item.command, p.item.traceparent).await;
+        // The proposer may have given up (its request was cancelled): nothing to tell.
+        let _ = p.reply.send(result);
+        return;
+    }
+    let (items, replies): (Vec<Batched>, Vec<_>) =
+        batch.into_iter().map(|p| (p.item, p.reply)).unzip();
+    let count = items.len();
+    let envelope = Envelope {
+        at_ms,
+        traceparent: None,
+        command: Command::Batch(items),
+    };
+    match propose_entry(raft, envelope).await {
+        Ok((index, applied)) if applied.parts.len() == count => {
+            let mut events = applied.events.into_iter();
+            for (reply, part) in replies.into_iter().zip(applied.parts) {
+                let events = events.by_ref().take(part as usize).collect();
+                let _ = reply.send(Ok(Committed { index, events }));
+            }
+        }
+        Ok((index, applied)) => {
+            tracing::error!(
+                index,
+                proposals = count,
+                parts = applied.parts.len(),
+                "a group commit's answer does not match its proposals"
+            );
+            for reply in replies {
+                let e = RegistryError::Fatal(format!("entry {index}: batch answer mismatch"));
+                let _ = reply.send(Err(e));
+            }
+        }
+        Err(e) => {
+            for reply in replies {
+                let _ = reply.send(Err(e.for_another()));
+            }
+        }
+    }
+}
+
 /// Proposes one command stamped with `at_ms`, bounded by [`PROPOSE_TIMEOUT`].
 async fn propose_at(
     raft: &Raft,
@@ -334,14 +481,21 @@ async fn propose_at(
         traceparent,
         command,
     };
+    let (index, applied) = propose_entry(raft, envelope).await?;
+    Ok(Committed {
+        index,
+        events: applied.events,
+    })
+}
+
+/// Proposes one entry, bounded by [`PROPOSE_TIMEOUT`]; its log index and what applying it
+/// yielded.
+async fn propose_entry(raft: &Raft, envelope: Envelope) -> Result<(u64, Applied), RegistryError> {
     let written = tokio::time::timeout(PROPOSE_TIMEOUT, raft.client_write(envelope))
         .await
         .map_err(|_| RegistryError::Timeout)?;
     match written {
-        Ok(response) => Ok(Committed {
-            index: response.log_id.index,
-            events: response.data.events,
-        }),
+        Ok(response) => Ok((response.log_id.index, response.data)),
         Err(RaftError::APIError(ClientWriteError::ForwardToLeader(forward))) => {
             Err(RegistryError::NotLeader {
                 leader: forward.leader_id,

@@ -136,9 +136,12 @@ impl StateMachine {
                             traceparent = envelope.traceparent.as_deref(),
                             "apply"
                         );
-                        let events =
-                            crate::apply::apply(&mut machine.state, &envelope.command, &meta);
-                        responses.push(Applied { events });
+                        let applied = crate::apply::apply_entry(
+                            &mut machine.state,
+                            &envelope.command,
+                            &meta,
+                        );
+                        responses.push(applied);
                         metas.push(Some(meta));
                     }
                     EntryPayload::Membership(membership) => {

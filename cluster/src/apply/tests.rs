@@ -906,3 +906,57 @@ fn stale_owner_close_and_detach_ignored() {
     assert_eq!(apply(&mut state, &close, &meta(13, T0 + 4_000)).len(), 1);
     assert!(state.session("s1").is_none());
 }
+
+/// A group-committed batch is the same as its proposals applied one after another at the
+/// entry's time, and `parts` tells whose events are whose; a nested batch yields nothing.
+#[test]
+fn batch_applies_in_order_and_splits_events() {
+    use crate::command::Batched;
+    let item = |command: Command| Batched {
+        traceparent: None,
+        command,
+    };
+    let dup = open("s1", "bob", None, T0 / 1000);
+    let items = vec![
+        item(Command::OpenSession(open("s1", "alice", None, T0 / 1000))),
+        // Second proposal of the same id: denied, because the first applied before it.
+        item(Command::OpenSession(dup)),
+        item(Command::Batch(vec![item(put_tenant("nested"))])),
+        item(Command::RevokeSession {
+            session_id: "s1".into(),
+            reason: "r".into(),
+        }),
+    ];
+    let mut batched = with_sessions(&[]);
+    let mut one_by_one = batched.clone();
+    let applied = apply_entry(&mut batched, &Command::Batch(items.clone()), &meta(5, T0));
+    let mut expected = Vec::new();
+    let mut parts = Vec::new();
+    for it in &items {
+        let events = match &it.command {
+            Command::Batch(_) => Vec::new(),
+            c => apply(&mut one_by_one, c, &meta(5, T0)),
+        };
+        parts.push(events.len() as u32);
+        expected.extend(events);
+    }
+    assert_eq!(applied.parts, parts);
+    assert_eq!(applied.parts, vec![1, 1, 0, 1]);
+    assert_eq!(applied.events, expected);
+    assert!(matches!(
+        applied.events[1],
+        RegistryEvent::AdmissionDenied {
+            reason: Denial::SessionExists,
+            ..
+        }
+    ));
+    assert!(matches!(
+        applied.events[2],
+        RegistryEvent::SessionRevoked { .. }
+    ));
+    assert_eq!(codec::encode(&batched).ok(), codec::encode(&one_by_one).ok());
+    assert!(batched.tenant("nested").is_none());
+    // Any other command: no parts.
+    let single = apply_entry(&mut batched, &put_tenant("t2"), &meta(6, T0));
+    assert!(single.parts.is_empty() && single.events.len() == 1);
+}
