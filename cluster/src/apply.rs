@@ -4,10 +4,10 @@
 //! and the entry's metadata. "Now" is `meta.at_ms`, stamped once by the proposer; reading a
 //! local clock here would let nodes disagree about which tokens are revoked.
 
+use crate::Applied;
 use crate::command::{
     BindSession, Command, Denial, EntryMeta, OpenSession, RegistryEvent, SessionRef,
 };
-use crate::Applied;
 use crate::state::{RegistryState, SessionRecord, Tombstone};
 
 /// How long a revoked session id stays refused. Resume tokens die after the resume window

@@ -136,11 +136,8 @@ impl StateMachine {
                             traceparent = envelope.traceparent.as_deref(),
                             "apply"
                         );
-                        let applied = crate::apply::apply_entry(
-                            &mut machine.state,
-                            &envelope.command,
-                            &meta,
-                        );
+                        let applied =
+                            crate::apply::apply_entry(&mut machine.state, &envelope.command, &meta);
                         responses.push(applied);
                         metas.push(Some(meta));
                     }

@@ -954,7 +954,10 @@ fn batch_applies_in_order_and_splits_events() {
         applied.events[2],
         RegistryEvent::SessionRevoked { .. }
     ));
-    assert_eq!(codec::encode(&batched).ok(), codec::encode(&one_by_one).ok());
+    assert_eq!(
+        codec::encode(&batched).ok(),
+        codec::encode(&one_by_one).ok()
+    );
     assert!(batched.tenant("nested").is_none());
     // Any other command: no parts.
     let single = apply_entry(&mut batched, &put_tenant("t2"), &meta(6, T0));

@@ -97,91 +97,94 @@ impl Actor for ConnectionActor {
         myself: ActorRef<ConnMsg>,
         args: ConnArgs,
     ) -> Result<ConnState, ActorProcessingErr> {
-        let ConnArgs {
-            ctx,
-            auth,
-            resume_token,
-            io,
-            messages_per_sec,
-            session_deadline_ms,
-            resumed,
-        } = args;
-        let io = io(myself.clone());
-        ctx.directory.insert(
-            &auth.session_id,
-            DirEntry {
-                actor: myself.clone(),
-                tenant: auth.tenant.clone(),
-                user: auth.user.clone(),
-                jti: auth.jti.clone(),
-            },
-        );
-        ctx.metrics.connection_opened();
-        // Counted here, before the welcome is queued, so a client that has its welcome can
-        // already see its handshake in /metrics.
-        ctx.metrics.inc(
-            "tether_handshakes_total",
-            &[("outcome", "ok"), ("reason", "ok")],
-        );
-        let now = Instant::now();
-        let perms = Permissions::parse(&auth.permissions);
-        let (seq, epoch) = resumed
-            .as_ref()
-            .map(|r| (r.last_seq, r.epoch))
-            .unwrap_or((0, 1));
-        let outbox = Outbox::new(
-            seq + 1,
-            ctx.conn.outbox_max_messages,
-            ctx.conn.outbox_max_bytes,
-        );
-        let mut state = ConnState {
-            ctx,
-            auth,
-            perms,
-            subs: BTreeSet::new(),
-            seq,
-            io: Some(io),
-            outbox,
-            epoch,
-            detach_timer: None,
-            fenced: false,
-            pending_resume: None,
-            recent: Default::default(),
-            relay: None,
-            upstream: None,
-            last_activity: now,
-            last_ping: now,
-            protocol_errors: 0,
-            messages_per_sec,
-            session_deadline_ms,
-            rate_window_start: now,
-            rate_count: 0,
-            rate_strikes: 0,
-            rate_struck_this_window: false,
-            timer_generation: 0,
-            timers: Vec::new(),
-            tick: None,
-            closed: None,
-        };
-        match resumed {
-            // The welcome waits for the handover, in post_start.
-            Some(from) => state.pending_resume = Some((resume_token, from)),
-            None => state.queue(state.welcome_json(&resume_token, false, false)),
-        }
-        tracing::debug!(
-            session_id = %state.auth.session_id,
-            tenant = %state.auth.tenant,
-            user = %state.auth.user,
-            node = state.ctx.node_id,
-            act = ?state.auth.act,
-            "session opened"
-        );
-        state.arm_expiry(&myself);
-        let tick = (state.ctx.conn.heartbeat_interval / 2)
-            .min(state.ctx.conn.idle_timeout / 4)
-            .max(Duration::from_millis(50));
-        state.tick = Some(myself.send_interval(tick, || ConnMsg::Tick));
-        Ok(state)
+        Box::pin(async move {
+            let ConnArgs {
+                ctx,
+                auth,
+                resume_token,
+                io,
+                messages_per_sec,
+                session_deadline_ms,
+                resumed,
+            } = args;
+            let io = io(myself.clone());
+            ctx.directory.insert(
+                &auth.session_id,
+                DirEntry {
+                    actor: myself.clone(),
+                    tenant: auth.tenant.clone(),
+                    user: auth.user.clone(),
+                    jti: auth.jti.clone(),
+                },
+            );
+            ctx.metrics.connection_opened();
+            // Counted here, before the welcome is queued, so a client that has its welcome can
+            // already see its handshake in /metrics.
+            ctx.metrics.inc(
+                "tether_handshakes_total",
+                &[("outcome", "ok"), ("reason", "ok")],
+            );
+            let now = Instant::now();
+            let perms = Permissions::parse(&auth.permissions);
+            let (seq, epoch) = resumed
+                .as_ref()
+                .map(|r| (r.last_seq, r.epoch))
+                .unwrap_or((0, 1));
+            let outbox = Outbox::new(
+                seq + 1,
+                ctx.conn.outbox_max_messages,
+                ctx.conn.outbox_max_bytes,
+            );
+            let mut state = ConnState {
+                ctx,
+                auth,
+                perms,
+                subs: BTreeSet::new(),
+                seq,
+                io: Some(io),
+                outbox,
+                epoch,
+                detach_timer: None,
+                fenced: false,
+                pending_resume: None,
+                recent: Default::default(),
+                relay: None,
+                upstream: None,
+                last_activity: now,
+                last_ping: now,
+                protocol_errors: 0,
+                messages_per_sec,
+                session_deadline_ms,
+                rate_window_start: now,
+                rate_count: 0,
+                rate_strikes: 0,
+                rate_struck_this_window: false,
+                timer_generation: 0,
+                timers: Vec::new(),
+                tick: None,
+                closed: None,
+            };
+            match resumed {
+                // The welcome waits for the handover, in post_start.
+                Some(from) => state.pending_resume = Some((resume_token, from)),
+                None => state.queue(state.welcome_json(&resume_token, false, false)),
+            }
+            tracing::debug!(
+                session_id = %state.auth.session_id,
+                tenant = %state.auth.tenant,
+                user = %state.auth.user,
+                node = state.ctx.node_id,
+                act = ?state.auth.act,
+                "session opened"
+            );
+            state.arm_expiry(&myself);
+            let tick = (state.ctx.conn.heartbeat_interval / 2)
+                .min(state.ctx.conn.idle_timeout / 4)
+                .max(Duration::from_millis(50));
+            state.tick = Some(myself.send_interval(tick, || ConnMsg::Tick));
+            Ok(state)
+        })
+        .await
     }
 
     async fn post_start(
@@ -189,80 +192,83 @@ impl Actor for ConnectionActor {
         myself: ActorRef<ConnMsg>,
         state: &mut ConnState,
     ) -> Result<(), ActorProcessingErr> {
-        if let Some((token, from)) = state.pending_resume.take() {
-            // Registered already, so deliveries arriving meanwhile wait in the mailbox and
-            // are numbered after the handed-over frames.
-            let handover = match from.previous_node {
-                Some(node) => {
-                    let sid = state.auth.session_id.clone();
-                    crate::peer_app::handover_from(
-                        &state.ctx,
-                        node,
-                        &sid,
-                        from.epoch,
-                        from.last_seq,
-                    )
-                    .await
-                }
-                None => None,
-            };
-            let place = if handover.is_some() {
-                "other_node"
-            } else {
-                "other_node_lost"
-            };
-            state
-                .ctx
-                .metrics
-                .inc("tether_resumes_total", &[("where", place)]);
-            match (handover, from.previous_node) {
-                (Some(h), Some(node)) => {
-                    state.restore(&token, from.last_seq, h);
-                    state.follow_upstream(&myself, node);
-                    state.reauthorize(&myself, false).await;
-                    for m in from.carried {
-                        if let Some(d) = m.into_delivery() {
-                            state.on_deliver(&myself, &d, true).await;
+        Box::pin(async move {
+            if let Some((token, from)) = state.pending_resume.take() {
+                // Registered already, so deliveries arriving meanwhile wait in the mailbox and
+                // are numbered after the handed-over frames.
+                let handover = match from.previous_node {
+                    Some(node) => {
+                        let sid = state.auth.session_id.clone();
+                        crate::peer_app::handover_from(
+                            &state.ctx,
+                            node,
+                            &sid,
+                            from.epoch,
+                            from.last_seq,
+                        )
+                        .await
+                    }
+                    None => None,
+                };
+                let place = if handover.is_some() {
+                    "other_node"
+                } else {
+                    "other_node_lost"
+                };
+                state
+                    .ctx
+                    .metrics
+                    .inc("tether_resumes_total", &[("where", place)]);
+                match (handover, from.previous_node) {
+                    (Some(h), Some(node)) => {
+                        state.restore(&token, from.last_seq, h);
+                        state.follow_upstream(&myself, node);
+                        state.reauthorize(&myself, false).await;
+                        for m in from.carried {
+                            if let Some(d) = m.into_delivery() {
+                                state.on_deliver(&myself, &d, true).await;
+                            }
                         }
                     }
+                    _ => state.queue(state.welcome_json(&token, true, false)),
                 }
-                _ => state.queue(state.welcome_json(&token, true, false)),
             }
-        }
-        // The session was admitted by the log, but a revocation may have been applied between
-        // that commit and our directory registration above, when no dispatcher could find us.
-        // Re-checking the state now closes that window: anything applied later is dispatched.
-        let a = &state.auth;
-        let (denial, perms) = state.ctx.registry.read(|s| {
-            let denial = match s.tombstone(&a.session_id) {
-                Some(t) => Some(denial_close_code(t.cause)),
-                None => s
-                    .check_admission(&a.tenant, &a.user, a.iat, a.jti.as_deref())
-                    .err()
-                    .map(denial_close_code),
-            };
-            let perms = s
-                .user_permissions(&a.tenant, &a.user)
-                .map(|(p, v)| (p.to_vec(), v));
-            (denial, perms)
-        });
-        if let Some(code) = denial {
-            state.close(&myself, code, true).await;
-            return Ok(());
-        }
-        // Same window for a permission change: apply it if we missed its dispatch.
-        let version = state
-            .ctx
-            .registry
-            .read(|s| s.user_perms_version(&a.tenant, &a.user));
-        if version > state.auth.perms_version {
-            let update = PermsUpdate {
-                permissions: perms.map(|(p, _)| p),
-                version,
-            };
-            state.on_permissions(&myself, update).await;
-        }
-        Ok(())
+            // The session was admitted by the log, but a revocation may have been applied between
+            // that commit and our directory registration above, when no dispatcher could find us.
+            // Re-checking the state now closes that window: anything applied later is dispatched.
+            let a = &state.auth;
+            let (denial, perms) = state.ctx.registry.read(|s| {
+                let denial = match s.tombstone(&a.session_id) {
+                    Some(t) => Some(denial_close_code(t.cause)),
+                    None => s
+                        .check_admission(&a.tenant, &a.user, a.iat, a.jti.as_deref())
+                        .err()
+                        .map(denial_close_code),
+                };
+                let perms = s
+                    .user_permissions(&a.tenant, &a.user)
+                    .map(|(p, v)| (p.to_vec(), v));
+                (denial, perms)
+            });
+            if let Some(code) = denial {
+                state.close(&myself, code, true).await;
+                return Ok(());
+            }
+            // Same window for a permission change: apply it if we missed its dispatch.
+            let version = state
+                .ctx
+                .registry
+                .read(|s| s.user_perms_version(&a.tenant, &a.user));
+            if version > state.auth.perms_version {
+                let update = PermsUpdate {
+                    permissions: perms.map(|(p, _)| p),
+                    version,
+                };
+                state.on_permissions(&myself, update).await;
+            }
+            Ok(())
+        })
+        .await
     }
 
     async fn handle(
@@ -275,84 +281,12 @@ impl Actor for ConnectionActor {
             return Ok(());
         }
         match msg {
-            ConnMsg::Frame(text, _permit) => {
-                state.last_activity = Instant::now();
-                state.on_text(&myself, &text).await;
-            }
-            ConnMsg::Binary => {
-                state.last_activity = Instant::now();
-                state
-                    .protocol_error(&myself, "binary_frame", "binary frames are not supported")
-                    .await;
-            }
+            // The hot, small cases inline; the rest through one boxed future, so the idle
+            // actor's task (and ractor's per-message box) is sized by these, not by the
+            // largest handler (docs/performance.md, memory).
             ConnMsg::Activity => state.last_activity = Instant::now(),
-            ConnMsg::TooBig(c) if state.is_current(&c) => {
-                state.close(&myself, CloseCode::MessageTooBig, false).await
-            }
-            ConnMsg::ClientGone(c) if state.is_current(&c) => state.lose_connection(&myself).await,
-            ConnMsg::ClientClosed(c) if state.is_current(&c) => {
-                state.close(&myself, CloseCode::Normal, false).await
-            }
-            ConnMsg::TooBig(_) | ConnMsg::ClientGone(_) | ConnMsg::ClientClosed(_) => {}
-            ConnMsg::LifetimeOver => state.end(&myself, CloseCode::TokenExpired, false).await,
-            ConnMsg::Resume(r) => state.on_resume(&myself, *r).await,
-            ConnMsg::TakenOver { epoch } => state.on_taken_over(&myself, epoch).await,
-            ConnMsg::ResumeWindowOver { epoch } if epoch == state.epoch && state.io.is_none() => {
-                state.end(&myself, CloseCode::Normal, false).await
-            }
-            ConnMsg::ResumeWindowOver { .. } => {}
-            ConnMsg::Handover {
-                epoch,
-                after_seq,
-                from,
-                reply,
-            } => {
-                let state_out = state.hand_over(epoch, after_seq);
-                let handed = state_out.is_some();
-                let _ = reply.send(state_out);
-                if handed {
-                    // Until the new owner ends the relay, messages still reaching this node
-                    // for the session are kept for its flushes, in order (it drops the ones it
-                    // already has).
-                    state.on_taken_over(&myself, epoch).await;
-                    state.relay = Some(Box::new(super::resume::Relay::new(epoch)));
-                    state.ctx.directory.set_relay(&state.auth.session_id);
-                    tracing::debug!(session_id = %state.auth.session_id, to = from, "handed over; relaying");
-                }
-            }
-            ConnMsg::LingerOver => state.end(&myself, CloseCode::SessionTakenOver, true).await,
-            ConnMsg::Drain { after_ms } => {
-                let f = ServerFrame::Reconnect {
-                    after_ms,
-                    reason: "drain",
-                }
-                .to_json();
-                state.send(&myself, f).await;
-            }
             ConnMsg::Tick => state.on_tick(&myself).await,
-            ConnMsg::TokenExpiring { generation } if generation == state.timer_generation => {
-                let f = ServerFrame::TokenExpiring {
-                    expires_at: state.auth.exp,
-                }
-                .to_json();
-                state.send(&myself, f).await;
-            }
-            ConnMsg::TokenExpired { generation } if generation == state.timer_generation => {
-                state.close(&myself, CloseCode::TokenExpired, false).await;
-            }
-            ConnMsg::TokenExpiring { .. } | ConnMsg::TokenExpired { .. } => {}
-            ConnMsg::Deliver(d) => state.on_deliver(&myself, &d, false).await,
-            ConnMsg::Flush {
-                epoch,
-                last,
-                removed,
-                reply,
-            } => state.on_flush(&myself, epoch, last, removed, reply).await,
-            ConnMsg::Flushed(f) => state.on_flushed(&myself, *f).await,
-            ConnMsg::RelayCheck => state.on_relay_check(&myself),
-            ConnMsg::Permissions(p) => state.on_permissions(&myself, *p).await,
-            ConnMsg::Close { code, registry } => state.close(&myself, code, registry).await,
-            ConnMsg::Refreshed(r) => state.on_refreshed(&myself, *r).await,
+            msg => Box::pin(state.dispatch(&myself, msg)).await,
         }
         Ok(())
     }
@@ -432,6 +366,89 @@ pub fn denial_close_code(d: Denial) -> CloseCode {
 }
 
 impl ConnState {
+    /// Every message but the hot `Activity` and `Tick` (see `handle`).
+    async fn dispatch(&mut self, myself: &ActorRef<ConnMsg>, msg: ConnMsg) {
+        match msg {
+            ConnMsg::Activity => self.last_activity = Instant::now(),
+            ConnMsg::Frame(text, _permit) => {
+                self.last_activity = Instant::now();
+                self.on_text(myself, &text).await;
+            }
+            ConnMsg::Binary => {
+                self.last_activity = Instant::now();
+                self.protocol_error(myself, "binary_frame", "binary frames are not supported")
+                    .await;
+            }
+            ConnMsg::TooBig(c) if self.is_current(&c) => {
+                self.close(myself, CloseCode::MessageTooBig, false).await
+            }
+            ConnMsg::ClientGone(c) if self.is_current(&c) => self.lose_connection(myself).await,
+            ConnMsg::ClientClosed(c) if self.is_current(&c) => {
+                self.close(myself, CloseCode::Normal, false).await
+            }
+            ConnMsg::TooBig(_) | ConnMsg::ClientGone(_) | ConnMsg::ClientClosed(_) => {}
+            ConnMsg::LifetimeOver => self.end(myself, CloseCode::TokenExpired, false).await,
+            ConnMsg::Resume(r) => self.on_resume(myself, *r).await,
+            ConnMsg::TakenOver { epoch } => self.on_taken_over(myself, epoch).await,
+            ConnMsg::ResumeWindowOver { epoch } if epoch == self.epoch && self.io.is_none() => {
+                self.end(myself, CloseCode::Normal, false).await
+            }
+            ConnMsg::ResumeWindowOver { .. } => {}
+            ConnMsg::Handover {
+                epoch,
+                after_seq,
+                from,
+                reply,
+            } => {
+                let state_out = self.hand_over(epoch, after_seq);
+                let handed = state_out.is_some();
+                let _ = reply.send(state_out);
+                if handed {
+                    // Until the new owner ends the relay, messages still reaching this node
+                    // for the session are kept for its flushes, in order (it drops the ones it
+                    // already has).
+                    self.on_taken_over(myself, epoch).await;
+                    self.relay = Some(Box::new(super::resume::Relay::new(epoch)));
+                    self.ctx.directory.set_relay(&self.auth.session_id);
+                    tracing::debug!(session_id = %self.auth.session_id, to = from, "handed over; relaying");
+                }
+            }
+            ConnMsg::LingerOver => self.end(myself, CloseCode::SessionTakenOver, true).await,
+            ConnMsg::Drain { after_ms } => {
+                let f = ServerFrame::Reconnect {
+                    after_ms,
+                    reason: "drain",
+                }
+                .to_json();
+                self.send(myself, f).await;
+            }
+            ConnMsg::Tick => self.on_tick(myself).await,
+            ConnMsg::TokenExpiring { generation } if generation == self.timer_generation => {
+                let f = ServerFrame::TokenExpiring {
+                    expires_at: self.auth.exp,
+                }
+                .to_json();
+                self.send(myself, f).await;
+            }
+            ConnMsg::TokenExpired { generation } if generation == self.timer_generation => {
+                self.close(myself, CloseCode::TokenExpired, false).await;
+            }
+            ConnMsg::TokenExpiring { .. } | ConnMsg::TokenExpired { .. } => {}
+            ConnMsg::Deliver(d) => self.on_deliver(myself, &d, false).await,
+            ConnMsg::Flush {
+                epoch,
+                last,
+                removed,
+                reply,
+            } => self.on_flush(myself, epoch, last, removed, reply).await,
+            ConnMsg::Flushed(f) => self.on_flushed(myself, *f).await,
+            ConnMsg::RelayCheck => self.on_relay_check(myself),
+            ConnMsg::Permissions(p) => self.on_permissions(myself, *p).await,
+            ConnMsg::Close { code, registry } => self.close(myself, code, registry).await,
+            ConnMsg::Refreshed(r) => self.on_refreshed(myself, *r).await,
+        }
+    }
+
     /// Queues a frame if a connection is attached; a client whose queue is full is not
     /// reading and loses its connection (4108, resumable).
     pub(super) async fn send(&mut self, myself: &ActorRef<ConnMsg>, frame: String) {
