@@ -81,8 +81,10 @@ pub struct ConnState {
     pub(super) rate_struck_this_window: bool,
     /// Bumped on every (re-)arm so a stale timer message is ignored.
     pub(super) timer_generation: u64,
-    timers: Vec<JoinHandle<Result<(), ractor::MessagingErr<ConnMsg>>>>,
-    tick: Option<JoinHandle<()>>,
+    /// The one deadline timer (`arm_expiry`); ticks come from the socket reader.
+    timer: Option<JoinHandle<Result<(), ractor::MessagingErr<ConnMsg>>>>,
+    /// `token_expiring` was sent for the current token.
+    warned: bool,
     /// Set once closing started; `registry` says whether the registry already ended the session.
     closed: Option<(CloseCode, bool)>,
 }
@@ -160,8 +162,8 @@ impl Actor for ConnectionActor {
                 rate_strikes: 0,
                 rate_struck_this_window: false,
                 timer_generation: 0,
-                timers: Vec::new(),
-                tick: None,
+                timer: None,
+                warned: false,
                 closed: None,
             };
             match resumed {
@@ -178,10 +180,6 @@ impl Actor for ConnectionActor {
                 "session opened"
             );
             state.arm_expiry(&myself);
-            let tick = (state.ctx.conn.heartbeat_interval / 2)
-                .min(state.ctx.conn.idle_timeout / 4)
-                .max(Duration::from_millis(50));
-            state.tick = Some(myself.send_interval(tick, || ConnMsg::Tick));
             Ok(state)
         })
         .await
@@ -297,9 +295,6 @@ impl Actor for ConnectionActor {
         state: &mut ConnState,
     ) -> Result<(), ActorProcessingErr> {
         state.cancel_timers();
-        if let Some(t) = state.tick.take() {
-            t.abort();
-        }
         state
             .ctx
             .directory
@@ -387,7 +382,6 @@ impl ConnState {
                 self.close(myself, CloseCode::Normal, false).await
             }
             ConnMsg::TooBig(_) | ConnMsg::ClientGone(_) | ConnMsg::ClientClosed(_) => {}
-            ConnMsg::LifetimeOver => self.end(myself, CloseCode::TokenExpired, false).await,
             ConnMsg::Resume(r) => self.on_resume(myself, *r).await,
             ConnMsg::TakenOver { epoch } => self.on_taken_over(myself, epoch).await,
             ConnMsg::ResumeWindowOver { epoch } if epoch == self.epoch && self.io.is_none() => {
@@ -423,17 +417,10 @@ impl ConnState {
                 self.send(myself, f).await;
             }
             ConnMsg::Tick => self.on_tick(myself).await,
-            ConnMsg::TokenExpiring { generation } if generation == self.timer_generation => {
-                let f = ServerFrame::TokenExpiring {
-                    expires_at: self.auth.exp,
-                }
-                .to_json();
-                self.send(myself, f).await;
+            ConnMsg::Deadline { generation } if generation == self.timer_generation => {
+                self.on_deadline(myself).await
             }
-            ConnMsg::TokenExpired { generation } if generation == self.timer_generation => {
-                self.close(myself, CloseCode::TokenExpired, false).await;
-            }
-            ConnMsg::TokenExpiring { .. } | ConnMsg::TokenExpired { .. } => {}
+            ConnMsg::Deadline { .. } => {}
             ConnMsg::Deliver(d) => self.on_deliver(myself, &d, false).await,
             ConnMsg::Flush {
                 epoch,
@@ -513,32 +500,71 @@ impl ConnState {
     }
 
     pub(super) fn cancel_timers(&mut self) {
-        for t in self.timers.drain(..) {
+        if let Some(t) = self.timer.take() {
             t.abort();
         }
     }
 
-    /// Arms `token_expiring` at `exp - refresh_window` and the 4100 close at `exp`.
+    /// (Re-)arms the token's deadlines: `token_expiring` at `exp - refresh_window`, the 4100
+    /// close at `exp`, and the session's max lifetime. One timer task per connection, set
+    /// for the earliest of them and re-armed for the next when it fires (`on_deadline`).
     pub(super) fn arm_expiry(&mut self, myself: &ActorRef<ConnMsg>) {
         self.cancel_timers();
         self.timer_generation += 1;
-        let generation = self.timer_generation;
-        let now_ms = self.ctx.clock.now_ms();
+        self.warned = false;
+        self.arm_next_deadline(myself);
+    }
+
+    /// `exp` and the `token_expiring` time, in ms.
+    fn expiry_ms(&self) -> (u64, u64) {
         let exp_ms = self.auth.exp.saturating_mul(1000);
         let warn_ms = exp_ms.saturating_sub(self.ctx.conn.refresh_window_secs * 1000);
-        let until = |at: u64| Duration::from_millis(at.saturating_sub(now_ms));
-        self.timers.push(
-            myself.send_after(until(warn_ms), move || ConnMsg::TokenExpiring {
-                generation,
-            }),
-        );
-        self.timers
-            .push(myself.send_after(until(exp_ms), move || ConnMsg::TokenExpired { generation }));
-        if let Some(deadline) = self.session_deadline_ms {
-            // No warning: a refresh cannot extend the session's lifetime.
-            self.timers
-                .push(myself.send_after(until(deadline), || ConnMsg::LifetimeOver));
+        (exp_ms, warn_ms)
+    }
+
+    fn arm_next_deadline(&mut self, myself: &ActorRef<ConnMsg>) {
+        let (exp_ms, warn_ms) = self.expiry_ms();
+        // No warning for the lifetime: a refresh cannot extend it.
+        let next = [
+            (!self.warned).then_some(warn_ms),
+            Some(exp_ms),
+            self.session_deadline_ms,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+        .unwrap_or(exp_ms);
+        let wait = Duration::from_millis(next.saturating_sub(self.ctx.clock.now_ms()));
+        let generation = self.timer_generation;
+        self.timer = Some(myself.send_after(wait, move || ConnMsg::Deadline { generation }));
+    }
+
+    /// The deadline timer fired: end the session at its max lifetime, close 4100 at `exp`,
+    /// warn once `token_expiring` is due, and wait for whatever comes next.
+    async fn on_deadline(&mut self, myself: &ActorRef<ConnMsg>) {
+        self.timer = None;
+        let now_ms = self.ctx.clock.now_ms();
+        let (exp_ms, warn_ms) = self.expiry_ms();
+        if self.session_deadline_ms.is_some_and(|d| now_ms >= d) {
+            self.end(myself, CloseCode::TokenExpired, false).await;
+            return;
         }
+        if now_ms >= exp_ms {
+            self.close(myself, CloseCode::TokenExpired, false).await;
+            return;
+        }
+        if !self.warned && now_ms >= warn_ms {
+            self.warned = true;
+            let f = ServerFrame::TokenExpiring {
+                expires_at: self.auth.exp,
+            }
+            .to_json();
+            self.send(myself, f).await;
+            if self.closed.is_some() {
+                return;
+            }
+        }
+        self.arm_next_deadline(myself);
     }
 
     async fn on_tick(&mut self, myself: &ActorRef<ConnMsg>) {

@@ -40,23 +40,45 @@ pub struct IoHandles {
 /// Starts the socket tasks once the actor exists (the reader needs the actor's address).
 pub type IoStarter = Box<dyn FnOnce(ActorRef<ConnMsg>) -> IoHandles + Send>;
 
+/// What the socket tasks need from the node's connection settings.
+#[derive(Debug, Clone, Copy)]
+pub struct IoConfig {
+    /// Bound of the outbound queue.
+    pub queue: usize,
+    pub close_timeout: Duration,
+    /// How often the reader sends the actor a `Tick` (heartbeat and idle checks).
+    pub tick: Duration,
+}
+
+impl IoConfig {
+    pub fn of(conn: &crate::context::ConnSettings) -> IoConfig {
+        IoConfig {
+            queue: conn.outbound_queue,
+            close_timeout: conn.close_timeout,
+            // Fine enough for both checks, coarse enough to cost nothing at idle.
+            tick: (conn.heartbeat_interval / 2)
+                .min(conn.idle_timeout / 4)
+                .max(Duration::from_millis(50)),
+        }
+    }
+}
+
 /// Splits `ws` into reader and writer tasks bound to `actor`.
 pub fn spawn_io<S>(
     ws: WebSocketStream<S>,
     actor: ActorRef<ConnMsg>,
-    queue: usize,
-    close_timeout: Duration,
+    cfg: IoConfig,
     guard: ConnSlot,
 ) -> IoHandles
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let (sink, stream) = ws.split();
-    let (out_tx, out_rx) = mpsc::channel(queue.max(1));
+    let (out_tx, out_rx) = mpsc::channel(cfg.queue.max(1));
     let (close_tx, close_rx) = oneshot::channel();
     let closing = Arc::new(AtomicBool::new(false));
-    let writer = tokio::spawn(write_loop(sink, out_rx, close_rx, close_timeout));
-    let reader = tokio::spawn(read_loop(stream, actor, closing.clone(), guard));
+    let writer = tokio::spawn(write_loop(sink, out_rx, close_rx, cfg.close_timeout));
+    let reader = tokio::spawn(read_loop(stream, actor, closing.clone(), cfg.tick, guard));
     IoHandles {
         out: out_tx,
         close: Some(close_tx),
@@ -66,16 +88,33 @@ where
     }
 }
 
+/// Feeds the actor the socket's frames, and a `Tick` every `tick` while the socket lives
+/// (a timer here instead of a timer task per actor: one task less per connection).
 async fn read_loop<S>(
     mut stream: futures_util::stream::SplitStream<WebSocketStream<S>>,
     actor: ActorRef<ConnMsg>,
     closing: Arc<AtomicBool>,
+    tick: Duration,
     _guard: ConnSlot,
 ) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let permits = Arc::new(Semaphore::new(FRAMES_IN_FLIGHT));
-    while let Some(item) = stream.next().await {
+    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + tick, tick);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let item = tokio::select! {
+            item = stream.next() => match item {
+                Some(item) => item,
+                None => break,
+            },
+            _ = ticks.tick() => {
+                if actor.cast(ConnMsg::Tick).is_err() {
+                    return;
+                }
+                continue;
+            }
+        };
         if closing.load(Ordering::Relaxed) {
             // Keep reading only to see the client's close reply; nothing else matters now.
             match item {

@@ -19,7 +19,7 @@ use tokio::sync::OwnedSemaphorePermit;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 pub use actor::{ConnArgs, ConnectionActor, ResumedFrom, denial_close_code};
-pub use io::{IoHandles, IoStarter, close_raw, spawn_io};
+pub use io::{IoConfig, IoHandles, IoStarter, close_raw, spawn_io};
 pub use supervisor::{SessionSupervisor, SupervisorMsg};
 
 use crate::auth::VerifiedToken;
@@ -181,8 +181,6 @@ pub enum ConnMsg {
     ClientGone(Arc<AtomicBool>),
     /// The client sent a normal close (1000): it is leaving for good.
     ClientClosed(Arc<AtomicBool>),
-    /// The tenant's maximum session lifetime was reached.
-    LifetimeOver,
     /// A resume of this session committed here: attach the new connection.
     Resume(Box<ResumeAttach>),
     /// The session was resumed on another node at this epoch.
@@ -208,11 +206,11 @@ pub enum ConnMsg {
     },
     /// A fenced-off owner waited long enough for a handover request.
     LingerOver,
+    /// From the socket reader, every `tick_period`: heartbeat and idle checks.
     Tick,
-    TokenExpiring {
-        generation: u64,
-    },
-    TokenExpired {
+    /// The deadline timer of this token generation fired (`token_expiring`, `exp`, or the
+    /// tenant's maximum session lifetime, whichever was next).
+    Deadline {
         generation: u64,
     },
     Deliver(Arc<Delivery>),

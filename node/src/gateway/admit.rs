@@ -336,10 +336,9 @@ pub(super) async fn start_session<S: ClientStream>(
         perms_version,
         act: t.act,
     };
-    let queue = ctx.conn.outbound_queue;
-    let close_timeout = ctx.conn.close_timeout;
+    let io_cfg = crate::conn::IoConfig::of(&ctx.conn);
     // The slot lives as long as the socket's reader: dropping it frees the per-IP count.
-    let io = Box::new(move |me| spawn_io(ws, me, queue, close_timeout, slot));
+    let io = Box::new(move |me| spawn_io(ws, me, io_cfg, slot));
     let messages_per_sec = tenant_limits
         .messages_per_conn_per_sec
         .unwrap_or(ctx.conn.messages_per_sec);

@@ -77,14 +77,13 @@ pub(super) async fn resume<S: ClientStream>(
             return close_raw(&mut ws, CloseCode::TryAgainLater, ctx.conn.close_timeout).await;
         }
     };
-    let queue = ctx.conn.outbound_queue;
-    let close_timeout = ctx.conn.close_timeout;
+    let io_cfg = crate::conn::IoConfig::of(&ctx.conn);
     let local = ctx.directory.get(&r.session_id);
     match local {
         Some(entry) if previous_node == ctx.node_id => {
             // The session lives on this node (detached, or still attached to an older
             // connection): hand the new socket to its actor.
-            let io = Box::new(move |me| spawn_io(ws, me, queue, close_timeout, slot));
+            let io = Box::new(move |me| spawn_io(ws, me, io_cfg, slot));
             let attach = ResumeAttach {
                 io,
                 token: t,
