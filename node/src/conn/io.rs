@@ -7,8 +7,10 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use ractor::ActorRef;
+use std::collections::VecDeque;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::{Semaphore, mpsc, oneshot};
+
+use tokio::sync::{Notify, Semaphore, oneshot};
 use tokio::task::JoinHandle;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::error::CapacityError;
@@ -27,9 +29,105 @@ pub enum Outbound {
     Ping,
 }
 
+/// The bounded outbound queue from the actor to the writer task. Unlike a tokio mpsc channel
+/// (which allocates a 32-slot block when it is created) it holds no memory while empty, so
+/// an idle connection pays nothing for it (docs/performance.md, memory).
+pub struct OutQueue {
+    shared: Arc<OutShared>,
+}
+
+/// The writer's side of [`OutQueue`].
+pub struct OutReceiver {
+    shared: Arc<OutShared>,
+}
+
+struct OutShared {
+    state: std::sync::Mutex<OutState>,
+    ready: Notify,
+    capacity: usize,
+}
+
+#[derive(Default)]
+struct OutState {
+    frames: VecDeque<Outbound>,
+    /// The actor's side was dropped: the writer ends once the queue is empty.
+    closed: bool,
+}
+
+/// Capacity an emptied queue may keep; a burst's larger buffer is given back.
+const OUT_KEEP: usize = 8;
+
+fn out_queue(capacity: usize) -> (OutQueue, OutReceiver) {
+    let shared = Arc::new(OutShared {
+        state: std::sync::Mutex::new(OutState::default()),
+        ready: Notify::new(),
+        capacity,
+    });
+    (
+        OutQueue {
+            shared: shared.clone(),
+        },
+        OutReceiver { shared },
+    )
+}
+
+impl OutShared {
+    fn lock(&self) -> std::sync::MutexGuard<'_, OutState> {
+        // Nothing panics while holding the lock; a poisoned one still holds valid frames.
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+impl OutQueue {
+    /// Queues `frame`, or gives it back if the queue is full (the client is not reading).
+    pub fn try_send(&self, frame: Outbound) -> Result<(), Outbound> {
+        {
+            let mut s = self.shared.lock();
+            if s.frames.len() >= self.shared.capacity {
+                return Err(frame);
+            }
+            s.frames.push_back(frame);
+        }
+        self.shared.ready.notify_one();
+        Ok(())
+    }
+}
+
+impl Drop for OutQueue {
+    fn drop(&mut self) {
+        self.shared.lock().closed = true;
+        self.shared.ready.notify_one();
+    }
+}
+
+impl OutReceiver {
+    /// The next frame; `None` once the actor's side is gone and the queue is empty.
+    /// Cancel-safe: a frame is only taken in the same poll that returns it.
+    pub async fn recv(&mut self) -> Option<Outbound> {
+        loop {
+            {
+                let mut s = self.shared.lock();
+                if let Some(frame) = s.frames.pop_front() {
+                    if s.frames.is_empty() && s.frames.capacity() > OUT_KEEP {
+                        s.frames.shrink_to(OUT_KEEP);
+                    }
+                    return Some(frame);
+                }
+                if s.closed {
+                    return None;
+                }
+            }
+            // A notify_one sent since the check above left a permit: this returns at once.
+            self.shared.ready.notified().await;
+        }
+    }
+}
+
 /// The actor's side of the socket tasks.
 pub struct IoHandles {
-    pub out: mpsc::Sender<Outbound>,
+    pub out: OutQueue,
     pub close: Option<oneshot::Sender<CloseCode>>,
     pub writer: Option<JoinHandle<()>>,
     pub reader: Option<JoinHandle<()>>,
@@ -74,7 +172,7 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let (sink, stream) = ws.split();
-    let (out_tx, out_rx) = mpsc::channel(cfg.queue.max(1));
+    let (out_tx, out_rx) = out_queue(cfg.queue.max(1));
     let (close_tx, close_rx) = oneshot::channel();
     let closing = Arc::new(AtomicBool::new(false));
     let writer = tokio::spawn(write_loop(sink, out_rx, close_rx, cfg.close_timeout));
@@ -161,7 +259,7 @@ type Sink<S> = futures_util::stream::SplitSink<WebSocketStream<S>, Message>;
 
 async fn write_loop<S>(
     mut sink: Sink<S>,
-    mut rx: mpsc::Receiver<Outbound>,
+    mut rx: OutReceiver,
     mut close_rx: oneshot::Receiver<CloseCode>,
     close_timeout: Duration,
 ) where
@@ -228,4 +326,64 @@ where
         }
     })
     .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text(o: Option<Outbound>) -> Option<String> {
+        match o {
+            Some(Outbound::Text(t)) => Some(t),
+            Some(Outbound::Ping) => Some("ping".into()),
+            None => None,
+        }
+    }
+
+    /// Bounded, in order, drained before it reports the actor's side gone.
+    #[tokio::test]
+    async fn out_queue_is_bounded_ordered_and_drains_before_closing() {
+        let (tx, mut rx) = out_queue(2);
+        assert!(tx.try_send(Outbound::Text("a".into())).is_ok());
+        assert!(tx.try_send(Outbound::Ping).is_ok());
+        assert!(matches!(
+            tx.try_send(Outbound::Text("c".into())),
+            Err(Outbound::Text(t)) if t == "c"
+        ));
+        assert_eq!(text(rx.recv().await).as_deref(), Some("a"));
+        assert!(tx.try_send(Outbound::Text("d".into())).is_ok());
+        drop(tx);
+        assert_eq!(text(rx.recv().await).as_deref(), Some("ping"));
+        assert_eq!(text(rx.recv().await).as_deref(), Some("d"));
+        assert_eq!(text(rx.recv().await), None);
+    }
+
+    /// A waiting writer wakes for a frame queued later, and for the actor's side going away;
+    /// an emptied queue gives a burst's buffer back.
+    #[tokio::test]
+    async fn out_queue_wakes_the_writer_and_shrinks() {
+        let (tx, mut rx) = out_queue(1000);
+        let writer = tokio::spawn(async move {
+            let mut got = Vec::new();
+            while let Some(t) = text(rx.recv().await) {
+                got.push(t);
+            }
+            (got, rx.shared.lock().frames.capacity())
+        });
+        tokio::task::yield_now().await;
+        for i in 0..200 {
+            assert!(tx.try_send(Outbound::Text(i.to_string())).is_ok());
+            if i % 50 == 0 {
+                tokio::task::yield_now().await;
+            }
+        }
+        drop(tx);
+        let (got, capacity) = tokio::time::timeout(Duration::from_secs(10), writer)
+            .await
+            .expect("the writer ends")
+            .expect("no panic");
+        let want: Vec<String> = (0..200).map(|i| i.to_string()).collect();
+        assert_eq!(got, want);
+        assert!(capacity <= OUT_KEEP, "capacity {capacity} kept");
+    }
 }
