@@ -260,6 +260,12 @@ async fn resume_after_owner_killed_is_not_recovered() {
         "{welcome}"
     );
     assert_eq!(welcome["seq"], 7);
+    // A publish is routed by the publishing node's copy of the registry, which applies the
+    // move a heartbeat after the welcome. The session lookup reads through a barrier, so
+    // once it answers, node 2 has applied the move too.
+    let path = format!("/v1/sessions/{}", w["session_id"].as_str().unwrap());
+    let s = call(c.node(2), "GET", &path, None).await;
+    assert_eq!(s.body["node"], 1, "{}", s.body);
     let body = json!({"tenant": "acme", "session": w["session_id"], "data": {"x": 1}});
     let r = call(c.node(2), "POST", "/v1/publish", Some(body)).await;
     assert_eq!(r.body["delivered"], 1, "{}", r.body);
