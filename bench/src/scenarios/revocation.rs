@@ -18,7 +18,7 @@ use crate::tokens::Alg;
 use crate::ws::{End, Endpoint};
 
 const CLOSE_WITHIN: Duration = Duration::from_secs(10);
-const LOGOUT_SESSIONS: usize = 20;
+pub(super) const LOGOUT_SESSIONS: usize = 20;
 
 pub async fn run(ctx: &Ctx) -> anyhow::Result<ScenarioReport> {
     let o = &ctx.opts;
@@ -56,64 +56,20 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<ScenarioReport> {
         "1/s",
     ));
     let http = reqwest::Client::new();
-    let reason = json!({"reason": "bench"});
-    let mut commits_before = Vec::new();
-    for n in &cluster.nodes {
-        commits_before.push(n.commit_histogram(&http).await);
-    }
-    let mut order: Vec<usize> = (0..pool.clients.len()).collect();
-    order.shuffle(&mut rand::rng());
-    let (mut all, mut same, mut cross, mut call_ms, mut prop_ms) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    let mut wrong = 0usize;
+    let ph = Phase {
+        http: &http,
+        admins: &admins,
+        eps: &eps,
+        within: CLOSE_WITHIN,
+        src_base: 20,
+        per_ip: 1000,
+        src_ip: None,
+    };
     eprintln!("  {} revocations", o.revocations);
-    for &i in order.iter().take(o.revocations) {
-        let issuer = rand::random_range(0..admins.len());
-        let c = &mut pool.clients[i];
-        let owner = c.node;
-        let Some(end) = c.end.take() else { continue };
-        let path = format!("/v1/sessions/{}/revoke?wait=closed", c.welcome.session_id);
-        let t0 = Instant::now();
-        let call = crate::admin::post(&http, &admins[issuer], &path, &reason);
-        let (resp, closed) = tokio::join!(
-            async {
-                let r = call.await;
-                (r, t0.elapsed())
-            },
-            tokio::time::timeout(CLOSE_WITHIN, end)
-        );
-        match closed {
-            Ok(Ok(End::Closed(4004, at))) => {
-                let ms = at.duration_since(t0).as_secs_f64() * 1000.0;
-                all.push(ms);
-                if owner == issuer {
-                    same.push(ms);
-                } else {
-                    cross.push(ms);
-                }
-            }
-            _ => wrong += 1,
-        }
-        if let (Ok((200, body)), took) = resp {
-            call_ms.push(took.as_secs_f64() * 1000.0);
-            prop_ms.push(body["propagation_ms"].as_f64().unwrap_or(f64::NAN));
-        }
-    }
-    rep.latency("revoke → 4004 at client", &all, Some(Target::at_most(10.0)));
-    rep.latency("  same node (owner = issuer)", &same, None);
-    rep.latency("  cross node (owner ≠ issuer)", &cross, None);
-    rep.latency("revoke admin call (wait=closed)", &call_ms, None);
-    rep.latency("revoke propagation_ms (server)", &prop_ms, None);
-    if wrong > 0 {
-        rep.partial(format!(
-            "{wrong} revocations without a 4004 close within 10 s"
-        ));
-    }
-    let mut deltas = Vec::new();
-    for (n, before) in cluster.nodes.iter().zip(&commits_before) {
-        deltas.push(crate::prom::delta(&n.commit_histogram(&http).await, before));
-    }
-    commit_rows(&mut rep, "revocations", &crate::prom::sum(&deltas));
+    let label = "revoke → 4004 at client";
+    let target = Some(Target::at_most(10.0));
+    let (all, same, cross) =
+        revocations(&mut rep, &ph, &mut pool, o.revocations, label, target).await;
     let dir = ctx.out.clone();
     let fsync =
         tokio::task::spawn_blocking(move || crate::machine::fsync_latency(&dir, 200)).await??;
@@ -123,60 +79,7 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<ScenarioReport> {
         "  {} logout-everywhere of a user with {LOGOUT_SESSIONS} sessions",
         o.logouts
     );
-    let (mut last, mut each, mut lo_prop) = (Vec::new(), Vec::new(), Vec::new());
-    let mut lo_wrong = 0usize;
-    for k in 0..o.logouts {
-        let prefix = format!("lo{k}-");
-        let mut p = Pool::open(PoolSpec {
-            endpoints: &eps,
-            count: LOGOUT_SESSIONS,
-            user_prefix: &prefix,
-            users_per: LOGOUT_SESSIONS,
-            perms: &[],
-            alg: Alg::Hs256,
-            concurrency: LOGOUT_SESSIONS,
-            src_base: 20,
-            per_ip: 1000,
-            src_ip: None,
-            on_text: None,
-            subscribe: None,
-        })
-        .await?;
-        let user = p.clients[0].user.clone();
-        let ends: Vec<_> = p.clients.iter_mut().filter_map(|c| c.end.take()).collect();
-        let issuer = rand::random_range(0..admins.len());
-        let path = format!("/v1/tenants/acme/users/{user}/logout?wait=closed");
-        let t0 = Instant::now();
-        let call = crate::admin::post(&http, &admins[issuer], &path, &reason);
-        let waits = futures_util::future::join_all(
-            ends.into_iter()
-                .map(|e| tokio::time::timeout(CLOSE_WITHIN, e)),
-        );
-        let (resp, closes) = tokio::join!(call, waits);
-        let mut latest: f64 = 0.0;
-        for c in closes {
-            match c {
-                Ok(Ok(End::Closed(4005, at))) => {
-                    let ms = at.duration_since(t0).as_secs_f64() * 1000.0;
-                    each.push(ms);
-                    latest = latest.max(ms);
-                }
-                _ => lo_wrong += 1,
-            }
-        }
-        last.push(latest);
-        if let Ok((200, body)) = resp {
-            lo_prop.push(body["propagation_ms"].as_f64().unwrap_or(f64::NAN));
-        }
-    }
-    rep.latency("logout (20 sessions) → last 4005", &last, None);
-    rep.latency("logout → each 4005", &each, None);
-    rep.latency("logout propagation_ms (server)", &lo_prop, None);
-    if lo_wrong > 0 {
-        rep.partial(format!(
-            "{lo_wrong} logout sessions without a 4005 close within 10 s"
-        ));
-    }
+    let last = logouts(&mut rep, &ph, o.logouts, "lo").await?;
     rep.note(
         "80 ms RTT variant: scenario `revocation-rtt` (root tier, TETHER_CHAOS_NETNS=1; see docs/performance.md)",
     );
@@ -215,4 +118,178 @@ pub fn commit_rows(rep: &mut ScenarioReport, phase: &str, h: &[(f64, u64)]) {
             ));
         }
     }
+}
+
+/// How the measured phases reach a cluster's nodes (this scenario and `revocation_rtt`).
+pub(super) struct Phase<'a> {
+    pub http: &'a reqwest::Client,
+    /// Admin addresses, one per node, in endpoint order.
+    pub admins: &'a [String],
+    pub eps: &'a [Endpoint],
+    /// A client whose close frame takes longer counts as missing.
+    pub within: Duration,
+    /// Source addresses of the logout users' pools (as in `PoolSpec`).
+    pub src_base: u8,
+    pub per_ip: usize,
+    pub src_ip: Option<std::net::IpAddr>,
+}
+
+/// Every node's Raft commit (propose to apply) histogram, from `/metrics`.
+async fn commit_histograms(ph: &Phase<'_>) -> Vec<Vec<(f64, u64)>> {
+    let mut out = Vec::new();
+    for a in ph.admins {
+        let text = match ph
+            .http
+            .get(format!("http://{a}/metrics"))
+            .timeout(Duration::from_secs(5))
+            .send()
+            .await
+        {
+            Ok(r) => r.text().await.unwrap_or_default(),
+            Err(_) => String::new(),
+        };
+        out.push(crate::prom::buckets(&text, "tether_raft_commit_seconds"));
+    }
+    out
+}
+
+/// `count` session revocations, one after another: a random held session (so a random
+/// owner), issued on a random node with `wait=closed`, timed from the call to the client's
+/// 4004. Reports the latencies (`label`, then by owner), the call and the server's
+/// `propagation_ms`, and the commit histogram over the phase; returns (all, owner = issuer,
+/// owner ≠ issuer) for the plot.
+pub(super) async fn revocations(
+    rep: &mut ScenarioReport,
+    ph: &Phase<'_>,
+    pool: &mut Pool,
+    count: usize,
+    label: &str,
+    target: Option<Target>,
+) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+    let reason = json!({"reason": "bench"});
+    let commits_before = commit_histograms(ph).await;
+    let mut order: Vec<usize> = (0..pool.clients.len()).collect();
+    order.shuffle(&mut rand::rng());
+    let (mut all, mut same, mut cross, mut call_ms, mut prop_ms) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut wrong = 0usize;
+    for &i in order.iter().take(count) {
+        let issuer = rand::random_range(0..ph.admins.len());
+        let c = &mut pool.clients[i];
+        let owner = c.node;
+        let Some(end) = c.end.take() else { continue };
+        let path = format!("/v1/sessions/{}/revoke?wait=closed", c.welcome.session_id);
+        let t0 = Instant::now();
+        let call = crate::admin::post(ph.http, &ph.admins[issuer], &path, &reason);
+        let (resp, closed) = tokio::join!(
+            async {
+                let r = call.await;
+                (r, t0.elapsed())
+            },
+            tokio::time::timeout(ph.within, end)
+        );
+        match closed {
+            Ok(Ok(End::Closed(4004, at))) => {
+                let ms = at.duration_since(t0).as_secs_f64() * 1000.0;
+                all.push(ms);
+                if owner == issuer {
+                    same.push(ms);
+                } else {
+                    cross.push(ms);
+                }
+            }
+            _ => wrong += 1,
+        }
+        if let (Ok((200, body)), took) = resp {
+            call_ms.push(took.as_secs_f64() * 1000.0);
+            prop_ms.push(body["propagation_ms"].as_f64().unwrap_or(f64::NAN));
+        }
+    }
+    rep.latency(label, &all, target);
+    rep.latency("  same node (owner = issuer)", &same, None);
+    rep.latency("  cross node (owner ≠ issuer)", &cross, None);
+    rep.latency("revoke admin call (wait=closed)", &call_ms, None);
+    rep.latency("revoke propagation_ms (server)", &prop_ms, None);
+    if wrong > 0 {
+        rep.partial(format!(
+            "{wrong} revocations without a 4004 close within {:?}",
+            ph.within
+        ));
+    }
+    let deltas: Vec<_> = commit_histograms(ph)
+        .await
+        .iter()
+        .zip(&commits_before)
+        .map(|(after, before)| crate::prom::delta(after, before))
+        .collect();
+    commit_rows(rep, "revocations", &crate::prom::sum(&deltas));
+    (all, same, cross)
+}
+
+/// `runs` times: a fresh user (`{prefix}{k}-…`) with [`LOGOUT_SESSIONS`] sessions over the
+/// nodes, logged out everywhere on a random node with `wait=closed`, timed from the call to
+/// each client's 4005. Reports the last and each close and `propagation_ms`; returns the
+/// last-close times for the plot.
+pub(super) async fn logouts(
+    rep: &mut ScenarioReport,
+    ph: &Phase<'_>,
+    runs: usize,
+    prefix: &str,
+) -> anyhow::Result<Vec<f64>> {
+    let reason = json!({"reason": "bench"});
+    let (mut last, mut each, mut lo_prop) = (Vec::new(), Vec::new(), Vec::new());
+    let mut lo_wrong = 0usize;
+    for k in 0..runs {
+        let prefix = format!("{prefix}{k}-");
+        let mut p = Pool::open(PoolSpec {
+            endpoints: ph.eps,
+            count: LOGOUT_SESSIONS,
+            user_prefix: &prefix,
+            users_per: LOGOUT_SESSIONS,
+            perms: &[],
+            alg: Alg::Hs256,
+            concurrency: LOGOUT_SESSIONS,
+            src_base: ph.src_base,
+            per_ip: ph.per_ip,
+            src_ip: ph.src_ip,
+            on_text: None,
+            subscribe: None,
+        })
+        .await?;
+        let user = p.clients[0].user.clone();
+        let ends: Vec<_> = p.clients.iter_mut().filter_map(|c| c.end.take()).collect();
+        let issuer = rand::random_range(0..ph.admins.len());
+        let path = format!("/v1/tenants/acme/users/{user}/logout?wait=closed");
+        let t0 = Instant::now();
+        let call = crate::admin::post(ph.http, &ph.admins[issuer], &path, &reason);
+        let waits = futures_util::future::join_all(
+            ends.into_iter().map(|e| tokio::time::timeout(ph.within, e)),
+        );
+        let (resp, closes) = tokio::join!(call, waits);
+        let mut latest: f64 = 0.0;
+        for c in closes {
+            match c {
+                Ok(Ok(End::Closed(4005, at))) => {
+                    let ms = at.duration_since(t0).as_secs_f64() * 1000.0;
+                    each.push(ms);
+                    latest = latest.max(ms);
+                }
+                _ => lo_wrong += 1,
+            }
+        }
+        last.push(latest);
+        if let Ok((200, body)) = resp {
+            lo_prop.push(body["propagation_ms"].as_f64().unwrap_or(f64::NAN));
+        }
+    }
+    rep.latency("logout (20 sessions) → last 4005", &last, None);
+    rep.latency("logout → each 4005", &each, None);
+    rep.latency("logout propagation_ms (server)", &lo_prop, None);
+    if lo_wrong > 0 {
+        rep.partial(format!(
+            "{lo_wrong} logout sessions without a 4005 close within {:?}",
+            ph.within
+        ));
+    }
+    Ok(last)
 }

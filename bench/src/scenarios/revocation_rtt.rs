@@ -8,21 +8,20 @@
 
 use std::time::Duration;
 
-use rand::seq::SliceRandom;
 use serde_json::json;
 use tether_chaos::netns::{self, Link, Net, NetCluster};
 use tokio::time::Instant;
 
+use super::revocation::{LOGOUT_SESSIONS, Phase, logouts, revocations};
 use crate::Ctx;
 use crate::pool::{Pool, PoolSpec};
 use crate::report::{Row, ScenarioReport, Status};
 use crate::tokens::Alg;
-use crate::ws::{End, Endpoint};
+use crate::ws::Endpoint;
 
 /// Longer than the loopback scenario's 10 s: a revocation here is a few round trips plus a
 /// cross-region heartbeat, and a slow outlier should count as late, not as lost.
 const CLOSE_WITHIN: Duration = Duration::from_secs(20);
-const LOGOUT_SESSIONS: usize = 20;
 const REGIONS: [&str; 3] = ["eu", "us", "ap"];
 
 /// The benchmark node's raised limits (`node.rs`), minus the keys the test harness's config
@@ -95,122 +94,24 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<ScenarioReport> {
         "1/s",
     ));
     let http = reqwest::Client::new();
-    let reason = json!({"reason": "bench"});
-    let commits_before = commit_histograms(&http, &admins).await;
-    let mut order: Vec<usize> = (0..pool.clients.len()).collect();
-    order.shuffle(&mut rand::rng());
-    let (mut all, mut same, mut cross, mut call_ms, mut prop_ms) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    let mut wrong = 0usize;
+    let ph = Phase {
+        http: &http,
+        admins: &admins,
+        eps: &eps,
+        within: CLOSE_WITHIN,
+        src_base: 2,
+        per_ip: usize::MAX,
+        src_ip: Some(host),
+    };
     eprintln!("  {} revocations", o.rtt_revocations);
-    for &i in order.iter().take(o.rtt_revocations) {
-        let issuer = rand::random_range(0..admins.len());
-        let c = &mut pool.clients[i];
-        let owner = c.node;
-        let Some(end) = c.end.take() else { continue };
-        let path = format!("/v1/sessions/{}/revoke?wait=closed", c.welcome.session_id);
-        let t0 = Instant::now();
-        let call = crate::admin::post(&http, &admins[issuer], &path, &reason);
-        let (resp, closed) = tokio::join!(
-            async {
-                let r = call.await;
-                (r, t0.elapsed())
-            },
-            tokio::time::timeout(CLOSE_WITHIN, end)
-        );
-        match closed {
-            Ok(Ok(End::Closed(4004, at))) => {
-                let ms = at.duration_since(t0).as_secs_f64() * 1000.0;
-                all.push(ms);
-                if owner == issuer {
-                    same.push(ms);
-                } else {
-                    cross.push(ms);
-                }
-            }
-            _ => wrong += 1,
-        }
-        if let (Ok((200, body)), took) = resp {
-            call_ms.push(took.as_secs_f64() * 1000.0);
-            prop_ms.push(body["propagation_ms"].as_f64().unwrap_or(f64::NAN));
-        }
-    }
-    rep.latency("revoke → 4004 at client (80 ms RTT)", &all, None);
-    rep.latency("  same node (owner = issuer)", &same, None);
-    rep.latency("  cross node (owner ≠ issuer)", &cross, None);
-    rep.latency("revoke admin call (wait=closed)", &call_ms, None);
-    rep.latency("revoke propagation_ms (server)", &prop_ms, None);
-    if wrong > 0 {
-        rep.partial(format!(
-            "{wrong} revocations without a 4004 close within {CLOSE_WITHIN:?}"
-        ));
-    }
-    let deltas: Vec<_> = commit_histograms(&http, &admins)
-        .await
-        .iter()
-        .zip(&commits_before)
-        .map(|(after, before)| crate::prom::delta(after, before))
-        .collect();
-    super::revocation::commit_rows(&mut rep, "revocations", &crate::prom::sum(&deltas));
-
+    let label = "revoke → 4004 at client (80 ms RTT)";
+    let (all, same, cross) =
+        revocations(&mut rep, &ph, &mut pool, o.rtt_revocations, label, None).await;
     eprintln!(
         "  {} logout-everywhere of a user with {LOGOUT_SESSIONS} sessions",
         o.rtt_logouts
     );
-    let (mut last, mut each, mut lo_prop) = (Vec::new(), Vec::new(), Vec::new());
-    let mut lo_wrong = 0usize;
-    for k in 0..o.rtt_logouts {
-        let prefix = format!("rlo{k}-");
-        let mut p = Pool::open(PoolSpec {
-            endpoints: &eps,
-            count: LOGOUT_SESSIONS,
-            user_prefix: &prefix,
-            users_per: LOGOUT_SESSIONS,
-            perms: &[],
-            alg: Alg::Hs256,
-            concurrency: LOGOUT_SESSIONS,
-            src_base: 2,
-            per_ip: usize::MAX,
-            src_ip: Some(host),
-            on_text: None,
-            subscribe: None,
-        })
-        .await?;
-        let user = p.clients[0].user.clone();
-        let ends: Vec<_> = p.clients.iter_mut().filter_map(|c| c.end.take()).collect();
-        let issuer = rand::random_range(0..admins.len());
-        let path = format!("/v1/tenants/acme/users/{user}/logout?wait=closed");
-        let t0 = Instant::now();
-        let call = crate::admin::post(&http, &admins[issuer], &path, &reason);
-        let waits = futures_util::future::join_all(
-            ends.into_iter()
-                .map(|e| tokio::time::timeout(CLOSE_WITHIN, e)),
-        );
-        let (resp, closes) = tokio::join!(call, waits);
-        let mut latest: f64 = 0.0;
-        for c in closes {
-            match c {
-                Ok(Ok(End::Closed(4005, at))) => {
-                    let ms = at.duration_since(t0).as_secs_f64() * 1000.0;
-                    each.push(ms);
-                    latest = latest.max(ms);
-                }
-                _ => lo_wrong += 1,
-            }
-        }
-        last.push(latest);
-        if let Ok((200, body)) = resp {
-            lo_prop.push(body["propagation_ms"].as_f64().unwrap_or(f64::NAN));
-        }
-    }
-    rep.latency("logout (20 sessions) → last 4005", &last, None);
-    rep.latency("logout → each 4005", &each, None);
-    rep.latency("logout propagation_ms (server)", &lo_prop, None);
-    if lo_wrong > 0 {
-        rep.partial(format!(
-            "{lo_wrong} logout sessions without a 4005 close within {CLOSE_WITHIN:?}"
-        ));
-    }
+    let last = logouts(&mut rep, &ph, o.rtt_logouts, "rlo").await?;
     rep.note(format!("netns seed {seed} (relay jitter)"));
     let svg = ctx.out.join("revocation_rtt_cdf.svg");
     crate::plot::cdf(
@@ -233,22 +134,4 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<ScenarioReport> {
     drop(pool);
     drop(cluster);
     Ok(rep)
-}
-
-/// Every node's Raft commit (propose to apply) histogram, from `/metrics`.
-async fn commit_histograms(http: &reqwest::Client, admins: &[String]) -> Vec<Vec<(f64, u64)>> {
-    let mut out = Vec::new();
-    for a in admins {
-        let text = match http
-            .get(format!("http://{a}/metrics"))
-            .timeout(Duration::from_secs(5))
-            .send()
-            .await
-        {
-            Ok(r) => r.text().await.unwrap_or_default(),
-            Err(_) => String::new(),
-        };
-        out.push(crate::prom::buckets(&text, "tether_raft_commit_seconds"));
-    }
-    out
 }
