@@ -185,6 +185,28 @@ impl History {
             .clone()
     }
 
+    /// When connection `conn` ended (close frame or drop), µs.
+    pub fn end_of(&self, conn: Id) -> Option<u64> {
+        self.snapshot().into_iter().find_map(|e| match e.event {
+            Event::Close { conn: c, .. } | Event::Dropped { conn: c, .. } if c == conn => {
+                Some(e.t_us)
+            }
+            _ => None,
+        })
+    }
+
+    /// The close frame recorded for connection `conn`: `(t_us, code, reason)`.
+    pub fn close_of(&self, conn: Id) -> Option<(u64, u16, String)> {
+        self.snapshot().into_iter().find_map(|e| match e.event {
+            Event::Close {
+                conn: c,
+                code,
+                reason,
+            } if c == conn => Some((e.t_us, code, reason)),
+            _ => None,
+        })
+    }
+
     /// Writes `{"scenario","seed","dropped","entries"}` to `dir/<scenario>-<seed>.json`.
     pub fn save(&self, dir: &Path, scenario: &str, seed: u64) -> std::io::Result<PathBuf> {
         std::fs::create_dir_all(dir)?;

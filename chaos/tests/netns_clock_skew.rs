@@ -20,7 +20,7 @@ use serde_json::json;
 use tether_chaos::admin::Admin;
 use tether_chaos::checkers::Params;
 use tether_chaos::client::{Conn, Dial, Token};
-use tether_chaos::history::{Event, History, Id};
+use tether_chaos::history::History;
 use tether_chaos::netns::{self, Net, NetCluster, faketime_env};
 use tether_chaos::scenario::Scenario;
 use tether_tests::tokens::*;
@@ -70,14 +70,6 @@ async fn admit(
     })
     .await;
     conn.welcomed(WELCOME).await.map(|_| conn)
-}
-
-/// When the history saw connection `conn` end, µs.
-fn end_of(h: &History, conn: Id) -> Option<u64> {
-    h.snapshot().into_iter().find_map(|e| match e.event {
-        Event::Close { conn: c, .. } | Event::Dropped { conn: c, .. } if c == conn => Some(e.t_us),
-        _ => None,
-    })
 }
 
 /// With node 2 at +30 s and node 3 at -30 s: each node judges `exp`/`iat` by its own clock
@@ -190,7 +182,7 @@ async fn skewed_clocks_expire_locally_and_revoke_everywhere() {
 
     // Node 2 closed the 40 s token when its clock reached `exp`: ~10 s after minting.
     let code = on2.ended(Duration::from_secs(120)).await;
-    let at = end_of(&h, on2.id).expect("end recorded");
+    let at = h.end_of(on2.id).expect("end recorded");
     let after = Duration::from_micros(at.saturating_sub(minted));
     s.phase(&format!(
         "node 2 (+30 s) closed a 40 s token {code:?} after {after:?}"

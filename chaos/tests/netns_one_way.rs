@@ -15,7 +15,7 @@ use std::time::Duration;
 use tether_chaos::admin::{Admin, Outcome};
 use tether_chaos::checkers::Params;
 use tether_chaos::client::{Session, Token};
-use tether_chaos::history::{Event, History, Id};
+use tether_chaos::history::History;
 use tether_chaos::netns::client::session_past_4111;
 use tether_chaos::netns::{self, Net, NetCluster};
 use tether_chaos::scenario::Scenario;
@@ -56,14 +56,6 @@ async fn revoke_acked(
         return h.now_us();
     }
     unreachable!("the node list cycles")
-}
-
-/// When the history saw connection `conn` end (close frame or drop), µs.
-fn end_of(h: &History, conn: Id) -> Option<u64> {
-    h.snapshot().into_iter().find_map(|e| match e.event {
-        Event::Close { conn: c, .. } | Event::Dropped { conn: c, .. } if c == conn => Some(e.t_us),
-        _ => None,
-    })
 }
 
 /// Leader → follower packets dropped: every session of that follower revoked through the
@@ -121,7 +113,7 @@ async fn one_way_cut_from_the_leader_keeps_revocations_bounded() {
     for (k, (sess, acked)) in sessions.iter_mut().zip(acked).enumerate() {
         let conn = sess.conn.as_mut().expect("connection");
         let code = conn.ended(Duration::from_secs(90)).await;
-        let at = end_of(&h, conn.id).expect("end recorded");
+        let at = h.end_of(conn.id).expect("end recorded");
         let after = Duration::from_micros(at.saturating_sub(acked));
         s.phase(&format!(
             "session {k} on n{victim}: closed {code:?}, {after:?} after its revoke was acked"

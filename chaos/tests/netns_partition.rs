@@ -15,7 +15,6 @@ use std::time::Duration;
 use tether_chaos::admin::Admin;
 use tether_chaos::checkers::Params;
 use tether_chaos::client::{Conn, Dial, Session, Token};
-use tether_chaos::history::{Event, History, Id};
 use tether_chaos::netns::client::{recorded_ok, session_past_4111};
 use tether_chaos::netns::{self, Net, NetCluster};
 use tether_chaos::scenario::Scenario;
@@ -28,18 +27,6 @@ const WELCOME: Duration = Duration::from_secs(20);
 /// Slack over `isolation_lease + isolation_grace` for the monitor's 100 ms period, writing
 /// the close frames and a loaded 2-core machine.
 const SLACK: Duration = Duration::from_millis(1000);
-
-/// The close frame the history recorded for connection `conn`: `(t_us, code, reason)`.
-fn close_of(h: &History, conn: Id) -> Option<(u64, u16, String)> {
-    h.snapshot().into_iter().find_map(|e| match e.event {
-        Event::Close {
-            conn: c,
-            code,
-            reason,
-        } if c == conn => Some((e.t_us, code, reason)),
-        _ => None,
-    })
-}
 
 /// Leader in a minority: every client on it is closed 4111 within `isolation_lease +
 /// isolation_grace` (+ slack) of the cut and new connections there are refused 4111; the
@@ -95,7 +82,7 @@ async fn leader_in_minority_fails_closed_majority_serves() {
         let conn = sess.conn.as_mut().expect("connection");
         let ended = conn.ended(Duration::from_secs(30)).await;
         assert_eq!(ended, Some(Some(4111)), "client {k} on the cut-off leader");
-        let (t, code, reason) = close_of(&h, conn.id).expect("close recorded");
+        let (t, code, reason) = h.close_of(conn.id).expect("close recorded");
         assert_eq!(
             (code, reason.as_str()),
             (4111, "registry_unavailable"),
@@ -230,7 +217,7 @@ async fn leader_in_minority_fails_closed_majority_serves() {
     // `isolation_lease + isolation_grace` fails closed (4111, cluster.md §9). So the majority's
     // client either stayed open or was closed 4111 and resumes its session on the same node.
     if !steady_open(&steady) {
-        let code = steady.conn.as_ref().and_then(|conn| close_of(&h, conn.id));
+        let code = steady.conn.as_ref().and_then(|conn| h.close_of(conn.id));
         assert_eq!(
             code.map(|(_, code, _)| code),
             Some(4111),
