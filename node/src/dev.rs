@@ -81,6 +81,8 @@ fn hs_key(kid: &str, secret: &str) -> KeySection {
 
 /// Adds the dev tenant and admin key to `config`.
 pub fn apply(config: &mut Config, keys: &DevKeys) {
+    // A developer's JWKS server is often a local plaintext one.
+    config.auth.allow_http_jwks = true;
     config
         .admin
         .keys

@@ -14,7 +14,9 @@
 //! - `auth`: JWT verification per tenant (inline keys, JWKS), admin tokens, minting for dev.
 //! - `perms`: the `sub:`/`pub:` permission grammar and channel matching.
 //! - `admin`: the admin HTTP API, probes and `/metrics`.
-//! - `limits`: connection caps and handshake rate per IP.
+//! - `limits`: connection caps, pending upgrades and handshake rate per IP.
+//! - `net`: the client's real address (PROXY protocol, forwarded headers of trusted
+//!   proxies, IPv6 prefixes) and the open-file limit.
 //! - `metrics`, `audit`: Prometheus text and the JSON audit log.
 //! - `tls`: rustls acceptor for `wss`.
 //! - `peer`, `peer_app`: peer transport settings and node-level RPCs between nodes.
@@ -35,6 +37,7 @@ pub mod gateway;
 pub mod isolation;
 pub mod limits;
 pub mod metrics;
+pub mod net;
 pub mod peer;
 pub mod peer_app;
 pub mod perms;

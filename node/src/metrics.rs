@@ -9,6 +9,10 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
+/// Connections refused before they cost anything, by `reason` (a limit, a bad PROXY header,
+/// the admin listener's cap).
+pub const CONNECTIONS_REFUSED: &str = "tether_connections_refused_total";
+
 /// Upper bounds (seconds) of the Raft commit latency histogram.
 const COMMIT_BUCKETS: [f64; 12] = [
     0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,

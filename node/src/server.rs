@@ -23,9 +23,10 @@ use crate::config::{Config, Timing};
 use crate::conn::{ConnMsg, SessionSupervisor};
 use crate::context::{ConnSettings, NodeCtx};
 use crate::dispatch::Dispatcher;
-use crate::gateway::{self, Gateway};
-use crate::limits::Limits;
-use crate::metrics::Metrics;
+use crate::gateway::{self, Edge, Gateway};
+use crate::limits::{LimitError, LimitSettings, Limits};
+use crate::metrics::{CONNECTIONS_REFUSED, Metrics};
+use crate::net::TrustedProxies;
 use crate::peer_app::PeerApp;
 use crate::protocol::CloseCode;
 use crate::{isolation, peer, tls};
@@ -36,6 +37,10 @@ pub struct Listeners {
     pub admin: std::net::TcpListener,
     pub peer: std::net::TcpListener,
 }
+
+/// Refusal reasons of `tether_connections_refused_total` besides the limits': declared at
+/// startup with the rest, so a dashboard sees zeros rather than missing series.
+const EDGE_REFUSALS: [&str; 3] = ["proxy_header", "admin_full", "per_user"];
 
 /// How long a joining node keeps trying its seeds before giving up.
 const JOIN_TIMEOUT: Duration = Duration::from_secs(300);
@@ -57,6 +62,10 @@ fn conn_settings(c: &Config) -> ConnSettings {
         rate_limit_strikes: l.rate_limit_strikes,
         max_subscriptions: l.max_subscriptions_per_conn as usize,
         max_sessions_per_user: l.max_connections_per_user,
+        max_detached_per_user: c
+            .session
+            .max_detached_per_user
+            .unwrap_or(l.max_connections_per_user.saturating_mul(2)),
         refresh_window_secs: c.auth.refresh_window_secs,
         allow_query_token: c.auth.allow_query_token,
         close_timeout: Duration::from_secs(2),
@@ -106,8 +115,13 @@ pub async fn run(
         max_token_bytes: config.auth.max_token_bytes,
     };
     let admin_keys: Vec<_> = config.admin.keys.iter().map(|k| k.to_key_spec()).collect();
-    let admin_verifier = AdminVerifier::new(&admin_keys, clock.clone(), config.auth.leeway_secs)
-        .context("admin keys")?;
+    let admin_verifier = AdminVerifier::new(
+        &admin_keys,
+        clock.clone(),
+        config.auth.leeway_secs,
+        config.auth.admin_max_token_lifetime_secs,
+    )
+    .context("admin keys")?;
     let node_name = format!("n{}", config.node.id);
     let audit = Audit::start(
         AuditSink::Stdout,
@@ -138,11 +152,21 @@ pub async fn run(
         admin: admin_verifier,
         dispatch: dispatcher.log.clone(),
         ready: ready.clone(),
+        allow_http_jwks: config.auth.allow_http_jwks,
     });
+    for reason in LimitError::ALL
+        .map(LimitError::reason)
+        .iter()
+        .chain(&EDGE_REFUSALS)
+    {
+        metrics.add(CONNECTIONS_REFUSED, &[("reason", reason)], 0);
+    }
     let admin_stop = CancellationToken::new();
     let admin_thread = spawn_admin(
         listeners.admin,
         admin::router(admin_state),
+        config.admin.max_connections as usize,
+        metrics.clone(),
         admin_stop.clone(),
     )?;
 
@@ -197,11 +221,15 @@ pub async fn run(
         .context("starting the session supervisor")?;
 
     let l = &config.limits;
-    let limits = Arc::new(Limits::new(
-        l.max_connections as usize,
-        l.max_connections_per_ip,
-        l.handshakes_per_ip_per_sec,
-    ));
+    let limits = Arc::new(Limits::new(LimitSettings {
+        max_connections: l.max_connections as usize,
+        max_per_ip: l.max_connections_per_ip,
+        max_pending_per_ip: l.max_pending_upgrades_per_ip,
+        handshakes_per_ip_per_sec: l.handshakes_per_ip_per_sec,
+        ipv6_prefix_len: l.ipv6_prefix_len,
+    }));
+    let trusted_proxies = TrustedProxies::parse(&config.listen.trusted_proxies)
+        .map_err(|e| anyhow::anyhow!("listen.trusted_proxies: {e}"))?;
     let tls = match (&config.tls.client_cert, &config.tls.client_key) {
         (Some(cert), Some(key)) => Some(tls::acceptor(cert, key).context("client TLS")?),
         _ => None,
@@ -211,6 +239,7 @@ pub async fn run(
         limits: limits.clone(),
         supervisor: supervisor.clone(),
         tls,
+        edge: Edge::new(trusted_proxies, config.listen.proxy_protocol),
     });
     listeners.client.set_nonblocking(true)?;
     let client_listener = TcpListener::from_std(listeners.client)?;
@@ -341,6 +370,8 @@ async fn sync_tenants(registry: &Registry, config: &Config) -> anyhow::Result<()
 fn spawn_admin(
     listener: std::net::TcpListener,
     router: axum::Router,
+    max_connections: usize,
+    metrics: Arc<Metrics>,
     stop: CancellationToken,
 ) -> anyhow::Result<std::thread::JoinHandle<()>> {
     listener.set_nonblocking(true)?;
@@ -355,10 +386,7 @@ fn spawn_admin(
                     tracing::error!("admin listener unusable");
                     return;
                 };
-                let serve = axum::serve(l, router).with_graceful_shutdown(stop.cancelled_owned());
-                if let Err(e) = serve.await {
-                    tracing::error!(error = %e, "admin server failed");
-                }
+                admin::listener::serve(l, router, max_connections, metrics, stop).await;
             });
         })?;
     Ok(handle)

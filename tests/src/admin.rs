@@ -95,3 +95,13 @@ pub fn assert_error(r: &Resp, status: u16, what: &str) {
         r.body
     );
 }
+
+/// The value of one series on `/metrics` (`name{labels}` exactly as rendered), if present.
+pub async fn metric(node: &TestNode, series: &str) -> Option<f64> {
+    let text = call(node, "GET", "/metrics", None).await.body;
+    let text = text.as_str()?.to_owned();
+    text.lines().find_map(|l| {
+        let (s, v) = l.rsplit_once(' ')?;
+        (s == series).then(|| v.parse().ok()).flatten()
+    })
+}

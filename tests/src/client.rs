@@ -229,9 +229,7 @@ impl WsClient {
             .parse()
             .map_err(|e| WsError::Io(std::io::Error::other(format!("{server}: {e}"))))?;
         let connect = async {
-            let sock = tokio::net::TcpSocket::new_v4()?;
-            sock.bind(std::net::SocketAddr::new(src, 0))?;
-            let tcp = sock.connect(server).await?;
+            let tcp = tcp_from(src, server).await?;
             let (ws, _) = tokio_tungstenite::client_async(req, MaybeTlsStream::Plain(tcp)).await?;
             Ok::<_, WsError>(WsClient { ws })
         };
@@ -246,6 +244,16 @@ impl WsClient {
         let end = tokio::time::Instant::now() + DEADLINE;
         while let Ok(Some(Ok(_))) = tokio::time::timeout_at(end, self.ws.next()).await {}
     }
+}
+
+/// A TCP connection to `server` from the local address `src` (IPv4).
+pub async fn tcp_from(
+    src: std::net::IpAddr,
+    server: std::net::SocketAddr,
+) -> std::io::Result<TcpStream> {
+    let sock = tokio::net::TcpSocket::new_v4()?;
+    sock.bind(std::net::SocketAddr::new(src, 0))?;
+    sock.connect(server).await
 }
 
 /// The HTTP status of a refused upgrade, or `None` if it was not refused at the HTTP level.

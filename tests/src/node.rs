@@ -58,6 +58,8 @@ pub struct NodeSpec {
     pub extra_tenant: String,
     /// `[listen]` addresses (client, admin, peer); `127.0.0.1:0` each by default.
     pub listen: [String; 3],
+    /// More `[listen]` lines (`trusted_proxies`, `proxy_protocol`).
+    pub listen_extra: String,
     /// Program and arguments run in front of `tether` (e.g. `ip netns exec NS`); empty: none.
     pub wrapper: Vec<String>,
     /// Extra environment variables for the process (e.g. libfaketime's `LD_PRELOAD`).
@@ -78,6 +80,7 @@ impl Default for NodeSpec {
                 "127.0.0.1:0".into(),
                 "127.0.0.1:0".into(),
             ],
+            listen_extra: String::new(),
             wrapper: Vec::new(),
             env: Vec::new(),
         }
@@ -93,6 +96,7 @@ pub fn config_toml_spec(data_dir: &Path, spec: &NodeSpec) -> String {
         limits,
         extra_tenant,
         listen: [client, admin, peer],
+        listen_extra,
         ..
     } = spec;
     format!(
@@ -106,6 +110,7 @@ data_dir = "{data}"
 client = "{client}"
 admin = "{admin}"
 peer = "{peer}"
+{listen_extra}
 
 [cluster]
 {cluster}
@@ -116,6 +121,7 @@ peer = "{peer}"
 [auth]
 leeway_secs = 0
 refresh_window_secs = 2
+allow_http_jwks = true
 
 [limits]
 auth_timeout_secs = 2

@@ -155,3 +155,61 @@ async fn oversized_frame_closes_1009() {
         .await;
     assert_eq!(c.closed().await.code, 1009);
 }
+
+/// Regression (a 60 000-byte `hello.client.name` was stored in the replicated log): oversized
+/// hello fields and channel names get `bad_frame` error frames naming the field, the third
+/// closes 4000 before any session is admitted, and the user has no session in the registry.
+#[tokio::test]
+async fn oversized_fields_are_bad_frames_and_never_admitted() {
+    let node = TestNode::start_with("max_frame_bytes = 131072", "").await;
+    let t = token("mallory", &["sub:chat.*"]);
+    let mut c = WsClient::upgrade(request(&node.ws_url(), Some(&t), None, None))
+        .await
+        .expect("upgrade");
+    let long = "n".repeat(60_000);
+    c.send_json(&json!({"type": "hello", "client": {"name": long}}))
+        .await;
+    let e = c.next_json().await;
+    assert_eq!(
+        (e["type"].as_str(), e["code"].as_str()),
+        (Some("error"), Some("bad_frame"))
+    );
+    assert!(
+        e["message"].as_str().unwrap().contains("client.name"),
+        "{e}"
+    );
+    let resume = json!({"session_id": "s".repeat(100), "resume_token": "r"});
+    c.send_json(&json!({"type": "hello", "resume": resume}))
+        .await;
+    let e = c.next_json().await;
+    assert!(
+        e["message"].as_str().unwrap().contains("resume.session_id"),
+        "{e}"
+    );
+    let resume = json!({"session_id": "s", "resume_token": "r".repeat(200)});
+    c.send_json(&json!({"type": "hello", "resume": resume}))
+        .await;
+    let (closed, _) = c.closed_within(tether_tests::DEADLINE).await;
+    assert_eq!(closed.code, 4000);
+    let r = tether_tests::admin::call(
+        &node,
+        "GET",
+        "/v1/tenants/acme/users/mallory/sessions",
+        None,
+    )
+    .await;
+    assert_eq!(r.body["sessions"], json!([]), "{:?}", r.body);
+
+    // Once admitted, an oversized channel name is a protocol error too, not a reply.
+    let (mut c, _) = WsClient::connect(&node.ws_url(), &t).await;
+    c.send_json(
+        &json!({"type": "subscribe", "id": 1, "channel": format!("chat.{}", "x".repeat(300))}),
+    )
+    .await;
+    let e = c.next_json().await;
+    assert_eq!(
+        (e["type"].as_str(), e["code"].as_str()),
+        (Some("error"), Some("bad_frame"))
+    );
+    assert!(e["message"].as_str().unwrap().contains("channel"), "{e}");
+}

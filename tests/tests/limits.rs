@@ -5,7 +5,7 @@ use std::net::IpAddr;
 
 use serde_json::{Value, json};
 use tether_tests::DEADLINE;
-use tether_tests::client::{Carrier, WsClient, refused_status, request};
+use tether_tests::client::{Carrier, WsClient, refused_status, request, tcp_from};
 use tether_tests::node::TestNode;
 use tether_tests::tokens::*;
 
@@ -230,19 +230,18 @@ async fn tenant_session_max_lifetime_closes_4100() {
 async fn slowloris_upgrades_time_out_without_blocking_others() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let node = TestNode::start_with(
-        "upgrade_timeout_secs = 2\nhandshakes_per_ip_per_sec = 10000",
+        "upgrade_timeout_secs = 2\nhandshakes_per_ip_per_sec = 10000\nmax_pending_upgrades_per_ip = 32",
         "",
     )
     .await;
+    let server = node.client_addr.parse().expect("client addr");
     let mut lorises = Vec::new();
     for _ in 0..200 {
-        let mut s = tokio::net::TcpStream::connect(&node.client_addr)
-            .await
-            .expect("tcp connect");
+        let mut s = tcp_from(OTHER, server).await.expect("tcp connect");
         // A request line and one header, never the blank line that ends the request.
-        s.write_all(b"GET /v1/connect HTTP/1.1\r\nHost: x\r\n")
-            .await
-            .expect("write");
+        let _ = s
+            .write_all(b"GET /v1/connect HTTP/1.1\r\nHost: x\r\n")
+            .await;
         lorises.push(s);
     }
     let (mut c, w) = WsClient::connect(&node.ws_url(), &token("alice", &[])).await;
@@ -256,14 +255,28 @@ async fn slowloris_upgrades_time_out_without_blocking_others() {
     .await;
     assert_eq!(r.body["closed"], 1, "{}", r.body);
     assert_eq!(c.closed().await.code, 4004);
-    // Every slowloris socket is closed by the node (EOF or reset), none is left hanging.
+    // Every slowloris socket is closed by the node, none is left hanging: the 32 within the
+    // pending cap at their upgrade timeout (EOF or reset, no answer), the rest at once with 429.
+    let (mut timed_out, mut refused) = (0, 0);
     for mut s in lorises {
-        let mut buf = [0u8; 64];
-        let read = tokio::time::timeout(DEADLINE, s.read(&mut buf)).await;
+        let mut buf = Vec::new();
+        let read = tokio::time::timeout(DEADLINE, s.read_to_end(&mut buf)).await;
         match read {
-            Ok(Ok(0)) | Ok(Err(_)) => {}
-            Ok(Ok(n)) => panic!("unexpected {n} bytes for an unfinished upgrade"),
+            Ok(_) if buf.is_empty() => timed_out += 1,
+            Ok(_) if buf.starts_with(b"HTTP/1.1 429 ") => refused += 1,
+            Ok(_) => panic!("unexpected answer: {}", String::from_utf8_lossy(&buf)),
             Err(_) => panic!("a slowloris connection was never closed"),
         }
     }
+    // A refusal past the bound of sockets being answered at once is closed unanswered.
+    assert_eq!(timed_out + refused, 200);
+    assert!(
+        refused >= 1 && timed_out >= 32,
+        "{timed_out} timed out, {refused} refused"
+    );
+    let series = "tether_connections_refused_total{reason=\"pending_upgrades\"}";
+    assert_eq!(
+        tether_tests::admin::metric(&node, series).await,
+        Some(168.0)
+    );
 }

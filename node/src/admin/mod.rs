@@ -5,6 +5,7 @@
 
 mod error;
 mod health;
+pub mod listener;
 mod principal;
 mod publish;
 mod sessions;
@@ -39,6 +40,8 @@ pub struct AdminState {
     pub dispatch: Arc<DispatchLog>,
     /// Readiness latch: false until the registry has a leader, and again once draining.
     pub ready: Arc<AtomicBool>,
+    /// `auth.allow_http_jwks`, for tenant configs put over the API.
+    pub allow_http_jwks: bool,
 }
 
 pub fn router(state: Arc<AdminState>) -> Router {

@@ -125,11 +125,42 @@ pub async fn put(
         Some(_) => return Err(ApiError::conflict("body id does not match the path")),
     }
     let bytes = serde_json::to_vec(&v).map_err(|e| ApiError::bad_request(e.to_string()))?;
-    let config = crate::config::tenant_from_json(&bytes)
+    let config = crate::config::tenant_from_json(&bytes, st.allow_http_jwks)
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    if !admin.0.is_cluster_admin() {
+        check_within_node_limits(&config.limits, &st.ctx.conn)?;
+    }
     let (index, _, body) = commit(&st, Command::PutTenant(config), false, Instant::now()).await?;
     audit(&st, &admin, "tenant", &tenant, "put", index);
     Ok(Json(body))
+}
+
+/// A tenant-scoped admin may lower its tenant's limits, never raise them above the node's
+/// `[limits]`: those protect every tenant sharing the node.
+fn check_within_node_limits(
+    limits: &tether_cluster::tenant::TenantLimits,
+    node: &crate::context::ConnSettings,
+) -> Result<(), ApiError> {
+    let over = [
+        (
+            "max_connections_per_user",
+            limits.max_connections_per_user,
+            node.max_sessions_per_user,
+        ),
+        (
+            "messages_per_conn_per_sec",
+            limits.messages_per_conn_per_sec,
+            node.messages_per_sec,
+        ),
+    ];
+    for (name, tenant, node) in over {
+        if tenant.is_some_and(|t| t > node) {
+            return Err(ApiError::forbidden(format!(
+                "limits.{name} above the node's ({node}) needs scope tether:admin"
+            )));
+        }
+    }
+    Ok(())
 }
 
 pub async fn get(

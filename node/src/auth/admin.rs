@@ -1,8 +1,10 @@
 //! [`AdminVerifier`]: the bearer tokens of the admin API, signed by a configured admin key, and
 //! the `tether:admin` / `tether:admin:<tenant>` scopes they carry.
 //!
-//! Admin tokens need `sub` (the operator, audited) and `exp`; `iss`/`aud` are not checked because
-//! the admin keys are Tether's own, not an IdP's.
+//! Admin tokens need `sub` (the operator, audited), `iat` and `exp`, and may not live longer than
+//! `auth.admin_max_token_lifetime_secs`: a leaked admin token stays dangerous only that long, and
+//! rotating an admin key ends every token it signed within that bound. `iss`/`aud` are not
+//! checked because the admin keys are Tether's own, not an IdP's.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -59,12 +61,18 @@ struct Inner {
     keys: HashMap<String, VerifyingKey>,
     clock: SharedClock,
     leeway_secs: u64,
+    max_lifetime_secs: u64,
 }
 
 impl AdminVerifier {
     /// Builds every key up front, so a bad `[[admin.keys]]` entry fails at startup. With no
     /// keys every token is refused (the admin API is closed).
-    pub fn new(keys: &[KeySpec], clock: SharedClock, leeway_secs: u64) -> Result<Self, AuthError> {
+    pub fn new(
+        keys: &[KeySpec],
+        clock: SharedClock,
+        leeway_secs: u64,
+        max_lifetime_secs: u64,
+    ) -> Result<Self, AuthError> {
         validate_keys(keys)?;
         let keys = keys
             .iter()
@@ -75,6 +83,7 @@ impl AdminVerifier {
                 keys,
                 clock,
                 leeway_secs,
+                max_lifetime_secs,
             }),
         })
     }
@@ -97,7 +106,13 @@ impl AdminVerifier {
         let claims = jwt::verify_signature(token, key)?;
         let sub = jwt::required_string(&claims, "sub")?;
         let now = self.inner.clock.now_secs();
-        jwt::check_times(&claims, now, self.inner.leeway_secs, false)?;
+        let times = jwt::check_times(&claims, now, self.inner.leeway_secs, true)?;
+        let lifetime = times.exp.saturating_sub(times.iat.unwrap_or(0));
+        if lifetime > self.inner.max_lifetime_secs {
+            return Err(AuthError::LifetimeTooLong {
+                max_secs: self.inner.max_lifetime_secs,
+            });
+        }
         let scope = jwt::string_claim(&claims, "scope")?.unwrap_or_default();
         let scopes = parse_scopes(&scope);
         if scopes.is_empty() {
@@ -161,7 +176,7 @@ mod tests {
     }
 
     fn verifier() -> AdminVerifier {
-        match AdminVerifier::new(&keys(), clock(), 30) {
+        match AdminVerifier::new(&keys(), clock(), 30, 86_400) {
             Ok(v) => v,
             Err(e) => panic!("{e}"),
         }
@@ -217,12 +232,17 @@ mod tests {
     fn refusals() {
         let v = verifier();
         let expired = mint("tether:admin", 0);
-        let late = AdminVerifier::new(&keys(), Arc::new(ManualClock::new((NOW + 31) * 1000)), 30);
+        let late = AdminVerifier::new(
+            &keys(),
+            Arc::new(ManualClock::new((NOW + 31) * 1000)),
+            30,
+            86_400,
+        );
         assert!(matches!(
             late.map(|l| l.verify(&expired)),
             Ok(Err(AuthError::Expired))
         ));
-        let base = json!({"sub": "x", "exp": NOW + 60, "scope": "tether:admin"});
+        let base = json!({"sub": "x", "iat": NOW, "exp": NOW + 60, "scope": "tether:admin"});
         let es = sign(Algorithm::ES256, Some("ops-ec"), &base);
         assert!(v.verify(&es).is_ok());
         let confused = sign(Algorithm::HS256, Some("ops-ec"), &base);
@@ -235,28 +255,62 @@ mod tests {
             v.verify(&sign(Algorithm::HS256, Some("x"), &base)),
             Err(AuthError::UnknownKid)
         );
-        let no_sub = json!({"exp": NOW + 60, "scope": "tether:admin"});
+        let no_sub = json!({"iat": NOW, "exp": NOW + 60, "scope": "tether:admin"});
         let r = v.verify(&sign(Algorithm::HS256, Some("ops"), &no_sub));
         assert_eq!(r, Err(AuthError::MissingClaim("sub")));
-        let no_exp = json!({"sub": "x", "scope": "tether:admin"});
+        let no_exp = json!({"sub": "x", "iat": NOW, "scope": "tether:admin"});
         let r = v.verify(&sign(Algorithm::HS256, Some("ops"), &no_exp));
         assert_eq!(r, Err(AuthError::MissingClaim("exp")));
         assert_eq!(v.verify("nope"), Err(AuthError::Malformed));
     }
 
+    /// An admin token may live at most `max_lifetime_secs` (`exp - iat`) and must carry `iat`,
+    /// so a long-lived or timeless token cannot outlast a key rotation.
+    #[test]
+    fn lifetime_is_bounded() {
+        let v = verifier();
+        let claims = |iat: Option<u64>, exp: u64| {
+            let mut c = json!({"sub": "x", "exp": exp, "scope": "tether:admin"});
+            if let Some(iat) = iat {
+                c["iat"] = json!(iat);
+            }
+            sign(Algorithm::HS256, Some("ops"), &c)
+        };
+        assert!(v.verify(&claims(Some(NOW), NOW + 86_400)).is_ok());
+        assert_eq!(
+            v.verify(&claims(Some(NOW), NOW + 86_401)),
+            Err(AuthError::LifetimeTooLong { max_secs: 86_400 })
+        );
+        // A back-dated iat does not help: the window is exp - iat.
+        assert_eq!(
+            v.verify(&claims(Some(NOW - 86_400), NOW + 60)),
+            Err(AuthError::LifetimeTooLong { max_secs: 86_400 })
+        );
+        assert_eq!(
+            v.verify(&claims(None, NOW + 60)),
+            Err(AuthError::MissingClaim("iat"))
+        );
+        let short = AdminVerifier::new(&keys(), clock(), 30, 300)
+            .map(|s| s.verify(&mint("tether:admin", 301)));
+        assert!(matches!(
+            short,
+            Ok(Err(AuthError::LifetimeTooLong { max_secs: 300 }))
+        ));
+    }
+
     /// With a single admin key a token may omit `kid`; a bad key list fails construction.
     #[test]
     fn single_key_and_bad_config() {
-        let one = AdminVerifier::new(&keys()[..1], clock(), 30);
-        let base = json!({"sub": "x", "exp": NOW + 60, "scope": "tether:admin"});
+        let one = AdminVerifier::new(&keys()[..1], clock(), 30, 86_400);
+        let base = json!({"sub": "x", "iat": NOW, "exp": NOW + 60, "scope": "tether:admin"});
         let token = sign(Algorithm::HS256, None, &base);
         assert!(matches!(one.map(|v| v.verify(&token)), Ok(Ok(_))));
         let dup = [keys()[0].clone(), keys()[0].clone()];
         assert!(matches!(
-            AdminVerifier::new(&dup, clock(), 30),
+            AdminVerifier::new(&dup, clock(), 30, 86_400),
             Err(AuthError::BadKey(_))
         ));
-        let closed = AdminVerifier::new(&[], clock(), 30);
+        let closed = AdminVerifier::new(&[], clock(), 30, 86_400);
         assert!(matches!(
             closed.map(|v| v.verify(&token)),
             Ok(Err(AuthError::MissingKid))

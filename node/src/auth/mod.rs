@@ -71,6 +71,8 @@ pub enum AuthError {
     TenantMismatch,
     #[error("admin token carries no tether:admin scope")]
     NoAdminScope,
+    #[error("token lifetime (exp - iat) exceeds {max_secs} s")]
+    LifetimeTooLong { max_secs: u64 },
     #[error("JWKS fetch failed: {0}")]
     Jwks(String),
     #[error("invalid key: {0}")]
@@ -78,6 +80,16 @@ pub enum AuthError {
 }
 
 impl AuthError {
+    /// The text a client may see. A JWKS fetch error or a bad configured key names URLs,
+    /// addresses and TLS details of the operator's network: those stay in the log.
+    pub fn client_message(&self) -> String {
+        match self {
+            AuthError::Jwks(_) => "the tenant's signing keys are unavailable".to_owned(),
+            AuthError::BadKey(_) => "the tenant's signing key is unusable".to_owned(),
+            other => other.to_string(),
+        }
+    }
+
     /// A stable snake_case label for metrics and the audit log.
     pub fn reason(&self) -> &'static str {
         match self {
@@ -96,6 +108,7 @@ impl AuthError {
             AuthError::BadAudience => "bad_audience",
             AuthError::TenantMismatch => "tenant_mismatch",
             AuthError::NoAdminScope => "no_admin_scope",
+            AuthError::LifetimeTooLong { .. } => "lifetime_too_long",
             AuthError::Jwks(_) => "jwks_unavailable",
             AuthError::BadKey(_) => "bad_key",
         }
@@ -151,6 +164,22 @@ mod tests {
     use super::*;
     use std::collections::HashSet;
 
+    /// Fetch and key errors reach clients without their detail; the others as they are.
+    #[test]
+    fn client_message_hides_fetch_detail() {
+        let e = AuthError::Jwks("error sending request for url (http://10.0.0.7:8080/jwks)".into());
+        assert!(!e.client_message().contains("10.0.0.7"));
+        assert!(
+            !AuthError::BadKey("pem at /etc/x".into())
+                .client_message()
+                .contains("/etc")
+        );
+        assert_eq!(
+            AuthError::Expired.client_message(),
+            AuthError::Expired.to_string()
+        );
+    }
+
     fn all() -> Vec<AuthError> {
         vec![
             AuthError::Malformed,
@@ -168,6 +197,7 @@ mod tests {
             AuthError::BadAudience,
             AuthError::TenantMismatch,
             AuthError::NoAdminScope,
+            AuthError::LifetimeTooLong { max_secs: 60 },
             AuthError::Jwks("timeout".into()),
             AuthError::BadKey("bad pem".into()),
         ]

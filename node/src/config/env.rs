@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use serde_json::Value as Json;
 use toml::{Table, Value};
 
-use super::{ClusterSection, Config, ConfigError, TlsSection};
+use super::{ClusterSection, Config, ConfigError, SessionSection, TlsSection};
 
 /// `TETHER_…` variables that are not config keys and are ignored here: the CLI's config
 /// path, the log filter, and test/chaos harness settings.
@@ -111,6 +111,10 @@ fn schema() -> Result<Table, ConfigError> {
             isolation_lease_ms: Some(0),
             isolation_grace_ms: Some(0),
             ..defaults.cluster.clone()
+        },
+        session: SessionSection {
+            max_detached_per_user: Some(0),
+            ..defaults.session.clone()
         },
         ..defaults
     };

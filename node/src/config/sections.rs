@@ -48,6 +48,13 @@ pub struct ListenSection {
     pub client: String,
     pub admin: String,
     pub peer: String,
+    /// CIDRs of the load balancers in front of the client listener. From these peers the
+    /// client address is taken from `X-Forwarded-For` / `Forwarded` (the rightmost address
+    /// not in this set); from any other peer those headers are ignored.
+    pub trusted_proxies: Vec<String>,
+    /// Every client connection starts with a PROXY protocol v1 or v2 header (TCP load
+    /// balancers); its source address is the client's.
+    pub proxy_protocol: bool,
 }
 
 impl Default for ListenSection {
@@ -56,6 +63,8 @@ impl Default for ListenSection {
             client: "127.0.0.1:7070".to_owned(),
             admin: "127.0.0.1:7071".to_owned(),
             peer: "127.0.0.1:7072".to_owned(),
+            trusted_proxies: Vec::new(),
+            proxy_protocol: false,
         }
     }
 }
@@ -152,6 +161,10 @@ pub struct AuthSection {
     pub allow_query_token: bool,
     /// Longest accepted JWT, 512..=65536.
     pub max_token_bytes: usize,
+    /// Allow `http://` tenant `jwks_uri`s (dev and tests); otherwise only `https://`.
+    pub allow_http_jwks: bool,
+    /// Admin tokens whose `exp - iat` is longer than this (or without `iat`) are refused.
+    pub admin_max_token_lifetime_secs: u64,
 }
 
 impl Default for AuthSection {
@@ -162,6 +175,8 @@ impl Default for AuthSection {
             refresh_window_secs: 60,
             allow_query_token: false,
             max_token_bytes: 8192,
+            allow_http_jwks: false,
+            admin_max_token_lifetime_secs: 86_400,
         }
     }
 }
@@ -189,6 +204,12 @@ pub struct LimitsSection {
     pub max_subscriptions_per_conn: u32,
     /// One-second windows over the message rate before close 4108.
     pub rate_limit_strikes: u32,
+    /// Sockets from one address that have not finished their HTTP upgrade yet; more are
+    /// answered 429 at once, without waiting for their request.
+    pub max_pending_upgrades_per_ip: u32,
+    /// IPv6 clients are counted per prefix of this length for the per-IP limits (one host
+    /// usually holds a whole /64).
+    pub ipv6_prefix_len: u8,
 }
 
 impl Default for LimitsSection {
@@ -208,6 +229,8 @@ impl Default for LimitsSection {
             upgrade_timeout_secs: 10,
             max_subscriptions_per_conn: 100,
             rate_limit_strikes: 3,
+            max_pending_upgrades_per_ip: 32,
+            ipv6_prefix_len: 64,
         }
     }
 }
@@ -227,6 +250,10 @@ pub struct SessionSection {
     /// On SIGTERM: clients are told to reconnect at jittered times over this window, then
     /// the remaining ones get 1012. 0 skips the advisories.
     pub drain_secs: u64,
+    /// Detached (resumable) sessions one user may keep; admitting one more ends the user's
+    /// oldest detached session. Absent: twice `limits.max_connections_per_user`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_detached_per_user: Option<u32>,
 }
 
 impl Default for SessionSection {
@@ -237,6 +264,7 @@ impl Default for SessionSection {
             outbox_max_messages: 1000,
             outbox_max_bytes: 1024 * 1024,
             drain_secs: 30,
+            max_detached_per_user: None,
         }
     }
 }
@@ -257,9 +285,20 @@ impl Default for RaftSection {
     }
 }
 
-/// `[admin]`: keys that sign admin tokens (`[[admin.keys]]`).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// `[admin]`: keys that sign admin tokens (`[[admin.keys]]`) and the listener's connection cap.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AdminSection {
     pub keys: Vec<KeySection>,
+    /// Open connections to the admin listener; more are answered 503 and closed at once.
+    pub max_connections: u32,
+}
+
+impl Default for AdminSection {
+    fn default() -> Self {
+        Self {
+            keys: Vec::new(),
+            max_connections: 256,
+        }
+    }
 }

@@ -63,7 +63,9 @@ impl TenantSection {
     }
 
     /// Checks this tenant; `at` prefixes error keys (`tenants[1]`, or empty for JSON).
-    pub fn validate(&self, at: &str) -> Result<(), ConfigError> {
+    /// `allow_http_jwks` is `auth.allow_http_jwks`: without it a `jwks_uri` must be https, so
+    /// a tenant admin cannot point the node at plaintext (or internal) HTTP endpoints.
+    pub fn validate(&self, at: &str, allow_http_jwks: bool) -> Result<(), ConfigError> {
         let key = |field: &str| {
             if at.is_empty() {
                 field.to_owned()
@@ -87,7 +89,8 @@ impl TenantSection {
             ));
         }
         if let Some(uri) = &self.jwks_uri {
-            check_jwks_uri(uri).map_err(|m| ConfigError::new(key("jwks_uri"), m))?;
+            check_jwks_uri(uri, allow_http_jwks)
+                .map_err(|m| ConfigError::new(key("jwks_uri"), m))?;
         }
         for (i, origin) in self.allowed_origins.iter().enumerate() {
             check_origin(origin)
@@ -130,13 +133,13 @@ impl TenantSection {
 /// Parses and validates one tenant sent as JSON (the `PUT /v1/tenants/{t}` body). Error
 /// keys are relative to the tenant (`keys[0].alg`); a problem with the body as a whole
 /// is reported under `tenant`.
-pub fn tenant_from_json(bytes: &[u8]) -> Result<TenantConfig, ConfigError> {
+pub fn tenant_from_json(bytes: &[u8], allow_http_jwks: bool) -> Result<TenantConfig, ConfigError> {
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let section: TenantSection = serde_path_to_error::deserialize(&mut de)
         .map_err(|e| ConfigError::from_path(e.path(), "tenant", e.inner()))?;
     de.end()
         .map_err(|e| ConfigError::new("tenant", e.to_string()))?;
-    section.validate("")?;
+    section.validate("", allow_http_jwks)?;
     Ok(section.to_tenant_config())
 }
 
@@ -147,12 +150,15 @@ fn is_valid_tenant_id(id: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
-fn check_jwks_uri(uri: &str) -> Result<(), String> {
+fn check_jwks_uri(uri: &str, allow_http: bool) -> Result<(), String> {
     let url = Url::parse(uri).map_err(|e| format!("not a URL: {e}"))?;
     match url.scheme() {
+        "http" if !allow_http => {
+            Err("must be https (http is accepted only with auth.allow_http_jwks = true)".into())
+        }
         "http" | "https" if url.host_str().is_some_and(|h| !h.is_empty()) => Ok(()),
         "http" | "https" => Err("URL has no host".into()),
-        other => Err(format!("scheme `{other}` is not http or https")),
+        other => Err(format!("scheme `{other}` is not https")),
     }
 }
 

@@ -223,7 +223,7 @@ fn json_tenant_parses_and_validates() {
         ],
         "limits": {"max_connections_per_user": 3}
     });
-    let tenant = tenant_from_json(body.to_string().as_bytes()).expect("valid tenant");
+    let tenant = tenant_from_json(body.to_string().as_bytes(), false).expect("valid tenant");
     assert_eq!(tenant.id, "acme");
     assert_eq!(tenant.limits.max_connections_per_user, Some(3));
     assert!(
@@ -234,7 +234,7 @@ fn json_tenant_parses_and_validates() {
     );
 
     let key_of =
-        |v: serde_json::Value| tenant_from_json(v.to_string().as_bytes()).map_err(|e| e.key);
+        |v: serde_json::Value| tenant_from_json(v.to_string().as_bytes(), false).map_err(|e| e.key);
     let bad_alg =
         serde_json::json!({"id": "a", "keys": [{"kid": "k", "alg": "HS512", "secret": SECRET}]});
     assert_eq!(key_of(bad_alg), Err("keys[0].alg".to_owned()));
@@ -247,9 +247,18 @@ fn json_tenant_parses_and_validates() {
         Err("tenant".to_owned())
     );
     assert_eq!(
-        tenant_from_json(br#"{"id":"a","jwks_uri":"https://x.example/j"} x"#).map_err(|e| e.key),
+        tenant_from_json(br#"{"id":"a","jwks_uri":"https://x.example/j"} x"#, false)
+            .map_err(|e| e.key),
         Err("tenant".to_owned())
     );
+    // A plaintext JWKS URL only with auth.allow_http_jwks (dev and tests).
+    let http = br#"{"id":"a","jwks_uri":"http://10.0.0.1/jwks"}"#;
+    let refused = tenant_from_json(http, false).map_err(|e| (e.key, e.message));
+    assert!(
+        matches!(&refused, Err((k, m)) if k == "jwks_uri" && m.contains("https")),
+        "{refused:?}"
+    );
+    assert!(tenant_from_json(http, true).is_ok());
 }
 
 /// StatefulSet host names map to ids (ordinal + 1); anything else is refused.

@@ -71,6 +71,38 @@ fn every_validation_error_names_its_key() {
             "tls.client_cert",
         ),
         ("[auth]\nleeway_secs = 301".into(), "auth.leeway_secs"),
+        (
+            "[auth]\nadmin_max_token_lifetime_secs = 10".into(),
+            "auth.admin_max_token_lifetime_secs",
+        ),
+        (
+            "[listen]\ntrusted_proxies = [\"10.0.0.0/33\"]".into(),
+            "listen.trusted_proxies[0]",
+        ),
+        (
+            "[listen]\ntrusted_proxies = [\"10.0.0.0/8\", \"proxy\"]".into(),
+            "listen.trusted_proxies[1]",
+        ),
+        (
+            "[limits]\nmax_pending_upgrades_per_ip = 0".into(),
+            "limits.max_pending_upgrades_per_ip",
+        ),
+        (
+            "[limits]\nipv6_prefix_len = 129".into(),
+            "limits.ipv6_prefix_len",
+        ),
+        (
+            "[session]\nmax_detached_per_user = 0".into(),
+            "session.max_detached_per_user",
+        ),
+        (
+            "[admin]\nmax_connections = 0".into(),
+            "admin.max_connections",
+        ),
+        (
+            "[[tenants]]\nid = \"a\"\njwks_uri = \"http://x.example/j\"".into(),
+            "tenants[0].jwks_uri",
+        ),
         ("[auth]\ntenant_claim = \"\"".into(), "auth.tenant_claim"),
         (
             "[auth]\nrefresh_window_secs = 0".into(),

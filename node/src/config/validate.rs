@@ -35,11 +35,18 @@ impl Config {
             "session.outbox_max_bytes",
             self.session.outbox_max_bytes as u64,
         )?;
+        if let Some(n) = self.session.max_detached_per_user {
+            positive("session.max_detached_per_user", u64::from(n))?;
+        }
         positive("raft.snapshot_every", self.raft.snapshot_every)?;
         validate_keys("admin.keys", &self.admin.keys)?;
+        positive(
+            "admin.max_connections",
+            u64::from(self.admin.max_connections),
+        )?;
         for (i, tenant) in self.tenants.iter().enumerate() {
             let at = format!("tenants[{i}]");
-            tenant.validate(&at)?;
+            tenant.validate(&at, self.auth.allow_http_jwks)?;
             if self.tenants[..i].iter().any(|t| t.id == tenant.id) {
                 return Err(ConfigError::new(
                     format!("{at}.id"),
@@ -77,6 +84,10 @@ impl Config {
                     format!("`{addr}` is already used by {other}"),
                 ));
             }
+        }
+        for (i, cidr) in self.listen.trusted_proxies.iter().enumerate() {
+            crate::net::Cidr::parse(cidr)
+                .map_err(|m| ConfigError::new(format!("listen.trusted_proxies[{i}]"), m))?;
         }
         Ok(())
     }
@@ -146,7 +157,13 @@ impl Config {
         in_range("auth.leeway_secs", auth.leeway_secs, 0, 300)?;
         non_empty("auth.tenant_claim", &auth.tenant_claim)?;
         positive("auth.refresh_window_secs", auth.refresh_window_secs)?;
-        in_range("auth.max_token_bytes", auth.max_token_bytes, 512, 65536)
+        in_range("auth.max_token_bytes", auth.max_token_bytes, 512, 65536)?;
+        in_range(
+            "auth.admin_max_token_lifetime_secs",
+            auth.admin_max_token_lifetime_secs,
+            60,
+            31_536_000,
+        )
     }
 
     fn check_limits(&self) -> Result<(), ConfigError> {
@@ -181,6 +198,10 @@ impl Config {
                 u64::from(l.max_subscriptions_per_conn),
             ),
             ("rate_limit_strikes", u64::from(l.rate_limit_strikes)),
+            (
+                "max_pending_upgrades_per_ip",
+                u64::from(l.max_pending_upgrades_per_ip),
+            ),
         ];
         for (name, value) in all {
             positive(&format!("limits.{name}"), value)?;
@@ -194,6 +215,7 @@ impl Config {
                 ),
             ));
         }
+        in_range("limits.ipv6_prefix_len", l.ipv6_prefix_len, 1, 128)?;
         in_range(
             "limits.max_frame_bytes",
             l.max_frame_bytes,

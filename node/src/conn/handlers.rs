@@ -8,6 +8,7 @@ use tokio::time::Instant;
 use super::actor::{ConnState, denial_close_code};
 use super::{ConnMsg, Delivery, PermsUpdate, RefreshResult};
 use crate::audit::AuditRecord;
+use crate::auth::AuthError;
 use crate::context::RegistryTenants;
 use crate::perms::{Permissions, is_valid_channel};
 use crate::protocol::{ClientFrame, CloseCode, FrameError, ServerFrame};
@@ -236,7 +237,12 @@ impl ConnState {
                     .auth
                     .verify(&token, &RegistryTenants(&ctx.registry))
                     .await
-                    .map_err(|e| ("unauthorized", e.to_string()))?;
+                    .map_err(|e| {
+                        if matches!(e, AuthError::Jwks(_) | AuthError::BadKey(_)) {
+                            tracing::warn!(%tenant, error = %e, "refresh: tenant keys unavailable");
+                        }
+                        ("unauthorized", e.client_message())
+                    })?;
                 if t.tenant != tenant || t.user != user {
                     let msg = "token is for another tenant or subject".to_owned();
                     return Err(("subject_mismatch", msg));

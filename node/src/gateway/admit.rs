@@ -8,6 +8,7 @@ use base64::Engine;
 use ractor::Actor;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::error::CapacityError;
+use tokio_tungstenite::tungstenite::handshake::server::Request;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
 use super::upgrade::{self, UpgradeInfo};
@@ -17,7 +18,9 @@ use crate::auth::VerifiedToken;
 use crate::conn::{AuthContext, ConnArgs, ConnectionActor, ResumedFrom, SupervisorMsg, spawn_io};
 use crate::conn::{close_raw, denial_close_code};
 use crate::context::RegistryTenants;
-use crate::limits::{ConnSlot, LimitError};
+use crate::limits::ConnSlot;
+use crate::metrics::CONNECTIONS_REFUSED as REFUSED_METRIC;
+use crate::net::forwarded_client;
 use crate::protocol::{ClientFrame, CloseCode, ResumeRequest, ServerFrame};
 use tether_cluster::RegistryError;
 use tether_cluster::command::{ClientInfo, Command, OpenSession, RegistryEvent};
@@ -32,29 +35,46 @@ fn refuse(code: CloseCode, reason: &'static str) -> Refusal {
     Refusal { code, reason }
 }
 
+/// The handshake of a socket that holds its `slot`. `client` is its peer, or the address a
+/// PROXY protocol header named; a trusted proxy's request may name the real client in its
+/// forwarded headers, and the slot is charged to that client before the upgrade is answered.
 pub(super) async fn handshake<S: ClientStream>(
     gw: Arc<Gateway>,
     stream: S,
-    peer: SocketAddr,
-    slot: Result<ConnSlot, LimitError>,
+    client: SocketAddr,
+    mut slot: ConnSlot,
 ) {
     let ctx = &gw.ctx;
     let mut info = UpgradeInfo::default();
-    let limit_err = slot.as_ref().err().copied();
+    let mut client_ip = client.ip();
+    let mut refused = None;
     let allow_query = ctx.conn.allow_query_token;
+    let trusted = &gw.edge.trusted_proxies;
     #[allow(clippy::result_large_err)] // tungstenite's callback contract
-    let cb = |req: &_, resp| match limit_err {
-        Some(e) => Err(upgrade::reject_limit(e)),
-        None => upgrade::inspect(req, resp, allow_query).map(|(resp, i)| {
+    let cb = |req: &Request, resp| {
+        if trusted.contains(client_ip)
+            && let Some(ip) = forwarded_client(req.headers(), trusted)
+        {
+            client_ip = ip;
+        }
+        // A no-op for a slot charged at accept; a proxied one is charged to its client here.
+        if let Err(e) = slot.attribute(client_ip, false) {
+            refused = Some(e);
+            return Err(upgrade::reject_limit(e));
+        }
+        upgrade::inspect(req, resp, allow_query).map(|(resp, i)| {
             info = i;
             resp
-        }),
+        })
     };
     let accept = tokio_tungstenite::accept_hdr_async_with_config(stream, cb, Some(gw.ws_config()));
     let ws = match tokio::time::timeout(ctx.conn.upgrade_timeout, accept).await {
         Ok(Ok(ws)) => ws,
         Ok(Err(_)) | Err(_) => {
-            let reason = limit_err.map(|e| e.reason()).unwrap_or("upgrade");
+            if let Some(e) = refused {
+                ctx.metrics.inc(REFUSED_METRIC, &[("reason", e.reason())]);
+            }
+            let reason = refused.map(|e| e.reason()).unwrap_or("upgrade");
             ctx.metrics.inc(
                 "tether_handshakes_total",
                 &[("outcome", "fail"), ("reason", reason)],
@@ -62,7 +82,8 @@ pub(super) async fn handshake<S: ClientStream>(
             return;
         }
     };
-    let Ok(slot) = slot else { return };
+    slot.upgraded();
+    let peer = SocketAddr::new(client_ip, client.port());
     let mut ws = ws;
     if ctx.isolation.is_isolated() {
         // Fail closed: a node cut off from the quorum cannot see revocations.

@@ -1,16 +1,17 @@
 //! The client listener: accepts TCP (and TLS), upgrades to WebSocket, runs the `hello`
 //! handshake, and hands admitted sessions to connection actors.
 
+mod accept;
 mod admit;
 mod resume;
 mod upgrade;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use ractor::ActorRef;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_util::sync::CancellationToken;
@@ -18,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 use crate::conn::SupervisorMsg;
 use crate::context::NodeCtx;
 use crate::limits::Limits;
+use crate::net::{AcceptBackoff, TrustedProxies};
 
 pub use upgrade::origin_allowed;
 
@@ -27,6 +29,26 @@ pub struct Gateway {
     pub limits: Arc<Limits>,
     pub supervisor: ActorRef<SupervisorMsg>,
     pub tls: Option<TlsAcceptor>,
+    pub edge: Edge,
+}
+
+/// Where client connections come from: `listen.trusted_proxies` and `listen.proxy_protocol`.
+pub struct Edge {
+    pub trusted_proxies: TrustedProxies,
+    pub proxy_protocol: bool,
+    /// Sockets being answered 429/503 at once; past this bound a refused socket is closed
+    /// without an answer, so refusing can never cost more than this many descriptors.
+    pub refusing: Semaphore,
+}
+
+impl Edge {
+    pub fn new(trusted_proxies: TrustedProxies, proxy_protocol: bool) -> Self {
+        Edge {
+            trusted_proxies,
+            proxy_protocol,
+            refusing: Semaphore::new(accept::MAX_REFUSING),
+        }
+    }
 }
 
 impl Gateway {
@@ -45,39 +67,21 @@ impl Gateway {
 
 /// Accepts client connections until `shutdown` fires.
 pub async fn serve(listener: TcpListener, gw: Arc<Gateway>, shutdown: CancellationToken) {
+    let mut backoff = AcceptBackoff::default();
     loop {
         let (tcp, peer) = tokio::select! {
             _ = shutdown.cancelled() => return,
             r = listener.accept() => match r {
                 Ok(x) => x,
                 Err(e) => {
-                    // EMFILE and friends: back off briefly instead of spinning.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    backoff.failed(&gw.ctx.metrics, &e).await;
                     continue;
                 }
             },
         };
+        backoff.reset();
         let gw = gw.clone();
-        tokio::spawn(async move { accept_one(gw, tcp, peer).await });
-    }
-}
-
-async fn accept_one(gw: Arc<Gateway>, tcp: TcpStream, peer: SocketAddr) {
-    let _ = tcp.set_nodelay(true);
-    let slot = gw.limits.admit(peer.ip());
-    match gw.tls.clone() {
-        None => admit::handshake(gw, tcp, peer, slot).await,
-        Some(acceptor) => {
-            let t = gw.ctx.conn.upgrade_timeout;
-            match tokio::time::timeout(t, acceptor.accept(tcp)).await {
-                Ok(Ok(tls)) => admit::handshake(gw, tls, peer, slot).await,
-                _ => gw.ctx.metrics.inc(
-                    "tether_handshakes_total",
-                    &[("outcome", "fail"), ("reason", "tls")],
-                ),
-            }
-        }
+        tokio::spawn(async move { accept::accept_one(gw, tcp, peer).await });
     }
 }
 

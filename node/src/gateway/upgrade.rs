@@ -37,11 +37,38 @@ fn reject(status: StatusCode, msg: &str) -> ErrorResponse {
 
 /// Refuses an upgrade because a limit was hit before it.
 pub fn reject_limit(e: LimitError) -> ErrorResponse {
-    match e {
-        LimitError::NodeFull => reject(StatusCode::SERVICE_UNAVAILABLE, "node is full"),
-        LimitError::PerIp => reject(StatusCode::TOO_MANY_REQUESTS, "too many connections"),
-        LimitError::HandshakeRate => reject(StatusCode::TOO_MANY_REQUESTS, "handshake rate"),
+    let status = match e {
+        LimitError::NodeFull => StatusCode::SERVICE_UNAVAILABLE,
+        LimitError::PerIp | LimitError::HandshakeRate | LimitError::PendingUpgrades => {
+            StatusCode::TOO_MANY_REQUESTS
+        }
+    };
+    let mut r = reject(status, &e.to_string());
+    r.headers_mut()
+        .insert("retry-after", HeaderValue::from_static("1"));
+    r
+}
+
+/// The same refusal as raw HTTP/1.1 bytes, written before the request is read.
+pub fn limit_response_bytes(e: LimitError) -> Vec<u8> {
+    let r = reject_limit(e);
+    let body = r.body().as_deref().unwrap_or_default();
+    let mut out = format!(
+        "HTTP/1.1 {} {}\r\n",
+        r.status().as_u16(),
+        r.status().canonical_reason().unwrap_or("")
+    );
+    for (name, value) in r.headers() {
+        out.push_str(&format!(
+            "{name}: {}\r\n",
+            value.to_str().unwrap_or_default()
+        ));
     }
+    out.push_str(&format!(
+        "content-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    ));
+    out.into_bytes()
 }
 
 /// Checks the upgrade request and extracts what the handshake needs.
@@ -167,6 +194,27 @@ mod tests {
             inspect(&r, Response::new(()), false).unwrap_err().status(),
             400
         );
+    }
+
+    /// A refusal written before the request is a complete HTTP response with the JSON body.
+    #[test]
+    fn limit_response_is_complete_http() {
+        let bytes = limit_response_bytes(LimitError::PendingUpgrades);
+        let text = String::from_utf8(bytes).unwrap();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        assert!(
+            head.starts_with("HTTP/1.1 429 Too Many Requests\r\n"),
+            "{head}"
+        );
+        assert!(
+            head.contains(&format!("content-length: {}", body.len())),
+            "{head}"
+        );
+        assert!(head.contains("retry-after: 1") && head.contains("connection: close"));
+        let v: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert_eq!(v["error"]["code"], "429");
+        let full = String::from_utf8(limit_response_bytes(LimitError::NodeFull)).unwrap();
+        assert!(full.starts_with("HTTP/1.1 503 "), "{full}");
     }
 
     /// Origins match exactly (ignoring case and a trailing slash); no list allows all.

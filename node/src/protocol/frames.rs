@@ -4,6 +4,8 @@
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
+use crate::perms::MAX_CHANNEL_BYTES;
+
 /// Resume request in `hello.resume`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -52,16 +54,67 @@ pub enum ClientFrame {
     },
 }
 
+/// Longest `hello.client.name` and `hello.client.version`, in bytes.
+pub const MAX_CLIENT_FIELD_BYTES: usize = 64;
+/// Longest `hello.resume.session_id` (the node issues 32 hex characters).
+pub const MAX_SESSION_ID_BYTES: usize = 64;
+/// Longest `hello.resume.resume_token` (the node issues 43 base64url characters).
+pub const MAX_RESUME_TOKEN_BYTES: usize = 128;
+
 impl ClientFrame {
+    /// Parses a frame and bounds the fields the node keeps: an oversized client name would
+    /// otherwise be written to the replicated log, and oversized ids cost lookups for nothing.
+    /// Channel names are bounded here too; their grammar is checked by the handler, which
+    /// answers `bad_channel`.
     pub fn parse(text: &str) -> Result<ClientFrame, FrameError> {
-        serde_json::from_str(text).map_err(|e| {
+        let frame: ClientFrame = serde_json::from_str(text).map_err(|e| {
             if e.is_syntax() || e.is_eof() {
                 FrameError::NotJson
             } else {
                 // serde's message names the bad field/variant; it never contains the payload.
                 FrameError::Invalid(e.to_string())
             }
-        })
+        })?;
+        frame.check_bounds()?;
+        Ok(frame)
+    }
+
+    fn check_bounds(&self) -> Result<(), FrameError> {
+        let bound = |field: &'static str, value: Option<&str>, max: usize| match value {
+            Some(v) if v.len() > max => Err(FrameError::TooLong { field, max }),
+            _ => Ok(()),
+        };
+        match self {
+            ClientFrame::Hello { resume, client, .. } => {
+                if let Some(c) = client {
+                    bound("client.name", c.name.as_deref(), MAX_CLIENT_FIELD_BYTES)?;
+                    bound(
+                        "client.version",
+                        c.version.as_deref(),
+                        MAX_CLIENT_FIELD_BYTES,
+                    )?;
+                }
+                if let Some(r) = resume {
+                    bound(
+                        "resume.session_id",
+                        Some(&r.session_id),
+                        MAX_SESSION_ID_BYTES,
+                    )?;
+                    bound(
+                        "resume.resume_token",
+                        Some(&r.resume_token),
+                        MAX_RESUME_TOKEN_BYTES,
+                    )?;
+                }
+                Ok(())
+            }
+            ClientFrame::Subscribe { channel, .. }
+            | ClientFrame::Unsubscribe { channel, .. }
+            | ClientFrame::Publish { channel, .. } => {
+                bound("channel", Some(channel), MAX_CHANNEL_BYTES)
+            }
+            ClientFrame::Refresh { .. } | ClientFrame::Ack { .. } => Ok(()),
+        }
     }
 }
 
@@ -74,6 +127,8 @@ pub enum FrameError {
     Invalid(String),
     #[error("binary frames are not supported")]
     Binary,
+    #[error("field `{field}` is longer than {max} bytes")]
+    TooLong { field: &'static str, max: usize },
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -194,6 +249,73 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    /// Oversized client name, version, resume ids and channel names are refused by field
+    /// name, without echoing the value; fields at the limit pass.
+    #[test]
+    fn bounds_fields() {
+        let long = |n: usize| "a".repeat(n);
+        let cases = [
+            (
+                format!(r#"{{"type":"hello","client":{{"name":"{}"}}}}"#, long(65)),
+                "client.name",
+            ),
+            (
+                format!(
+                    r#"{{"type":"hello","client":{{"version":"{}"}}}}"#,
+                    long(65)
+                ),
+                "client.version",
+            ),
+            (
+                format!(
+                    r#"{{"type":"hello","resume":{{"session_id":"{}","resume_token":"r"}}}}"#,
+                    long(65)
+                ),
+                "resume.session_id",
+            ),
+            (
+                format!(
+                    r#"{{"type":"hello","resume":{{"session_id":"s","resume_token":"{}"}}}}"#,
+                    long(129)
+                ),
+                "resume.resume_token",
+            ),
+            (
+                format!(r#"{{"type":"subscribe","id":1,"channel":"{}"}}"#, long(201)),
+                "channel",
+            ),
+            (
+                format!(
+                    r#"{{"type":"unsubscribe","id":1,"channel":"{}"}}"#,
+                    long(201)
+                ),
+                "channel",
+            ),
+            (
+                format!(
+                    r#"{{"type":"publish","id":1,"channel":"{}","data":1}}"#,
+                    long(201)
+                ),
+                "channel",
+            ),
+        ];
+        for (frame, field) in cases {
+            match ClientFrame::parse(&frame) {
+                Err(e @ FrameError::TooLong { .. }) => {
+                    let msg = e.to_string();
+                    assert!(msg.contains(field) && !msg.contains("aaaa"), "{msg}");
+                }
+                other => panic!("{field}: {other:?}"),
+            }
+        }
+        let at_limit = format!(
+            r#"{{"type":"hello","client":{{"name":"{}","version":"{}"}}}}"#,
+            long(64),
+            long(64)
+        );
+        assert!(ClientFrame::parse(&at_limit).is_ok());
     }
 
     /// Server frames serialize to the documented shapes.
