@@ -52,7 +52,7 @@ pub fn apply_entry(state: &mut RegistryState, command: &Command, meta: &EntryMet
 pub fn apply(state: &mut RegistryState, command: &Command, meta: &EntryMeta) -> Vec<RegistryEvent> {
     match command {
         Command::Batch(_) => apply_entry(state, command, meta).events,
-        Command::OpenSession(open) => vec![open_session(state, open, meta)],
+        Command::OpenSession(open) => open_session(state, open, meta),
         Command::CloseSession { session_id, epoch } => {
             match state.session(session_id).map(|r| r.epoch) {
                 // Fenced off: the session moved on (resumed elsewhere) after this owner.
@@ -152,13 +152,18 @@ pub fn apply(state: &mut RegistryState, command: &Command, meta: &EntryMeta) -> 
     }
 }
 
-fn open_session(state: &mut RegistryState, open: &OpenSession, meta: &EntryMeta) -> RegistryEvent {
+fn open_session(
+    state: &mut RegistryState,
+    open: &OpenSession,
+    meta: &EntryMeta,
+) -> Vec<RegistryEvent> {
     if let Err(reason) = admit(state, open) {
-        return RegistryEvent::AdmissionDenied {
+        return vec![RegistryEvent::AdmissionDenied {
             session_id: open.session_id.clone(),
             reason,
-        };
+        }];
     }
+    let mut events = evict_detached(state, open);
     state.insert_session(SessionRecord {
         session_id: open.session_id.clone(),
         tenant: open.tenant.clone(),
@@ -174,14 +179,35 @@ fn open_session(state: &mut RegistryState, open: &OpenSession, meta: &EntryMeta)
         resume_hash: open.resume_hash.clone(),
         detached_until_ms: None,
     });
-    RegistryEvent::SessionOpened {
+    events.push(RegistryEvent::SessionOpened {
         session: SessionRef {
             session_id: open.session_id.clone(),
             node: open.node,
         },
         tenant: open.tenant.clone(),
         user: open.user.clone(),
+    });
+    events
+}
+
+/// A user over `max_detached_per_user` (a flaky network, reloads, a client that lost its
+/// resume state) loses its oldest detached sessions to the new one, rather than the new
+/// connection being refused while stale ones wait out their resume window.
+fn evict_detached(state: &mut RegistryState, open: &OpenSession) -> Vec<RegistryEvent> {
+    let max = open.max_detached_per_user as usize;
+    let detached = state.detached_sessions_of_user(&open.tenant, &open.user);
+    if max == 0 || detached.len() <= max {
+        return Vec::new();
     }
+    let over = detached.len() - max;
+    detached
+        .into_iter()
+        .take(over)
+        .map(|session| {
+            state.remove_session(&session.session_id);
+            RegistryEvent::SessionEvicted { session }
+        })
+        .collect()
 }
 
 fn admit(state: &RegistryState, open: &OpenSession) -> Result<(), Denial> {
@@ -192,8 +218,26 @@ fn admit(state: &RegistryState, open: &OpenSession) -> Result<(), Denial> {
     if state.session(&open.session_id).is_some() {
         return Err(Denial::SessionExists);
     }
-    let cap = open.max_sessions_per_user as usize;
-    if cap > 0 && state.live_sessions_of_user(&open.tenant, &open.user) >= cap {
+    check_attached_cap(
+        state,
+        &open.tenant,
+        &open.user,
+        open.max_sessions_per_user,
+        "",
+    )
+}
+
+/// The per-user cap counts sessions holding a connection; `except` is the session being
+/// (re-)attached.
+fn check_attached_cap(
+    state: &RegistryState,
+    tenant: &str,
+    user: &str,
+    cap: u32,
+    except: &str,
+) -> Result<(), Denial> {
+    let cap = cap as usize;
+    if cap > 0 && state.attached_sessions_of_user(tenant, user, except) >= cap {
         return Err(Denial::TooManySessions);
     }
     Ok(())
@@ -407,8 +451,12 @@ fn bind_session(state: &mut RegistryState, bind: &BindSession, meta: &EntryMeta)
     {
         return deny(Denial::ResumeUnknown);
     }
-    if let Err(reason) =
-        state.check_admission(&bind.tenant, &bind.user, bind.iat, bind.jti.as_deref())
+    if let Err(reason) = state
+        .check_admission(&bind.tenant, &bind.user, bind.iat, bind.jti.as_deref())
+        .and_then(|()| {
+            let cap = bind.max_sessions_per_user;
+            check_attached_cap(state, &bind.tenant, &bind.user, cap, &bind.session_id)
+        })
     {
         return deny(reason);
     }

@@ -55,9 +55,13 @@ pub struct OpenSession {
     pub client: ClientInfo,
     /// Impersonating actor (`act.sub`), if any.
     pub act: Option<String>,
-    /// Cluster-wide cap on live sessions of this user; 0 = unlimited. Carried in the
-    /// command (not read from local config) so apply stays deterministic.
+    /// Cluster-wide cap on attached sessions of this user (detached ones are bounded by
+    /// `max_detached_per_user` instead); 0 = unlimited. Carried in the command (not read from
+    /// local config) so apply stays deterministic.
     pub max_sessions_per_user: u32,
+    /// Detached sessions the user may keep; admitting while over it ends the user's oldest
+    /// detached sessions (in this entry, so every node ends the same ones). 0 = unlimited.
+    pub max_detached_per_user: u32,
     /// SHA-256 (hex) of the resume token handed to the client in `welcome`.
     pub resume_hash: String,
 }
@@ -77,6 +81,9 @@ pub struct BindSession {
     pub jti: Option<String>,
     pub iat: u64,
     pub exp: u64,
+    /// The cap on the user's attached sessions, as in `OpenSession`: re-attaching may not
+    /// take the user over it.
+    pub max_sessions_per_user: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -227,6 +234,11 @@ pub enum RegistryEvent {
     },
     SessionDetached {
         session_id: String,
+    },
+    /// A detached session was ended to make room under `max_detached_per_user`: its owner
+    /// drops what it kept for a resume, and a resume of it starts a fresh session.
+    SessionEvicted {
+        session: SessionRef,
     },
     /// `session.node` now owns the session at `epoch`; `previous_node` must close any
     /// connection it still has for it (4009).

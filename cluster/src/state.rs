@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 
 use crate::NodeId;
-use crate::command::{ClientInfo, Denial};
+use crate::command::{ClientInfo, Denial, SessionRef};
 use crate::tenant::TenantConfig;
 
 /// A tenant as the registry knows it.
@@ -195,8 +195,35 @@ impl RegistryState {
             .collect()
     }
 
-    pub(crate) fn live_sessions_of_user(&self, tenant: &str, user: &str) -> usize {
-        self.session_ids_of_user(tenant, user).len()
+    /// The user's sessions that hold a connection (not detached), except `except`.
+    pub(crate) fn attached_sessions_of_user(
+        &self,
+        tenant: &str,
+        user: &str,
+        except: &str,
+    ) -> usize {
+        self.sessions_of_user(tenant, user)
+            .into_iter()
+            .filter(|s| s.detached_until_ms.is_none() && s.session_id != except)
+            .count()
+    }
+
+    /// The user's detached sessions, oldest first: by the end of their resume window, then
+    /// by id, so every node picks the same ones.
+    pub(crate) fn detached_sessions_of_user(&self, tenant: &str, user: &str) -> Vec<SessionRef> {
+        let mut detached: Vec<(u64, &SessionRecord)> = self
+            .sessions_of_user(tenant, user)
+            .into_iter()
+            .filter_map(|s| s.detached_until_ms.map(|until| (until, s)))
+            .collect();
+        detached.sort_by(|a, b| (a.0, &a.1.session_id).cmp(&(b.0, &b.1.session_id)));
+        detached
+            .into_iter()
+            .map(|(_, s)| SessionRef {
+                session_id: s.session_id.clone(),
+                node: s.node,
+            })
+            .collect()
     }
 
     pub(crate) fn put_tenant(&mut self, config: TenantConfig) {

@@ -25,8 +25,8 @@ pub struct ConnSettings {
     pub rate_limit_strikes: u32,
     pub max_subscriptions: usize,
     pub max_sessions_per_user: u32,
-    /// `session.max_detached_per_user` (default twice the per-user cap).
-    pub max_detached_per_user: u32,
+    /// `session.max_detached_per_user`; `None`: twice the user's attached cap.
+    pub max_detached_per_user: Option<u32>,
     pub refresh_window_secs: u64,
     pub allow_query_token: bool,
     /// How long a close handshake may take before the socket is simply dropped.

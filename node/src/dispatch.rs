@@ -152,6 +152,17 @@ impl EventSink for Dispatcher {
                         let _ = e.actor.cast(ConnMsg::Permissions(Box::new(update)));
                     }
                 }
+                // Made room for a newer session of the user: drop what was kept for a resume.
+                RegistryEvent::SessionEvicted { session } => {
+                    if session.node == ctx.node_id
+                        && let Some(e) = dir.get(&session.session_id)
+                    {
+                        let _ = e.actor.cast(ConnMsg::Close {
+                            code: CloseCode::Normal,
+                            registry: true,
+                        });
+                    }
+                }
                 RegistryEvent::SessionBound {
                     session,
                     previous_node,

@@ -62,10 +62,7 @@ fn conn_settings(c: &Config) -> ConnSettings {
         rate_limit_strikes: l.rate_limit_strikes,
         max_subscriptions: l.max_subscriptions_per_conn as usize,
         max_sessions_per_user: l.max_connections_per_user,
-        max_detached_per_user: c
-            .session
-            .max_detached_per_user
-            .unwrap_or(l.max_connections_per_user.saturating_mul(2)),
+        max_detached_per_user: c.session.max_detached_per_user,
         refresh_window_secs: c.auth.refresh_window_secs,
         allow_query_token: c.auth.allow_query_token,
         close_timeout: Duration::from_secs(2),

@@ -81,6 +81,45 @@ async fn check_config_exit_codes_name_the_key() {
     assert!(stderr.contains("frobnicator"), "{stderr}");
 }
 
+/// `--check-config` warns (and still exits 0) when `limits.max_connections` cannot fit under
+/// the hard open-file limit (here 1024, set by `ulimit -n`).
+#[tokio::test]
+async fn check_config_warns_when_max_connections_cannot_fit() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let file = dir.path().join("check.toml");
+    let check = |limits: &str| {
+        std::fs::write(&file, config_toml(&data, limits, "")).expect("write config");
+        let mut c = Command::new("bash");
+        c.args([
+            "-c",
+            "ulimit -n 1024 && exec \"$0\" serve --check-config \"$1\"",
+        ])
+        .arg(tether_bin())
+        .arg(&file)
+        .current_dir(dir.path());
+        for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("TETHER_")) {
+            c.env_remove(k);
+        }
+        c
+    };
+    let out = run(check("max_connections = 100000")).await;
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "stderr: {stderr}");
+    assert!(
+        stderr.contains("warning: limits.max_connections = 100000 cannot fit")
+            && stderr.contains("hard 1024"),
+        "{stderr}"
+    );
+    let out = run(check("max_connections = 100")).await;
+    assert_eq!(out.status.code(), Some(0));
+    assert!(
+        !text(&out.stderr).contains("warning"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
 /// The dev node child process; killed when the test ends, also on panic.
 struct DevNode {
     child: Child,

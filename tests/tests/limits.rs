@@ -6,7 +6,7 @@ use std::net::IpAddr;
 use serde_json::{Value, json};
 use tether_tests::DEADLINE;
 use tether_tests::client::{Carrier, WsClient, refused_status, request, tcp_from};
-use tether_tests::node::TestNode;
+use tether_tests::node::{NodeSpec, TestNode};
 use tether_tests::tokens::*;
 
 const HOME: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, 1));
@@ -278,5 +278,66 @@ async fn slowloris_upgrades_time_out_without_blocking_others() {
     assert_eq!(
         tether_tests::admin::metric(&node, series).await,
         Some(168.0)
+    );
+}
+
+/// The state (`live`/`detached`) of session `sid` in the admin API, or `None` once it is gone.
+async fn session_state(node: &TestNode, sid: &str) -> Option<String> {
+    let r = tether_tests::admin::call(node, "GET", &format!("/v1/sessions/{sid}"), None).await;
+    (r.status == 200).then(|| r.body["state"].as_str().unwrap_or_default().to_owned())
+}
+
+/// Regression (detached sessions counted against `max_connections_per_user`, so a user whose
+/// connections dropped was refused 4108 for the whole resume window): with cap 2 and
+/// `session.max_detached_per_user = 2`, three dropped sessions do not lock the user out, a
+/// fourth connection is admitted, and the oldest detached session is gone (its resume starts
+/// a fresh session).
+#[tokio::test]
+async fn dropped_sessions_do_not_lock_the_user_out() {
+    let spec = NodeSpec {
+        limits: "max_connections_per_user = 2".into(),
+        env: vec![("TETHER_SESSION_MAX_DETACHED_PER_USER".into(), "2".into())],
+        ..Default::default()
+    };
+    let node = TestNode::start_spec(&spec).await;
+    let t = token("alice", &[]);
+    let mut welcomes = Vec::new();
+    for _ in 0..3 {
+        let (c, w) = WsClient::connect(&node.ws_url(), &t).await;
+        drop(c); // a network drop: no close frame, the session stays resumable
+        let sid = w["session_id"].as_str().expect("session id").to_owned();
+        tether_tests::wait_for("the session to be detached", DEADLINE, || {
+            let (node, sid) = (&node, &sid);
+            async move { (session_state(node, sid).await.as_deref() == Some("detached")).then_some(()) }
+        })
+        .await;
+        welcomes.push(w);
+    }
+    let sid = |i: usize| welcomes[i]["session_id"].as_str().unwrap().to_owned();
+    let (_fourth, _) = WsClient::connect(&node.ws_url(), &t).await;
+    assert_eq!(
+        session_state(&node, &sid(0)).await,
+        None,
+        "the oldest detached session"
+    );
+    for i in [1, 2] {
+        assert_eq!(
+            session_state(&node, &sid(i)).await.as_deref(),
+            Some("detached")
+        );
+    }
+    // A resume of the evicted session starts a fresh one.
+    let w0 = &welcomes[0];
+    let resume = json!({"type": "hello", "resume": {
+        "session_id": w0["session_id"], "resume_token": w0["resume_token"], "last_seq": 0}});
+    let mut evicted = WsClient::upgrade(request(&node.ws_url(), Some(&t), None, None))
+        .await
+        .expect("upgrade");
+    evicted.send_json(&resume).await;
+    let w = evicted.next_json().await;
+    assert_eq!(
+        (w["type"].as_str(), w["resumed"].as_bool()),
+        (Some("welcome"), Some(false)),
+        "{w}"
     );
 }

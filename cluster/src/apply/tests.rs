@@ -5,20 +5,22 @@ use crate::codec;
 use crate::command::ClientInfo;
 use crate::tenant::TenantConfig;
 
-const T0: u64 = 1_700_000_000_000;
+mod detached;
 
-fn meta(index: u64, at_ms: u64) -> EntryMeta {
+pub(super) const T0: u64 = 1_700_000_000_000;
+
+pub(super) fn meta(index: u64, at_ms: u64) -> EntryMeta {
     EntryMeta { index, at_ms }
 }
 
-fn put_tenant(id: &str) -> Command {
+pub(super) fn put_tenant(id: &str) -> Command {
     Command::PutTenant(TenantConfig {
         id: id.into(),
         ..TenantConfig::default()
     })
 }
 
-fn open(session_id: &str, user: &str, jti: Option<&str>, iat: u64) -> OpenSession {
+pub(super) fn open(session_id: &str, user: &str, jti: Option<&str>, iat: u64) -> OpenSession {
     OpenSession {
         session_id: session_id.into(),
         tenant: "acme".into(),
@@ -30,12 +32,13 @@ fn open(session_id: &str, user: &str, jti: Option<&str>, iat: u64) -> OpenSessio
         client: ClientInfo::default(),
         act: None,
         max_sessions_per_user: 0,
+        max_detached_per_user: 0,
         resume_hash: format!("h-{session_id}"),
     }
 }
 
 /// A state with tenant `acme` and the given sessions opened at `T0`.
-fn with_sessions(sessions: &[OpenSession]) -> RegistryState {
+pub(super) fn with_sessions(sessions: &[OpenSession]) -> RegistryState {
     let mut state = RegistryState::default();
     apply(&mut state, &put_tenant("acme"), &meta(1, T0));
     for (i, s) in sessions.iter().enumerate() {
@@ -52,14 +55,14 @@ fn with_sessions(sessions: &[OpenSession]) -> RegistryState {
     state
 }
 
-fn denial(state: &mut RegistryState, open: OpenSession) -> Denial {
+pub(super) fn denial(state: &mut RegistryState, open: OpenSession) -> Denial {
     match &apply(state, &Command::OpenSession(open), &meta(100, T0 + 5_000))[..] {
         [RegistryEvent::AdmissionDenied { reason, .. }] => *reason,
         other => panic!("expected a denial, got {other:?}"),
     }
 }
 
-fn refs(ids: &[&str]) -> Vec<SessionRef> {
+pub(super) fn refs(ids: &[&str]) -> Vec<SessionRef> {
     ids.iter()
         .map(|id| SessionRef {
             session_id: (*id).into(),
@@ -743,7 +746,7 @@ fn refresh_session_denials() {
     assert!(matches!(ev[..], [RegistryEvent::NotFound { .. }]), "{ev:?}");
 }
 
-fn bind(session_id: &str, user: &str, hash: &str, node: u64, iat: u64) -> Command {
+pub(super) fn bind(session_id: &str, user: &str, hash: &str, node: u64, iat: u64) -> Command {
     Command::BindSession(BindSession {
         session_id: session_id.into(),
         tenant: "acme".into(),
@@ -754,6 +757,7 @@ fn bind(session_id: &str, user: &str, hash: &str, node: u64, iat: u64) -> Comman
         jti: Some("j-new".into()),
         iat,
         exp: iat + 3600,
+        max_sessions_per_user: 0,
     })
 }
 

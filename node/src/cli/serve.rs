@@ -34,7 +34,11 @@ pub fn run(args: ServeArgs) -> ExitCode {
     let env = env_map();
     if let Some(path) = args.check_config {
         return match Config::load(Some(&path), &env) {
-            Ok(_) => {
+            Ok(config) => {
+                let hard = crate::net::nofile_hard_limit();
+                if let Some(w) = crate::net::capacity_warning(config.limits.max_connections, hard) {
+                    eprintln!("tether: warning: {w}");
+                }
                 println!("config ok: {}", path.display());
                 ExitCode::SUCCESS
             }
@@ -69,6 +73,17 @@ pub fn run(args: ServeArgs) -> ExitCode {
         }
     }
     init_tracing();
+    // Every client socket is a descriptor: take all the process may have.
+    let fds = crate::net::raise_nofile_limit();
+    tracing::info!(
+        soft_before = ?fds.soft_before,
+        soft = ?fds.soft,
+        hard = ?fds.hard,
+        "open-file limit (None = unlimited)"
+    );
+    if let Some(w) = crate::net::capacity_warning(config.limits.max_connections, fds.hard) {
+        tracing::warn!("{w}");
+    }
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

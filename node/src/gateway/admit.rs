@@ -17,13 +17,13 @@ use crate::audit::AuditRecord;
 use crate::auth::VerifiedToken;
 use crate::conn::{AuthContext, ConnArgs, ConnectionActor, ResumedFrom, SupervisorMsg, spawn_io};
 use crate::conn::{close_raw, denial_close_code};
-use crate::context::RegistryTenants;
+use crate::context::{NodeCtx, RegistryTenants};
 use crate::limits::ConnSlot;
 use crate::metrics::CONNECTIONS_REFUSED as REFUSED_METRIC;
 use crate::net::forwarded_client;
 use crate::protocol::{ClientFrame, CloseCode, ResumeRequest, ServerFrame};
 use tether_cluster::RegistryError;
-use tether_cluster::command::{ClientInfo, Command, OpenSession, RegistryEvent};
+use tether_cluster::command::{ClientInfo, Command, Denial, OpenSession, RegistryEvent};
 
 /// Outcome of the handshake before an actor exists: a close code and a metrics reason.
 struct Refusal {
@@ -218,6 +218,21 @@ async fn authenticate<S: ClientStream>(
     Ok((verified, client, resume))
 }
 
+/// The user caps of `tenant` (its override, else the node's `[limits]`): attached sessions,
+/// and detached ones (`session.max_detached_per_user`, else twice the attached cap).
+pub(super) fn user_caps(ctx: &NodeCtx, tenant: &str) -> (u32, u32) {
+    let tenant_cap = ctx.registry.read(|s| {
+        s.tenant(tenant)
+            .and_then(|r| r.config.limits.max_connections_per_user)
+    });
+    let cap = tenant_cap.unwrap_or(ctx.conn.max_sessions_per_user);
+    let detached = ctx
+        .conn
+        .max_detached_per_user
+        .unwrap_or(cap.saturating_mul(2));
+    (cap, detached)
+}
+
 /// The close code for a commit that failed: try again (1013) when the registry is busy
 /// electing or slow, 4111 when it is out of reach.
 pub(super) fn unavailable_code(e: &RegistryError) -> CloseCode {
@@ -268,10 +283,7 @@ pub(super) async fn admit<S: ClientStream>(
         fail("registry_precheck");
         return close_raw(&mut ws, denial_close_code(d), ctx.conn.close_timeout).await;
     }
-    let tenant_limits = ctx
-        .registry
-        .read(|s| s.tenant(&t.tenant).map(|r| r.config.limits.clone()))
-        .unwrap_or_default();
+    let (max_sessions, max_detached) = user_caps(&ctx, &t.tenant);
     let session_id = random_hex(16);
     let resume_token = random_b64(32);
     let open = OpenSession {
@@ -284,9 +296,8 @@ pub(super) async fn admit<S: ClientStream>(
         node: ctx.node_id,
         client,
         act: t.act.clone(),
-        max_sessions_per_user: tenant_limits
-            .max_connections_per_user
-            .unwrap_or(ctx.conn.max_sessions_per_user),
+        max_sessions_per_user: max_sessions,
+        max_detached_per_user: max_detached,
         resume_hash: resume_hash(&resume_token),
     };
     let started = tokio::time::Instant::now();
@@ -299,6 +310,9 @@ pub(super) async fn admit<S: ClientStream>(
                 _ => None,
             }) {
                 fail("registry_denied");
+                if d == Denial::TooManySessions {
+                    ctx.metrics.inc(REFUSED_METRIC, &[("reason", "per_user")]);
+                }
                 return close_raw(&mut ws, denial_close_code(d), ctx.conn.close_timeout).await;
             }
         }

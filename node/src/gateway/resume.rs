@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use tokio_tungstenite::WebSocketStream;
 
-use super::admit::{admit, random_b64, resume_hash, start_session, unavailable_code};
+use super::admit::{admit, random_b64, resume_hash, start_session, unavailable_code, user_caps};
 use super::{ClientStream, Gateway};
 use crate::auth::VerifiedToken;
 use crate::conn::{ConnMsg, ResumeAttach, ResumedFrom, close_raw, denial_close_code, spawn_io};
@@ -43,6 +43,7 @@ pub(super) async fn resume<S: ClientStream>(
         jti: t.jti.clone(),
         iat: t.iat,
         exp: t.exp,
+        max_sessions_per_user: user_caps(&ctx, &t.tenant).0,
     };
     let committed = match ctx.registry.propose(Command::BindSession(bind), None).await {
         Ok(c) => c,

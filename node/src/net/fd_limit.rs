@@ -36,10 +36,30 @@ pub fn raise_nofile_limit() -> FdLimit {
     }
 }
 
+/// The hard open-file limit now (`None`: unlimited).
+pub fn nofile_hard_limit() -> Option<u64> {
+    getrlimit(Resource::Nofile).maximum
+}
+
 /// How many client sockets fit under `limit` (the hard limit: the node raises its soft limit
 /// to it at startup), or `None` when unlimited.
 pub fn sockets_that_fit(limit: Option<u64>) -> Option<u64> {
     limit.map(|l| l.saturating_sub(RESERVED_FDS))
+}
+
+/// A warning when `limits.max_connections` cannot fit under the hard open-file limit `hard`:
+/// the node would hit EMFILE before its own cap, refusing clients without saying why.
+pub fn capacity_warning(max_connections: u32, hard: Option<u64>) -> Option<String> {
+    let fit = sockets_that_fit(hard)?;
+    (u64::from(max_connections) > fit).then(|| {
+        format!(
+            "limits.max_connections = {max_connections} cannot fit in the open-file limit \
+             (hard {}): about {fit} client sockets fit; raise the hard limit (ulimit -Hn, \
+             systemd LimitNOFILE=, the container runtime's nofile) or lower \
+             limits.max_connections",
+            hard.unwrap_or_default()
+        )
+    })
 }
 
 #[cfg(test)]
@@ -55,5 +75,14 @@ mod tests {
         assert_eq!(sockets_that_fit(Some(1024)), Some(512));
         assert_eq!(sockets_that_fit(Some(100)), Some(0));
         assert_eq!(sockets_that_fit(None), None);
+    }
+
+    /// A cap above what the descriptors allow is warned about, naming both numbers.
+    #[test]
+    fn warns_when_the_cap_cannot_fit() {
+        let w = capacity_warning(100_000, Some(20_000)).expect("a warning");
+        assert!(w.contains("100000") && w.contains("hard 20000"), "{w}");
+        assert_eq!(capacity_warning(1000, Some(20_000)), None);
+        assert_eq!(capacity_warning(100_000, None), None);
     }
 }

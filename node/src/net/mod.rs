@@ -10,6 +10,6 @@ mod proxy_protocol;
 
 pub use accept_backoff::AcceptBackoff;
 pub use cidr::{Cidr, TrustedProxies, limit_key};
-pub use fd_limit::{FdLimit, raise_nofile_limit, sockets_that_fit};
+pub use fd_limit::{FdLimit, capacity_warning, nofile_hard_limit, raise_nofile_limit};
 pub use forwarded::forwarded_client;
 pub use proxy_protocol::{ProxyError, read_proxy_header};
