@@ -4,7 +4,7 @@
 use serde_json::{Value, json};
 use tether_tests::admin::{Resp, assert_error, call, call_as, call_raw};
 use tether_tests::client::WsClient;
-use tether_tests::node::TestNode;
+use tether_tests::node::{NodeSpec, TestNode};
 use tether_tests::tokens::*;
 
 /// An admin token signed with `secret` whose validity window is `[iat, exp]`.
@@ -414,6 +414,101 @@ async fn cluster_view_single_node() {
     assert_eq!(nodes[0]["region"], "test-1");
     assert!(
         nodes[0]["addr"].as_str().is_some_and(|a| !a.is_empty()),
+        "{}",
+        r.body
+    );
+}
+
+/// Admin tokens are bounded: `exp - iat` above `auth.admin_max_token_lifetime_secs` (default
+/// 86 400) or no `iat` at all is refused 401 with a message saying why; a day is accepted.
+#[tokio::test]
+async fn long_lived_admin_tokens_get_401() {
+    let node = TestNode::start().await;
+    let now = now();
+    let day = admin_token_with(ADMIN_SECRET, "tether:admin", now, now + 86_400);
+    assert_eq!(
+        call_as(&node, Some(&day), "GET", "/v1/cluster", None)
+            .await
+            .status,
+        200
+    );
+    let long = admin_token_with(ADMIN_SECRET, "tether:admin", now, now + 86_401);
+    let r = call_as(&node, Some(&long), "GET", "/v1/cluster", None).await;
+    assert_error(&r, 401, "a token living longer than a day");
+    assert!(
+        r.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("lifetime"),
+        "{}",
+        r.body
+    );
+    let timeless = sign_hs(
+        ADMIN_KID,
+        ADMIN_SECRET,
+        &json!({"sub": "ops", "scope": "tether:admin", "exp": now + 60}),
+    );
+    let r = call_as(&node, Some(&timeless), "GET", "/v1/cluster", None).await;
+    assert_error(&r, 401, "a token without iat");
+}
+
+/// A tenant-scoped admin cannot reach beyond its tenant through the tenant config: it may not
+/// raise the tenant's limits above the node's `[limits]` (a cluster admin may), and without
+/// `auth.allow_http_jwks` a `jwks_uri` must be https.
+#[tokio::test]
+async fn tenant_admin_cannot_raise_limits_or_fetch_plain_http() {
+    let spec = NodeSpec {
+        limits: "max_connections_per_user = 5\nmessages_per_conn_per_sec = 100".into(),
+        env: vec![("TETHER_AUTH_ALLOW_HTTP_JWKS".into(), "false".into())],
+        ..Default::default()
+    };
+    let node = TestNode::start_spec(&spec).await;
+    let scoped = admin_token("tether:admin:acme");
+    let tenant = |limits: Value, jwks: &str| json!({"issuer": ISSUER, "audiences": [AUDIENCE], "jwks_uri": jwks, "limits": limits});
+    let https = "https://idp.acme.example/jwks.json";
+    for over in [
+        json!({"max_connections_per_user": 6}),
+        json!({"messages_per_conn_per_sec": 1000}),
+    ] {
+        let r = call_as(
+            &node,
+            Some(&scoped),
+            "PUT",
+            "/v1/tenants/acme",
+            Some(tenant(over.clone(), https)),
+        )
+        .await;
+        assert_error(&r, 403, &format!("tenant admin raising {over}"));
+    }
+    let within = tenant(
+        json!({"max_connections_per_user": 5, "messages_per_conn_per_sec": 10}),
+        https,
+    );
+    let r = call_as(
+        &node,
+        Some(&scoped),
+        "PUT",
+        "/v1/tenants/acme",
+        Some(within),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let raised = tenant(json!({"max_connections_per_user": 500}), https);
+    let r = call(&node, "PUT", "/v1/tenants/acme", Some(raised)).await;
+    assert_eq!(
+        r.status, 200,
+        "a cluster admin may raise limits: {}",
+        r.body
+    );
+
+    let plain = tenant(json!({}), "http://169.254.169.254/latest/meta-data");
+    let r = call(&node, "PUT", "/v1/tenants/acme", Some(plain)).await;
+    assert_error(&r, 400, "plain http jwks_uri");
+    assert!(
+        r.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("https"),
         "{}",
         r.body
     );

@@ -312,3 +312,26 @@ async fn jwks_uri_key_accepted_unknown_kid_refused() {
     assert_eq!(c.closed().await.code, 4001);
     server.abort();
 }
+
+/// A refresh whose key must come from an unreachable `jwks_uri` is answered `unauthorized`
+/// without the fetch error's text (which names the operator's JWKS address); the session
+/// stays up on its current token.
+#[tokio::test]
+async fn refresh_with_unreachable_jwks_hides_the_fetch_error() {
+    let dead = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = dead.local_addr().expect("addr");
+    drop(dead);
+    let extra = format!("jwks_uri = \"http://{addr}/jwks.json\"");
+    let node = TestNode::start_with(LIMITS, &extra).await;
+    let (mut c, _) = WsClient::connect(&node.ws_url(), &token("alice", &["sub:x.*"])).await;
+    let es = sign_es(EC_KID, &claims("alice", 600, &[]));
+    let reply = c.request(json!({"type": "refresh", "token": es}), 1).await;
+    assert_eq!(reply["ok"], false, "{reply}");
+    assert_eq!(reply["error"]["code"], "unauthorized", "{reply}");
+    let message = reply["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        !message.contains(&addr.port().to_string()) && !message.contains("127.0.0.1"),
+        "{message}"
+    );
+    assert_eq!(c.subscribe("x.y", 2).await["ok"], true);
+}
