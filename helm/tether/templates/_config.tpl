@@ -17,6 +17,12 @@ data_dir = "/var/lib/tether"
 client = {{ printf "%s:%d" $v.listenHost (int $v.ports.client) | toJson }}
 admin = {{ printf "%s:%d" $v.listenHost (int $v.ports.admin) | toJson }}
 peer = {{ printf "%s:%d" $v.listenHost (int $v.ports.peer) | toJson }}
+{{- with $v.trustedProxies }}
+trusted_proxies = {{ toJson . }}
+{{- end }}
+{{- if $v.proxyProtocol }}
+proxy_protocol = true
+{{- end }}
 
 [cluster]
 join = {{ include "tether.join" $root }}

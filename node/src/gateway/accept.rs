@@ -30,17 +30,12 @@ pub(super) async fn accept_one(gw: Arc<Gateway>, mut tcp: TcpStream, peer: Socke
     let _ = tcp.set_nodelay(true);
     let (slot, client) = match classify(&gw, &mut tcp, peer).await {
         Ok(x) => x,
-        Err(reason) => {
-            gw.ctx.metrics.inc(REFUSED_METRIC, &[("reason", reason)]);
-            return;
-        }
+        Err(reason) => return refused(&gw, reason),
     };
     let slot = match slot {
         Ok(s) => s,
         Err(e) => {
-            gw.ctx
-                .metrics
-                .inc(REFUSED_METRIC, &[("reason", e.reason())]);
+            refused(&gw, e.reason());
             // Over TLS an HTTP answer would need a handshake first: the refusal is the close.
             if gw.tls.is_none() {
                 refuse_now(&gw, tcp, e).await;
@@ -61,6 +56,17 @@ pub(super) async fn accept_one(gw: Arc<Gateway>, mut tcp: TcpStream, peer: Socke
             }
         }
     }
+}
+
+/// Counts a refusal at accept, also as a failed handshake (as it was counted when limits
+/// were checked after the request).
+fn refused(gw: &Gateway, reason: &'static str) {
+    let m = &gw.ctx.metrics;
+    m.inc(REFUSED_METRIC, &[("reason", reason)]);
+    m.inc(
+        "tether_handshakes_total",
+        &[("outcome", "fail"), ("reason", reason)],
+    );
 }
 
 /// Finds the client of the socket and takes its slot. A socket from a trusted proxy keeps a
