@@ -8,8 +8,8 @@ use tether_cluster::{NodeId, Registry};
 
 use crate::audit::Audit;
 use crate::auth::Authenticator;
-use crate::directory::SessionDirectory;
 use crate::metrics::Metrics;
+use crate::session::directory::SessionDirectory;
 
 /// Connection-level settings resolved from `[limits]`, `[auth]` and `[session]`.
 #[derive(Debug, Clone)]
@@ -44,7 +44,7 @@ pub struct NodeCtx {
     pub node_name: String,
     pub region: String,
     pub registry: Registry,
-    pub directory: SessionDirectory,
+    pub directory: Arc<SessionDirectory>,
     pub auth: Authenticator,
     pub metrics: Arc<Metrics>,
     pub audit: Audit,

@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::conn::ConnMsg;
 use crate::context::NodeCtx;
 use crate::protocol::CloseCode;
+use crate::session::ConnMsg;
 
 /// How often the lease is checked; adds at most this much to the stale-authorization bound.
 pub const CHECK_EVERY: Duration = Duration::from_millis(100);
@@ -75,8 +75,8 @@ pub async fn monitor(ctx: Arc<NodeCtx>, lease: Duration, grace: Duration, stop: 
                     .inc("tether_isolation_total", &[("event", "recovered")]);
                 closed_all = false;
                 let ctx = ctx.clone();
-                let how = crate::reap::Reap::Detach(ctx.conn.resume_window);
-                tokio::spawn(async move { crate::reap::reap_orphans(&ctx, how).await });
+                let how = crate::session::reap::Reap::Detach(ctx.conn.resume_window);
+                tokio::spawn(async move { crate::session::reap::reap_orphans(&ctx, how).await });
             }
         }
         // A leader without its quorum must not keep the nodes cut off with it believing they

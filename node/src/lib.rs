@@ -7,9 +7,9 @@
 //! - `dev`: dev mode (generated tenant/admin keys kept in the data dir).
 //! - `context`: `NodeCtx`, the services shared by connections, dispatcher and admin API.
 //! - `gateway`: client listener: upgrade, token carriers, `hello`, admission through the log.
-//! - `conn`: the connection actor (ractor), its socket tasks and its supervisor.
-//! - `directory`: node-local session directory (session → actor; user/tenant/jti/channel).
-//! - `dispatch`: applied registry events → owning actors; local message delivery.
+//! - `session`: everything about a live session on this node: the connection actor (ractor),
+//!   its socket tasks and supervisor, the outbox and resume, the cross-node handover, the
+//!   session directory, the dispatcher of applied registry events, the orphan reaper.
 //! - `protocol`: JSON frames and close codes.
 //! - `auth`: JWT verification per tenant (inline keys, JWKS), admin tokens, minting for dev.
 //! - `perms`: the `sub:`/`pub:` permission grammar and channel matching.
@@ -21,18 +21,14 @@
 //! - `tls`: rustls acceptor for `wss`.
 //! - `peer`, `peer_app`: peer transport settings and node-level RPCs between nodes.
 //! - `isolation`: the registry lease; fail closed (4111) when cut off from the quorum.
-//! - `reap`: closing registry sessions this node owns but no longer holds.
 
 pub mod admin;
 pub mod audit;
 pub mod auth;
 pub mod cli;
 pub mod config;
-pub mod conn;
 pub mod context;
 pub mod dev;
-pub mod directory;
-pub mod dispatch;
 pub mod gateway;
 pub mod isolation;
 pub mod limits;
@@ -42,6 +38,6 @@ pub mod peer;
 pub mod peer_app;
 pub mod perms;
 pub mod protocol;
-pub mod reap;
 pub mod server;
+pub mod session;
 pub mod tls;

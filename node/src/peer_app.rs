@@ -4,17 +4,16 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use tether_cluster::peer_service::AppRpc;
 use tether_cluster::{NodeId, codec};
-use tokio::time::Instant;
 
-use crate::conn::{ConnMsg, Delivery, FlushAnswer, HandoverState};
 use crate::context::NodeCtx;
-use crate::dispatch::DispatchLog;
+use crate::session::dispatch::{DispatchLog, wait_closed_here};
+use crate::session::{ConnMsg, Delivery, FlushAnswer, HandoverState};
 use serde_json::value::RawValue;
 
 /// How long the previous owner of a resumed session may take to hand it over.
@@ -105,9 +104,10 @@ pub fn local_status(ctx: &NodeCtx) -> NodeStatus {
     }
 }
 
-/// Serves [`NodeRpc`] on this node.
+/// Serves [`NodeRpc`] on this node. Held by the peer listener's task only (the registry
+/// does not keep it), so holding the context strongly makes no cycle.
 pub struct PeerApp {
-    pub ctx: Weak<NodeCtx>,
+    pub ctx: Arc<NodeCtx>,
     pub dispatch: Arc<DispatchLog>,
 }
 
@@ -121,15 +121,9 @@ impl PeerApp {
         match req {
             NodeRpc::WaitClosed { index, timeout_ms } => {
                 let timeout = Duration::from_millis(timeout_ms).min(MAX_WAIT);
-                let deadline = Instant::now() + timeout;
-                if let Err(e) = ctx.registry.wait_applied(index, timeout).await {
-                    return NodeRpcReply::Error(format!("entry {index} not applied here: {e}"));
-                }
-                let ids = dispatch.closed_by(index);
-                let closed = ctx.directory.wait_gone(&ids, deadline).await;
-                NodeRpcReply::Closed {
-                    closed,
-                    pending: ids.len() - closed,
+                match wait_closed_here(&ctx, &dispatch, index, timeout).await {
+                    Ok((closed, pending)) => NodeRpcReply::Closed { closed, pending },
+                    Err(e) => NodeRpcReply::Error(format!("entry {index} not applied here: {e}")),
                 }
             }
             NodeRpc::Status => NodeRpcReply::Status(local_status(&ctx)),
@@ -204,13 +198,12 @@ impl PeerApp {
 
 impl AppRpc for PeerApp {
     fn handle(&self, from: NodeId, body: Vec<u8>) -> Pin<Box<dyn Future<Output = Vec<u8>> + Send>> {
-        let ctx = self.ctx.upgrade();
+        let ctx = self.ctx.clone();
         let dispatch = self.dispatch.clone();
         Box::pin(async move {
-            let reply = match (ctx, codec::decode::<NodeRpc>(&body)) {
-                (None, _) => NodeRpcReply::Error("node is shutting down".into()),
-                (_, Err(e)) => NodeRpcReply::Error(format!("bad request: {e}")),
-                (Some(ctx), Ok(req)) => PeerApp::answer(ctx, dispatch, from, req).await,
+            let reply = match codec::decode::<NodeRpc>(&body) {
+                Err(e) => NodeRpcReply::Error(format!("bad request: {e}")),
+                Ok(req) => PeerApp::answer(ctx, dispatch, from, req).await,
             };
             codec::encode(&reply).unwrap_or_default()
         })
@@ -235,9 +228,9 @@ async fn call(
 /// Delivers to this node's recipients of `target`.
 pub fn deliver_local(ctx: &NodeCtx, tenant: &str, target: &Target, d: &Arc<Delivery>) -> usize {
     match target {
-        Target::Channel => crate::dispatch::deliver_channel(ctx, tenant, d),
-        Target::User(u) => crate::dispatch::deliver_user(ctx, tenant, u, d),
-        Target::Session(s) => crate::dispatch::deliver_session(ctx, tenant, s, d),
+        Target::Channel => crate::session::dispatch::deliver_channel(ctx, tenant, d),
+        Target::User(u) => crate::session::dispatch::deliver_user(ctx, tenant, u, d),
+        Target::Session(s) => crate::session::dispatch::deliver_session(ctx, tenant, s, d),
     }
 }
 

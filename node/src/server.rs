@@ -20,15 +20,16 @@ use crate::admin::{self, AdminState};
 use crate::audit::{Audit, AuditSink};
 use crate::auth::{AdminVerifier, AuthSettings, Authenticator};
 use crate::config::{Config, Timing};
-use crate::conn::{ConnMsg, SessionSupervisor};
 use crate::context::{ConnSettings, NodeCtx};
-use crate::dispatch::Dispatcher;
 use crate::gateway::{self, Edge, Gateway};
 use crate::limits::{LimitError, LimitSettings, Limits};
 use crate::metrics::{CONNECTIONS_REFUSED, Metrics};
 use crate::net::TrustedProxies;
 use crate::peer_app::PeerApp;
 use crate::protocol::CloseCode;
+use crate::session::directory::SessionDirectory;
+use crate::session::dispatch::Dispatcher;
+use crate::session::{ConnMsg, SessionSupervisor};
 use crate::{isolation, peer, tls};
 
 /// Listeners bound by the caller.
@@ -80,7 +81,8 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::default());
-    let dispatcher = Dispatcher::new();
+    let directory = Arc::new(SessionDirectory::default());
+    let dispatcher = Dispatcher::new(config.node.id, directory.clone(), metrics.clone());
     let timing = match config.cluster.timing {
         Timing::Lan => RaftTiming::lan(),
         Timing::CrossRegion => RaftTiming::cross_region(),
@@ -131,7 +133,7 @@ pub async fn run(
         node_name,
         region: config.node.region.clone(),
         registry: registry.clone(),
-        directory: Default::default(),
+        directory,
         auth: Authenticator::new(settings, clock.clone()),
         metrics: metrics.clone(),
         audit,
@@ -139,7 +141,6 @@ pub async fn run(
         conn: conn_settings(&config),
         isolation: Default::default(),
     });
-    dispatcher.attach(&ctx);
 
     // The admin API (probes first of all) answers from here on: `/livez` while joining,
     // `/readyz` false until the node serves.
@@ -171,7 +172,7 @@ pub async fn run(
     let peer_stop = CancellationToken::new();
     let peer_task = if serve_peers {
         let app = Arc::new(PeerApp {
-            ctx: Arc::downgrade(&ctx),
+            ctx: ctx.clone(),
             dispatch: dispatcher.log.clone(),
         });
         let service = Arc::new(registry.peer_service(app));
@@ -212,7 +213,7 @@ pub async fn run(
         .await
         .context("waiting for a leader")?;
     sync_tenants(&registry, &config).await?;
-    crate::reap::reap_orphans(&ctx, crate::reap::Reap::Close).await;
+    crate::session::reap::reap_orphans(&ctx, crate::session::reap::Reap::Close).await;
     let (supervisor, supervisor_join) = Actor::spawn(None, SessionSupervisor, ctx.clone())
         .await
         .context("starting the session supervisor")?;

@@ -29,7 +29,7 @@ pub use error::ApiError;
 
 use crate::auth::AdminVerifier;
 use crate::context::NodeCtx;
-use crate::dispatch::DispatchLog;
+use crate::session::dispatch::{DispatchLog, wait_closed_here};
 
 /// How long `?wait=closed` waits for owning actors to close before answering with what closed.
 const WAIT_CLOSED_TIMEOUT: Duration = Duration::from_secs(10);
@@ -112,7 +112,6 @@ async fn wait_closed_everywhere(
     index: u64,
 ) -> (usize, usize) {
     let ctx = &st.ctx;
-    let deadline = Instant::now() + WAIT_CLOSED_TIMEOUT;
     let mut owners: std::collections::BTreeSet<u64> = events
         .iter()
         .flat_map(|e| e.sessions())
@@ -120,17 +119,9 @@ async fn wait_closed_everywhere(
         .collect();
     owners.remove(&ctx.node_id);
     let local = async {
-        if ctx
-            .registry
-            .wait_applied(index, WAIT_CLOSED_TIMEOUT)
+        wait_closed_here(ctx, &st.dispatch, index, WAIT_CLOSED_TIMEOUT)
             .await
-            .is_err()
-        {
-            return (0, 0);
-        }
-        let ids = st.dispatch.closed_by(index);
-        let closed = ctx.directory.wait_gone(&ids, deadline).await;
-        (closed, ids.len() - closed)
+            .unwrap_or((0, 0))
     };
     let remote = futures_util::future::join_all(owners.into_iter().map(|id| async move {
         match crate::peer_app::wait_closed_on(ctx, id, index, WAIT_CLOSED_TIMEOUT).await {

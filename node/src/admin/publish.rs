@@ -13,9 +13,9 @@ use serde_json::{Value, json};
 use super::error::ApiError;
 use super::principal::Admin;
 use super::{AdminState, parse_body};
-use crate::conn::Delivery;
 use crate::peer_app::{self, Target};
 use crate::perms::is_valid_channel;
+use crate::session::Delivery;
 
 /// Channel name carried by events addressed to a user or a session.
 pub const DIRECT_CHANNEL: &str = "$direct";

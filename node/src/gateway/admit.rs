@@ -15,13 +15,16 @@ use super::upgrade::{self, UpgradeInfo};
 use super::{ClientStream, Gateway};
 use crate::audit::AuditRecord;
 use crate::auth::VerifiedToken;
-use crate::conn::{AuthContext, ConnArgs, ConnectionActor, ResumedFrom, SupervisorMsg, spawn_io};
-use crate::conn::{close_raw, denial_close_code};
 use crate::context::{NodeCtx, RegistryTenants};
 use crate::limits::ConnSlot;
 use crate::metrics::CONNECTIONS_REFUSED as REFUSED_METRIC;
 use crate::net::forwarded_client;
 use crate::protocol::{ClientFrame, CloseCode, ResumeRequest, ServerFrame};
+use crate::session::end::{End, record_end};
+use crate::session::{
+    AuthContext, ConnArgs, ConnectionActor, ResumedFrom, SupervisorMsg, spawn_io,
+};
+use crate::session::{close_raw, denial_close_code};
 use tether_cluster::RegistryError;
 use tether_cluster::command::{ClientInfo, Command, Denial, OpenSession, RegistryEvent};
 
@@ -336,6 +339,8 @@ pub(super) async fn start_session<S: ClientStream>(
     resumed: Option<ResumedFrom>,
 ) {
     let ctx = gw.ctx.clone();
+    // A new session starts at epoch 1; a resumed one at the epoch its `BindSession` gave it.
+    let epoch = resumed.as_ref().map_or(1, |r| r.epoch);
     let tenant_limits = ctx
         .registry
         .read(|s| s.tenant(&t.tenant).map(|r| r.config.limits.clone()))
@@ -371,7 +376,7 @@ pub(super) async fn start_session<S: ClientStream>(
         perms_version,
         act: t.act,
     };
-    let io_cfg = crate::conn::IoConfig::of(&ctx.conn);
+    let io_cfg = crate::session::IoConfig::of(&ctx.conn);
     // The slot lives as long as the socket's reader: dropping it frees the per-IP count.
     let io = Box::new(move |me| spawn_io(ws, me, io_cfg, slot));
     let messages_per_sec = tenant_limits
@@ -401,16 +406,7 @@ pub(super) async fn start_session<S: ClientStream>(
                 "tether_handshakes_total",
                 &[("outcome", "fail"), ("reason", "spawn")],
             );
-            let _ = ctx
-                .registry
-                .propose(
-                    Command::CloseSession {
-                        session_id,
-                        epoch: None,
-                    },
-                    None,
-                )
-                .await;
+            let _ = record_end(&ctx.registry, session_id, epoch, End::Close).await;
         }
     }
 }

@@ -16,10 +16,10 @@ use tokio_rustls::TlsAcceptor;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_util::sync::CancellationToken;
 
-use crate::conn::SupervisorMsg;
 use crate::context::NodeCtx;
 use crate::limits::Limits;
 use crate::net::{AcceptBackoff, TrustedProxies};
+use crate::session::SupervisorMsg;
 
 pub use upgrade::origin_allowed;
 

@@ -9,9 +9,9 @@ use tokio_tungstenite::WebSocketStream;
 use super::admit::{admit, random_b64, resume_hash, start_session, unavailable_code, user_caps};
 use super::{ClientStream, Gateway};
 use crate::auth::VerifiedToken;
-use crate::conn::{ConnMsg, ResumeAttach, ResumedFrom, close_raw, denial_close_code, spawn_io};
 use crate::limits::ConnSlot;
 use crate::protocol::{CloseCode, ResumeRequest};
+use crate::session::{ConnMsg, ResumeAttach, ResumedFrom, close_raw, denial_close_code, spawn_io};
 use tether_cluster::command::{BindSession, ClientInfo, Command, Denial, RegistryEvent};
 
 /// How long a stale local actor of a resumed session may take to give up what it kept.
@@ -78,7 +78,7 @@ pub(super) async fn resume<S: ClientStream>(
             return close_raw(&mut ws, CloseCode::TryAgainLater, ctx.conn.close_timeout).await;
         }
     };
-    let io_cfg = crate::conn::IoConfig::of(&ctx.conn);
+    let io_cfg = crate::session::IoConfig::of(&ctx.conn);
     let local = ctx.directory.get(&r.session_id);
     match local {
         Some(entry) if previous_node == ctx.node_id => {

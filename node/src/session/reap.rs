@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use tether_cluster::command::Command;
+use super::end::{End, record_end};
 
 use crate::context::NodeCtx;
 
@@ -46,18 +46,11 @@ pub async fn reap_orphans(ctx: &NodeCtx, how: Reap) {
     // Epoch-fenced: if this node's view is stale and a session already moved on, the close
     // or detach is ignored by apply.
     for (session_id, epoch) in orphans {
-        let cmd = match how {
-            Reap::Close => Command::CloseSession {
-                session_id,
-                epoch: Some(epoch),
-            },
-            Reap::Detach(window) => Command::DetachSession {
-                session_id,
-                resume_window_ms: u64::try_from(window.as_millis()).unwrap_or(u64::MAX),
-                epoch,
-            },
+        let end = match how {
+            Reap::Close => End::Close,
+            Reap::Detach(window) => End::Detach { window },
         };
-        if let Err(e) = ctx.registry.propose(cmd, None).await {
+        if let Err(e) = record_end(&ctx.registry, session_id, epoch, end).await {
             tracing::warn!(error = %e, "could not settle an orphaned session; will retry later");
             return;
         }

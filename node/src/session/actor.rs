@@ -10,14 +10,14 @@ use ractor::{Actor, ActorProcessingErr, ActorRef};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+use super::directory::DirEntry;
 use super::io::{IoHandles, Outbound};
-use super::resume::Outbox;
+use super::outbox::Outbox;
 use super::{AuthContext, ConnMsg, IoStarter, PermsUpdate};
 use crate::context::NodeCtx;
-use crate::directory::DirEntry;
 use crate::perms::Permissions;
 use crate::protocol::{CloseCode, ServerFrame};
-use tether_cluster::command::{Command, Denial};
+use tether_cluster::command::Denial;
 
 pub struct ConnectionActor;
 
@@ -65,11 +65,11 @@ pub struct ConnState {
     /// A resume from another node, completed in post_start (resume token, origin).
     pending_resume: Option<(String, ResumedFrom)>,
     /// Ids of recently offered messages.
-    pub(super) recent: super::resume::RecentIds,
+    pub(super) recent: super::handover::RecentIds,
     /// After a handover: messages kept for the session's new owner.
-    pub(super) relay: Option<Box<super::resume::Relay>>,
+    pub(super) relay: Option<Box<super::handover::Relay>>,
     /// After taking the session over: the previous owner, while it may relay older messages.
-    pub(super) upstream: Option<Box<super::resume::Upstream>>,
+    pub(super) upstream: Option<Box<super::handover::Upstream>>,
     pub(super) last_activity: Instant,
     last_ping: Instant,
     pub(super) protocol_errors: u32,
@@ -316,24 +316,8 @@ impl Actor for ConnectionActor {
         if !registry {
             // The connection ended without the registry ending the session: record it so the
             // session stops counting against the user's cap. Off the actor: it may take a commit.
-            let ctx = state.ctx.clone();
-            let session_id = state.auth.session_id.clone();
-            let epoch = state.epoch;
-            tokio::spawn(async move {
-                if let Err(e) = ctx
-                    .registry
-                    .propose(
-                        Command::CloseSession {
-                            session_id,
-                            epoch: Some(epoch),
-                        },
-                        None,
-                    )
-                    .await
-                {
-                    tracing::warn!(error = %e, "could not record session close");
-                }
-            });
+            let sid = state.auth.session_id.clone();
+            super::end::spawn_record_end(&state.ctx, sid, state.epoch, super::end::End::Close);
         }
         tracing::debug!(
             session_id = %state.auth.session_id,
@@ -402,7 +386,7 @@ impl ConnState {
                     // for the session are kept for its flushes, in order (it drops the ones it
                     // already has).
                     self.on_taken_over(myself, epoch).await;
-                    self.relay = Some(Box::new(super::resume::Relay::new(epoch)));
+                    self.relay = Some(Box::new(super::handover::Relay::new(epoch)));
                     self.ctx.directory.set_relay(&self.auth.session_id);
                     tracing::debug!(session_id = %self.auth.session_id, to = from, "handed over; relaying");
                 }

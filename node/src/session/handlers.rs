@@ -60,7 +60,11 @@ impl ConnState {
                 };
                 let delivery = Arc::new(Delivery::new(channel, data, false));
                 // Subscribers may be on any node: deliver here, fan out off the actor.
-                let n = crate::dispatch::deliver_channel(&self.ctx, &self.auth.tenant, &delivery);
+                let n = crate::session::dispatch::deliver_channel(
+                    &self.ctx,
+                    &self.auth.tenant,
+                    &delivery,
+                );
                 let (ctx, tenant) = (self.ctx.clone(), self.auth.tenant.clone());
                 tokio::spawn(async move {
                     let target = crate::peer_app::Target::Channel;

@@ -5,14 +5,17 @@
 //! commit returns on this node, every local actor affected by the entry has been told.
 
 use std::collections::{BTreeMap, HashSet};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex};
 
 use tether_cluster::EventSink;
 use tether_cluster::command::{EntryMeta, RegistryEvent};
 
-use crate::conn::{ConnMsg, Delivery, PermsUpdate};
+use tether_cluster::NodeId;
+
+use super::directory::{DirEntry, Recipients, SessionDirectory};
+use super::{ConnMsg, Delivery, PermsUpdate};
 use crate::context::NodeCtx;
-use crate::directory::{DirEntry, Recipients};
+use crate::metrics::Metrics;
 use crate::protocol::CloseCode;
 
 /// How many recent entries keep the list of sessions they closed, for `?wait=closed`.
@@ -39,23 +42,27 @@ impl DispatchLog {
     }
 }
 
-/// The `EventSink` handed to the registry. Holds the node context weakly: the registry is
-/// built before the context that contains it.
+/// The `EventSink` handed to the registry. Built from its parts before the registry opens
+/// (the node context holds the registry, so it cannot be handed in).
 pub struct Dispatcher {
-    ctx: Mutex<Weak<NodeCtx>>,
+    node_id: NodeId,
+    directory: Arc<SessionDirectory>,
+    metrics: Arc<Metrics>,
     pub log: Arc<DispatchLog>,
 }
 
 impl Dispatcher {
-    pub fn new() -> Arc<Dispatcher> {
+    pub fn new(
+        node_id: NodeId,
+        directory: Arc<SessionDirectory>,
+        metrics: Arc<Metrics>,
+    ) -> Arc<Dispatcher> {
         Arc::new(Dispatcher {
-            ctx: Mutex::new(Weak::new()),
+            node_id,
+            directory,
+            metrics,
             log: Arc::default(),
         })
-    }
-
-    pub fn attach(&self, ctx: &Arc<NodeCtx>) {
-        *self.ctx.lock().unwrap_or_else(|p| p.into_inner()) = Arc::downgrade(ctx);
     }
 }
 
@@ -71,10 +78,7 @@ fn close_all(sessions: &[(String, DirEntry)], code: CloseCode, closed: &mut Vec<
 
 impl EventSink for Dispatcher {
     fn on_applied(&self, meta: &EntryMeta, events: &[RegistryEvent]) {
-        let Some(ctx) = self.ctx.lock().unwrap_or_else(|p| p.into_inner()).upgrade() else {
-            return;
-        };
-        let dir = &ctx.directory;
+        let dir = &self.directory;
         let mut closed = Vec::new();
         for ev in events {
             match ev {
@@ -86,7 +90,7 @@ impl EventSink for Dispatcher {
                             &mut closed,
                         );
                     }
-                    ctx.metrics
+                    self.metrics
                         .inc("tether_revocations_total", &[("kind", "session")]);
                 }
                 RegistryEvent::UserLoggedOut { tenant, user, .. } => {
@@ -95,7 +99,7 @@ impl EventSink for Dispatcher {
                         CloseCode::LoggedOut,
                         &mut closed,
                     );
-                    ctx.metrics
+                    self.metrics
                         .inc("tether_revocations_total", &[("kind", "logout")]);
                 }
                 RegistryEvent::TokenRevoked {
@@ -124,7 +128,7 @@ impl EventSink for Dispatcher {
                             closed.push(sid);
                         }
                     }
-                    ctx.metrics
+                    self.metrics
                         .inc("tether_revocations_total", &[("kind", "token")]);
                 }
                 RegistryEvent::TenantDisabled { tenant, .. }
@@ -134,7 +138,7 @@ impl EventSink for Dispatcher {
                         CloseCode::TenantDisabled,
                         &mut closed,
                     );
-                    ctx.metrics
+                    self.metrics
                         .inc("tether_revocations_total", &[("kind", "tenant")]);
                 }
                 RegistryEvent::PermissionsChanged {
@@ -154,7 +158,7 @@ impl EventSink for Dispatcher {
                 }
                 // Made room for a newer session of the user: drop what was kept for a resume.
                 RegistryEvent::SessionEvicted { session } => {
-                    if session.node == ctx.node_id
+                    if session.node == self.node_id
                         && let Some(e) = dir.get(&session.session_id)
                     {
                         let _ = e.actor.cast(ConnMsg::Close {
@@ -170,8 +174,8 @@ impl EventSink for Dispatcher {
                 } => {
                     // Resumed on another node: the owner here is fenced off (4009). A resume
                     // on this node is handed to the actor by the gateway instead.
-                    if *previous_node == ctx.node_id
-                        && session.node != ctx.node_id
+                    if *previous_node == self.node_id
+                        && session.node != self.node_id
                         && let Some(e) = dir.get(&session.session_id)
                     {
                         let _ = e.actor.cast(ConnMsg::TakenOver { epoch: *epoch });
@@ -185,6 +189,22 @@ impl EventSink for Dispatcher {
             self.log.record(meta.index, closed);
         }
     }
+}
+
+/// Waits, within `timeout`, until entry `index` is applied on this node and every session it
+/// told to close here is gone: (closed, still pending). The admin API's `?wait=closed` runs
+/// it for its own node, and the `WaitClosed` node RPC for every other owner.
+pub async fn wait_closed_here(
+    ctx: &NodeCtx,
+    log: &DispatchLog,
+    index: u64,
+    timeout: std::time::Duration,
+) -> Result<(usize, usize), tether_cluster::RegistryError> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    ctx.registry.wait_applied(index, timeout).await?;
+    let ids = log.closed_by(index);
+    let closed = ctx.directory.wait_gone(&ids, deadline).await;
+    Ok((closed, ids.len() - closed))
 }
 
 /// Delivers to this node's subscribers of `channel` in `tenant`; returns how many took it.

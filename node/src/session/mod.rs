@@ -1,4 +1,6 @@
-//! One ractor actor per client connection, its socket tasks, and their supervisor.
+//! Sessions on this node: one ractor actor per client connection, its socket tasks and their
+//! supervisor; detach, outbox and resume; the session directory; the dispatcher that turns
+//! applied registry events into actor messages; the reaper of orphaned sessions.
 //!
 //! The actor owns the session's `AuthContext`, subscriptions, sequence counter and timers.
 //! The socket is split: a reader task turns frames into `ConnMsg::Frame`, a writer task drains
@@ -6,8 +8,14 @@
 //! even when the outbound queue is full.
 
 mod actor;
+pub mod directory;
+pub mod dispatch;
+pub mod end;
 mod handlers;
+mod handover;
 mod io;
+mod outbox;
+pub mod reap;
 mod resume;
 mod supervisor;
 

@@ -12,7 +12,7 @@ use ractor::{ActorId, ActorRef};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::conn::ConnMsg;
+use crate::session::ConnMsg;
 
 /// Key of a user: (tenant, user).
 type UserKey = (String, String);

@@ -10,8 +10,8 @@ use std::sync::Arc;
 
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, SupervisionEvent};
 
+use super::end::{End, owned_epoch, spawn_record_end};
 use crate::context::NodeCtx;
-use tether_cluster::command::Command;
 
 pub struct SessionSupervisor;
 
@@ -81,19 +81,16 @@ impl Actor for SessionSupervisor {
                     state.ctx.directory.remove_actor(&session_id, cell.get_id());
                     state.ctx.metrics.connection_closed();
                 }
-                let ctx = state.ctx.clone();
-                tokio::spawn(async move {
-                    let _ = ctx
-                        .registry
-                        .propose(
-                            Command::CloseSession {
-                                session_id,
-                                epoch: None,
-                            },
-                            None,
-                        )
-                        .await;
-                });
+                // Only a session this node still owns, at the registry's epoch: a stale actor
+                // of a session that moved on must not end it on its new node.
+                let me = state.ctx.node_id;
+                let owned = state
+                    .ctx
+                    .registry
+                    .read(|s| owned_epoch(s.session(&session_id), me));
+                if let Some(epoch) = owned {
+                    spawn_record_end(&state.ctx, session_id, epoch, End::Close);
+                }
             }
             _ => {}
         }

@@ -1,0 +1,30 @@
+/**
+ * `@tether/client`: the TypeScript SDK for Tether.
+ *
+ * # Layout
+ * - `client.ts`  — `TetherClient`: connect, resume, refresh, requests, delivery, acks
+ * - `policy.ts`  — close-code classes and the full-jitter backoff
+ * - `frames.ts`  — defensive parsing of server frames
+ * - `emitter.ts` — the typed `on`/`off` emitter
+ * - `browser.ts` — `attachBrowserHooks`: reconnect on `online` / page visible
+ * - `types.ts`   — public option and event types
+ */
+export { TetherClient } from "./client.js";
+export { attachBrowserHooks } from "./browser.js";
+export type { BrowserTargets, Reconnectable } from "./browser.js";
+export type {
+  ClientState,
+  ClosedEvent,
+  ConnectedEvent,
+  ErrorEvent,
+  MessageEvent,
+  PermissionsEvent,
+  ReconnectOptions,
+  ReconnectingEvent,
+  ResumeState,
+  TetherClientOptions,
+  TetherError,
+  TetherEvents,
+  TokenCarrier,
+  WebSocketConstructor,
+} from "./types.js";
