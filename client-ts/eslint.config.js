@@ -16,7 +16,11 @@ export default tseslint.config(
       },
     },
     rules: {
-      "@typescript-eslint/no-floating-promises": "error",
+      "@typescript-eslint/no-floating-promises": [
+        "error",
+        // node:test's `test()` returns a promise the runner itself awaits.
+        { allowForKnownSafeCalls: [{ from: "package", name: "test", package: "node:test" }] },
+      ],
       "@typescript-eslint/consistent-type-imports": "error",
       eqeqeq: ["error", "always"],
       // The SDK contract (SDK.md) rejects requests with plain `{ code, message }` objects.

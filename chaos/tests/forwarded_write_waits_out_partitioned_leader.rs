@@ -3,7 +3,7 @@
 //! budget although the majority had elected a new leader within about a second, so
 //! revocations issued during a leader partition were acknowledged only after the old
 //! leader's clients had already been closed 4111 (found by `leader_minority`, which then
-//! measured no revocation bound at all). Fixed in `cluster/src/cluster_ops.rs`: the
+//! measured no revocation bound at all). Fixed in `cluster/src/registry/forward.rs`: the
 //! forward gives up as soon as the follower learns of another leader.
 
 use std::time::Duration;

@@ -6,12 +6,21 @@
 //! - `command`: `Envelope`/`Command` (what a log entry carries), `EntryMeta`, `RegistryEvent`.
 //! - `codec`: the only user of bincode (`encode`/`decode` with a size limit).
 //! - `state`: `RegistryState`, the replicated registry, and the read helpers the node uses.
-//! - `log_store`: the durable Raft log and vote on redb (fsync before acknowledging).
 //! - `apply`: the pure, deterministic `apply(state, command, meta) -> events`.
-//! - `state_machine`: openraft state machine around `apply`, with a durable snapshot file.
-//! - `network`: the Raft network factory (single node for now: every peer unreachable).
-//! - `registry`: `Registry`, the node's handle (open, bootstrap, propose, read, status),
-//!   plus `EventSink`, `RaftTiming`, `RegistryConfig` and `RegistryError`.
+//! - `log_store`: the durable Raft log and vote on redb (fsync before acknowledging).
+//! - `state_machine`: openraft state machine around `apply`, with a durable snapshot file,
+//!   and `EventSink`, which receives every applied entry's events.
+//! - `registry/`: `Registry`, the node's handle: open, bootstrap, group commit, `propose` from
+//!   any node (forwarded to the leader), reads and the read barrier, membership and `join`,
+//!   the isolation lease; with `RaftTiming`, `RegistryConfig` and `RegistryError`.
+//! - `rpc`: the messages between nodes (Raft RPCs, forwarded writes, membership changes,
+//!   opaque node-level `App` requests).
+//! - `transport/`: the peer transport, one multiplexed mutual-TLS (or plaintext) connection
+//!   per peer with request ids and a timeout on every call.
+//! - `network`: the openraft network over that transport (connect failures → `Unreachable`).
+//! - `peer_service`: the server side: answers Raft RPCs, forwarded writes and membership
+//!   changes, and hands `App` requests to the node.
+//! - `certs`: the dev PKI behind `tether certs` (cluster CA and node certificates).
 //!
 //! This file also holds `declare_raft_types!` and the aliases, so no other file spells
 //! openraft's generics.
@@ -19,7 +28,6 @@
 pub mod apply;
 pub mod certs;
 pub mod clock;
-pub mod cluster_ops;
 pub mod codec;
 pub mod command;
 pub mod log_store;
@@ -34,9 +42,10 @@ pub mod transport;
 
 pub use apply::{apply, apply_entry};
 pub use registry::{
-    Committed, EventSink, RaftTiming, Registry, RegistryConfig, RegistryError, RegistryStatus,
+    Committed, Member, RaftTiming, Registry, RegistryConfig, RegistryError, RegistryStatus,
 };
 pub use state::RegistryState;
+pub use state_machine::EventSink;
 
 /// Node ids are unique `u64`s across the cluster (`[node].id`).
 pub type NodeId = u64;

@@ -17,12 +17,21 @@ use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{EntryPayload, RaftSnapshotBuilder, StorageIOError};
 use serde::{Deserialize, Serialize};
 
-use crate::command::EntryMeta;
-use crate::registry::EventSink;
+use crate::command::{EntryMeta, RegistryEvent};
 use crate::state::RegistryState;
 use crate::{
     Applied, Entry, LogId, SnapshotMeta, StorageError, StoredMembership, TypeConfig, codec,
 };
+
+/// Receives the events of every applied entry, on every node (leader, follower, learner).
+///
+/// Called from the state machine task after the registry lock is released, in log order.
+/// It must not block (hand the events to a channel or actor): Raft applies nothing else
+/// until it returns. It is also called while the log is replayed at startup, so events may
+/// name sessions this process never owned.
+pub trait EventSink: Send + Sync + 'static {
+    fn on_applied(&self, meta: &EntryMeta, events: &[RegistryEvent]);
+}
 
 /// Snapshot file name inside the data directory.
 pub const SNAPSHOT_FILE: &str = "snapshot.bin";

@@ -83,7 +83,7 @@ export function makeClient(
       calls += 1;
       return Promise.resolve(userToken(sub));
     },
-    WebSocket: WebSocket as unknown as WebSocketConstructor,
+    WebSocket: WebSocket,
     reconnect: { minDelayMs: 50, maxDelayMs: 1000 },
     requestTimeoutMs: 5000,
     ...extra,

@@ -85,7 +85,7 @@ export async function startFake(onConn: (c: FakeConn) => void): Promise<FakeServ
     onConn(c);
   });
   const addr = wss.address();
-  if (typeof addr === "string") throw new Error("no TCP address");
+  if (addr === null || typeof addr === "string") throw new Error("no TCP address");
   return {
     url: `ws://127.0.0.1:${addr.port}/v1/connect`,
     conns,

@@ -4,7 +4,7 @@
  */
 import { spawn } from "node:child_process";
 import type { ChildProcess } from "node:child_process";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { closeSync, mkdtempSync, openSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { createInterface } from "node:readline";
@@ -21,6 +21,13 @@ export function tetherBin(): string {
 }
 
 export interface NodeOptions {
+  /** `[node] id` (default 1) and region (default "test-1"). */
+  id?: number;
+  region?: string;
+  /** `[cluster]` lines (join list, insecure_peer). */
+  cluster?: string;
+  /** `[session]` lines. */
+  session?: string;
   /** Extra `[limits]` lines. */
   limits?: string;
   /** Extra `[auth]` lines. */
@@ -30,10 +37,15 @@ export interface NodeOptions {
 export interface TestNode {
   clientAddr: string;
   adminAddr: string;
+  peerAddr: string;
   /** `ws://<client>/v1/connect` */
   url: string;
   /** Admin API call with an admin token; the parsed JSON body. */
   admin(method: string, path: string, body?: unknown): Promise<{ status: number; body: unknown }>;
+  /** Sends `sig` (e.g. SIGTERM: drain) to the process. */
+  signal(sig: NodeJS.Signals): void;
+  /** Resolves when the process has exited; rejects after `timeoutMs`. */
+  exited(timeoutMs: number): Promise<void>;
   /** Kills the process and removes its data dir. Safe to call twice. */
   stop(): Promise<void>;
 }
@@ -41,14 +53,20 @@ export interface TestNode {
 function config(dataDir: string, o: NodeOptions): string {
   return `
 [node]
-id = 1
-region = "test-1"
+id = ${o.id ?? 1}
+region = "${o.region ?? "test-1"}"
 data_dir = "${dataDir}"
 
 [listen]
 client = "127.0.0.1:0"
 admin = "127.0.0.1:0"
 peer = "127.0.0.1:0"
+
+[cluster]
+${o.cluster ?? ""}
+
+[session]
+${o.session ?? ""}
 
 [auth]
 leeway_secs = 0
@@ -88,10 +106,14 @@ export async function startNode(o: NodeOptions = {}): Promise<TestNode> {
   const env: NodeJS.ProcessEnv = {};
   for (const [k, v] of Object.entries(process.env)) if (!k.startsWith("TETHER_")) env[k] = v;
   env.TETHER_LOG = "warn";
+  // The node's log (stderr) goes to its temp dir, or to the test output with
+  // CLIENT_TS_NODE_LOGS=1 (the cluster tests' Raft warnings would drown the TAP summary).
+  const stderr = process.env.CLIENT_TS_NODE_LOGS === "1" ? "inherit" : openSync(join(dir, "node.log"), "a");
   const child: ChildProcess = spawn(tetherBin(), ["serve", "--config", cfg], {
     env,
-    stdio: ["ignore", "pipe", "inherit"],
+    stdio: ["ignore", "pipe", stderr],
   });
+  if (typeof stderr === "number") closeSync(stderr); // the child holds its own copy
   let exited = false;
   child.on("exit", () => {
     exited = true;
@@ -108,7 +130,7 @@ export async function startNode(o: NodeOptions = {}): Promise<TestNode> {
     rmSync(dir, { recursive: true, force: true });
   };
   try {
-    const addrs = await new Promise<{ client: string; admin: string }>((res, rej) => {
+    const addrs = await new Promise<{ client: string; admin: string; peer: string }>((res, rej) => {
       const timer = setTimeout(() => rej(new Error("node printed no `tether listening` line in 20 s")), 20_000);
       child.once("exit", (code) => {
         clearTimeout(timer);
@@ -117,16 +139,17 @@ export async function startNode(o: NodeOptions = {}): Promise<TestNode> {
       // Keep draining stdout (audit lines) for the node's whole life so it never blocks.
       const lines = createInterface({ input: child.stdout! });
       lines.on("line", (line) => {
-        const m = /^tether listening client=(\S+) admin=(\S+)/.exec(line);
-        if (m?.[1] && m[2]) {
+        const m = /^tether listening client=(\S+) admin=(\S+) peer=(\S+)/.exec(line);
+        if (m?.[1] && m[2] && m[3]) {
           clearTimeout(timer);
-          res({ client: m[1], admin: m[2] });
+          res({ client: m[1], admin: m[2], peer: m[3] });
         }
       });
     });
     const node: TestNode = {
       clientAddr: addrs.client,
       adminAddr: addrs.admin,
+      peerAddr: addrs.peer,
       url: `ws://${addrs.client}/v1/connect`,
       admin: async (method, path, body) => {
         const r = await fetch(`http://${addrs.admin}${path}`, {
@@ -145,6 +168,19 @@ export async function startNode(o: NodeOptions = {}): Promise<TestNode> {
         if (r.status >= 300) throw new Error(`admin ${method} ${path}: ${r.status} ${text}`);
         return { status: r.status, body: parsed };
       },
+      signal: (sig) => {
+        if (!exited) child.kill(sig);
+      },
+      exited: (timeoutMs) =>
+        exited
+          ? Promise.resolve()
+          : new Promise<void>((res, rej) => {
+              const t = setTimeout(() => rej(new Error(`node still running after ${timeoutMs} ms`)), timeoutMs);
+              child.once("exit", () => {
+                clearTimeout(t);
+                res();
+              });
+            }),
       stop,
     };
     const readyBy = Date.now() + 20_000;
@@ -159,6 +195,32 @@ export async function startNode(o: NodeOptions = {}): Promise<TestNode> {
     return node;
   } catch (e) {
     await stop();
+    throw e;
+  }
+}
+
+/**
+ * Three nodes over plaintext peer links (`insecure_peer`, test only): node 1 bootstraps,
+ * nodes 2 and 3 join it as voters. Each is ready (a leader known) when this returns.
+ */
+export async function startCluster(o: NodeOptions = {}): Promise<TestNode[]> {
+  const nodes: TestNode[] = [];
+  try {
+    nodes.push(await startNode({ ...o, id: 1, region: "region-1", cluster: "insecure_peer = true" }));
+    const seed = nodes[0]!.peerAddr;
+    for (const id of [2, 3]) {
+      nodes.push(
+        await startNode({
+          ...o,
+          id,
+          region: `region-${id}`,
+          cluster: `insecure_peer = true\njoin = ["${seed}"]\nvoter = true`,
+        }),
+      );
+    }
+    return nodes;
+  } catch (e) {
+    await Promise.all(nodes.map((n) => n.stop()));
     throw e;
   }
 }

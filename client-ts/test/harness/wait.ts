@@ -20,8 +20,18 @@ export function deadline<T>(p: Promise<T>, timeoutMs: number, what: string): Pro
       },
       (e: unknown) => {
         clearTimeout(t);
-        reject(e instanceof Error ? e : new Error(JSON.stringify(e)));
+        // Passed through as is: SDK rejections are plain { code, message } objects.
+        reject(e);
       },
     );
   });
+}
+
+/** Like `waitFor`, for a condition that must be fetched (e.g. from a browser page). */
+export async function waitForAsync(cond: () => Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await cond())) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
 }

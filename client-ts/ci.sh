@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# CI for the TypeScript SDK: install, typecheck, lint, build, test against a real node.
+# Needs the `tether` binary: $TETHER_BIN, else ../target/debug/tether. The headless
+# Chromium test runs when /usr/bin/chromium (or $CHROMIUM_PATH) exists and is skipped
+# (reported as such in the TAP summary) otherwise.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")"
+
+if [[ -z "${TETHER_BIN:-}" ]]; then
+  TETHER_BIN="$(pwd)/../target/debug/tether"
+fi
+if [[ ! -x "$TETHER_BIN" ]]; then
+  echo "ci.sh: no tether binary at $TETHER_BIN (build it, or set TETHER_BIN)" >&2
+  exit 1
+fi
+export TETHER_BIN
+
+npm ci
+npm run typecheck
+npm run lint
+npm run build
+npm test
