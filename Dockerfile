@@ -8,13 +8,15 @@
 
 FROM rust:1.88-bookworm AS build
 WORKDIR /src
-# Every workspace member must be present for cargo to load the workspace.
+# Every workspace member must be present for cargo to load the workspace (.ci/run checks
+# that each member of Cargo.toml is copied here).
 COPY Cargo.toml Cargo.lock rustfmt.toml clippy.toml ./
 COPY node node
 COPY cluster cluster
 COPY client client
 COPY tests tests
 COPY chaos chaos
+COPY bench bench
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
     cargo build --locked --release -p tether-node --bin tether \

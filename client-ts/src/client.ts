@@ -415,7 +415,7 @@ export class TetherClient extends Emitter<TetherEvents> {
     if (this.conn !== conn || this.st !== "connected") return; // a listener closed the client
     this.settleConnect(null);
     // The server kept the subscriptions only on a full recovery of the same session.
-    
+    if (fresh || !w.recovered) this.resubscribe(conn);
     for (const req of this.queue.splice(0)) this.sendRequest(conn, req);
   }
 

@@ -3,6 +3,7 @@
 //! Served from its own runtime thread (see `server`), so probes and revocations still answer
 //! while the client listener is saturated.
 
+mod cluster;
 mod error;
 mod health;
 pub mod listener;
@@ -49,11 +50,11 @@ pub fn router(state: Arc<AdminState>) -> Router {
         .route("/livez", get(health::livez))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
-        .route("/v1/cluster", get(health::cluster))
-        .route("/v1/cluster/members", post(health::add_member))
+        .route("/v1/cluster", get(cluster::cluster))
+        .route("/v1/cluster/members", post(cluster::add_member))
         .route(
             "/v1/cluster/members/{id}",
-            axum::routing::delete(health::remove_member),
+            axum::routing::delete(cluster::remove_member),
         )
         .route("/v1/sessions/{sid}", get(sessions::get_session))
         .route("/v1/sessions/{sid}/revoke", post(sessions::revoke))

@@ -4,6 +4,7 @@
 mod accept;
 mod admit;
 mod resume;
+mod start;
 mod upgrade;
 
 use std::sync::Arc;

@@ -6,7 +6,8 @@ use std::sync::Arc;
 
 use tokio_tungstenite::WebSocketStream;
 
-use super::admit::{admit, random_b64, resume_hash, start_session, unavailable_code, user_caps};
+use super::admit::{admit, random_b64, resume_hash, unavailable_code, user_caps};
+use super::start::start_session;
 use super::{ClientStream, Gateway};
 use crate::auth::VerifiedToken;
 use crate::limits::ConnSlot;
