@@ -32,7 +32,13 @@ test("drained node: resume elsewhere, every event exactly once and in order", as
       if (n > 5000) throw new Error("the client never moved off the drained node");
       await publish(n2, "chat.drain", n++);
     }
-    await waitFor(() => rec.events.length >= n, 20_000, `all ${n} events (got ${rec.events.length})`);
+    await waitFor(() => rec.events.length >= n, 20_000, `all ${n} events`).catch((e: Error) => {
+      const last = rec.events.at(-1);
+      throw new Error(
+        `${e.message}: got ${rec.events.length}, last ${JSON.stringify(last)}; connected ${JSON.stringify(rec.connected)}; ` +
+          `closed ${JSON.stringify(rec.closed)}; reconnecting ${JSON.stringify(rec.reconnecting)}; errors ${JSON.stringify(rec.errors)}`,
+      );
+    });
     const moved = rec.connected[1]!;
     assert.notEqual(moved.node, "n1");
     assert.equal(moved.resumed, true);

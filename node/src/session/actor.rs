@@ -3,16 +3,16 @@
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
-use std::time::Duration;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+use super::deadlines::Deadline;
 use super::directory::DirEntry;
-use super::io::{IoHandles, Outbound};
+use super::io::IoHandles;
 use super::outbox::Outbox;
+use super::rate::RateWindow;
 use super::{AuthContext, ConnMsg, IoStarter, PermsUpdate};
 use crate::context::NodeCtx;
 use crate::perms::Permissions;
@@ -71,22 +71,13 @@ pub struct ConnState {
     /// After taking the session over: the previous owner, while it may relay older messages.
     pub(super) upstream: Option<Box<super::handover::Upstream>>,
     pub(super) last_activity: Instant,
-    last_ping: Instant,
+    pub(super) last_ping: Instant,
     pub(super) protocol_errors: u32,
-    pub(super) messages_per_sec: u32,
-    session_deadline_ms: Option<u64>,
-    pub(super) rate_window_start: Instant,
-    pub(super) rate_count: u32,
-    pub(super) rate_strikes: u32,
-    pub(super) rate_struck_this_window: bool,
-    /// Bumped on every (re-)arm so a stale timer message is ignored.
-    pub(super) timer_generation: u64,
-    /// The one deadline timer (`arm_expiry`); ticks come from the socket reader.
-    timer: Option<JoinHandle<Result<(), ractor::MessagingErr<ConnMsg>>>>,
-    /// `token_expiring` was sent for the current token.
-    warned: bool,
+    pub(super) rate: RateWindow,
+    /// The token's and the session's deadlines (`deadlines.rs`).
+    pub(super) deadline: Deadline,
     /// Set once closing started; `registry` says whether the registry already ended the session.
-    closed: Option<(CloseCode, bool)>,
+    pub(super) closed: Option<(CloseCode, bool)>,
 }
 
 impl Actor for ConnectionActor {
@@ -155,15 +146,8 @@ impl Actor for ConnectionActor {
                 last_activity: now,
                 last_ping: now,
                 protocol_errors: 0,
-                messages_per_sec,
-                session_deadline_ms,
-                rate_window_start: now,
-                rate_count: 0,
-                rate_strikes: 0,
-                rate_struck_this_window: false,
-                timer_generation: 0,
-                timer: None,
-                warned: false,
+                rate: RateWindow::new(messages_per_sec, now),
+                deadline: Deadline::new(session_deadline_ms),
                 closed: None,
             };
             match resumed {
@@ -192,44 +176,7 @@ impl Actor for ConnectionActor {
     ) -> Result<(), ActorProcessingErr> {
         Box::pin(async move {
             if let Some((token, from)) = state.pending_resume.take() {
-                // Registered already, so deliveries arriving meanwhile wait in the mailbox and
-                // are numbered after the handed-over frames.
-                let handover = match from.previous_node {
-                    Some(node) => {
-                        let sid = state.auth.session_id.clone();
-                        crate::peer_app::handover_from(
-                            &state.ctx,
-                            node,
-                            &sid,
-                            from.epoch,
-                            from.last_seq,
-                        )
-                        .await
-                    }
-                    None => None,
-                };
-                let place = if handover.is_some() {
-                    "other_node"
-                } else {
-                    "other_node_lost"
-                };
-                state
-                    .ctx
-                    .metrics
-                    .inc("tether_resumes_total", &[("where", place)]);
-                match (handover, from.previous_node) {
-                    (Some(h), Some(node)) => {
-                        state.restore(&token, from.last_seq, h);
-                        state.follow_upstream(&myself, node);
-                        state.reauthorize(&myself, false).await;
-                        for m in from.carried {
-                            if let Some(d) = m.into_delivery() {
-                                state.on_deliver(&myself, &d, true).await;
-                            }
-                        }
-                    }
-                    _ => state.queue(state.welcome_json(&token, true, false)),
-                }
+                state.complete_remote_resume(&myself, &token, from).await;
             }
             // The session was admitted by the log, but a revocation may have been applied between
             // that commit and our directory registration above, when no dispatcher could find us.
@@ -401,7 +348,7 @@ impl ConnState {
                 self.send(myself, f).await;
             }
             ConnMsg::Tick => self.on_tick(myself).await,
-            ConnMsg::Deadline { generation } if generation == self.timer_generation => {
+            ConnMsg::Deadline { generation } if generation == self.deadline.generation => {
                 self.on_deadline(myself).await
             }
             ConnMsg::Deadline { .. } => {}
@@ -420,180 +367,10 @@ impl ConnState {
         }
     }
 
-    /// Queues a frame if a connection is attached; a client whose queue is full is not
-    /// reading and loses its connection (4108, resumable).
-    pub(super) async fn send(&mut self, myself: &ActorRef<ConnMsg>, frame: String) {
-        let Some(io) = &self.io else { return };
-        if io.out.try_send(Outbound::Text(frame)).is_err() {
-            self.ctx.metrics.inc("tether_slow_consumers_total", &[]);
-            self.close(myself, CloseCode::RateLimited, false).await;
-        }
-    }
-
-    /// Queues a frame without the slow-consumer check (the welcome, replayed backlog: the
-    /// queue was just created).
-    pub(super) fn queue(&self, frame: String) {
-        if let Some(io) = &self.io {
-            let _ = io.out.try_send(Outbound::Text(frame));
-        }
-    }
-
-    /// Ends the connection with `code`. A reconnect-class code (41xx, 1012, 1013) only
-    /// detaches the session, which stays resumable; anything else ends it.
-    pub(super) async fn close(
-        &mut self,
-        myself: &ActorRef<ConnMsg>,
-        code: CloseCode,
-        registry: bool,
-    ) {
-        if !registry && super::resume::resumable(code) && !self.ctx.conn.resume_window.is_zero() {
-            self.detach(myself, Some(code)).await;
-        } else {
-            self.end(myself, code, registry).await;
-        }
-    }
-
-    /// Sends the close frame (if connected), waits for it to be written, then stops the
-    /// actor: the session is over.
-    pub(super) async fn end(
-        &mut self,
-        myself: &ActorRef<ConnMsg>,
-        code: CloseCode,
-        registry: bool,
-    ) {
-        if self.closed.is_some() {
-            return;
-        }
-        self.closed = Some((code, registry));
-        self.cancel_timers();
-        self.close_socket(code).await;
-        myself.stop(Some(code.name().to_owned()));
-    }
-
-    /// Sends `code` on the attached socket (bypassing the queue) and waits for the writer.
-    pub(super) async fn close_socket(&mut self, code: CloseCode) {
-        let Some(io) = self.io.as_mut() else { return };
-        io.closing.store(true, Ordering::Relaxed);
-        if let Some(tx) = io.close.take() {
-            let _ = tx.send(code);
-        }
-        if let Some(writer) = io.writer.take() {
-            // The writer sends the close frame within close_timeout or gives up on the socket.
-            let _ = tokio::time::timeout(self.ctx.conn.close_timeout * 2, writer).await;
-        }
-    }
-
-    pub(super) fn cancel_timers(&mut self) {
-        if let Some(t) = self.timer.take() {
-            t.abort();
-        }
-    }
-
-    /// (Re-)arms the token's deadlines: `token_expiring` at `exp - refresh_window`, the 4100
-    /// close at `exp`, and the session's max lifetime. One timer task per connection, set
-    /// for the earliest of them and re-armed for the next when it fires (`on_deadline`).
-    pub(super) fn arm_expiry(&mut self, myself: &ActorRef<ConnMsg>) {
-        self.cancel_timers();
-        self.timer_generation += 1;
-        self.warned = false;
-        self.arm_next_deadline(myself);
-    }
-
-    /// `exp` and the `token_expiring` time, in ms.
-    fn expiry_ms(&self) -> (u64, u64) {
-        let exp_ms = self.auth.exp.saturating_mul(1000);
-        let warn_ms = exp_ms.saturating_sub(self.ctx.conn.refresh_window_secs * 1000);
-        (exp_ms, warn_ms)
-    }
-
-    fn arm_next_deadline(&mut self, myself: &ActorRef<ConnMsg>) {
-        let (exp_ms, warn_ms) = self.expiry_ms();
-        // No warning for the lifetime: a refresh cannot extend it.
-        let next = [
-            (!self.warned).then_some(warn_ms),
-            Some(exp_ms),
-            self.session_deadline_ms,
-        ]
-        .into_iter()
-        .flatten()
-        .min()
-        .unwrap_or(exp_ms);
-        let wait = Duration::from_millis(next.saturating_sub(self.ctx.clock.now_ms()));
-        let generation = self.timer_generation;
-        self.timer = Some(myself.send_after(wait, move || ConnMsg::Deadline { generation }));
-    }
-
-    /// The deadline timer fired: end the session at its max lifetime, close 4100 at `exp`,
-    /// warn once `token_expiring` is due, and wait for whatever comes next.
-    async fn on_deadline(&mut self, myself: &ActorRef<ConnMsg>) {
-        self.timer = None;
-        let now_ms = self.ctx.clock.now_ms();
-        let (exp_ms, warn_ms) = self.expiry_ms();
-        if self.session_deadline_ms.is_some_and(|d| now_ms >= d) {
-            self.end(myself, CloseCode::TokenExpired, false).await;
-            return;
-        }
-        if now_ms >= exp_ms {
-            self.close(myself, CloseCode::TokenExpired, false).await;
-            return;
-        }
-        if !self.warned && now_ms >= warn_ms {
-            self.warned = true;
-            let f = ServerFrame::TokenExpiring {
-                expires_at: self.auth.exp,
-            }
-            .to_json();
-            self.send(myself, f).await;
-            if self.closed.is_some() {
-                return;
-            }
-        }
-        self.arm_next_deadline(myself);
-    }
-
-    async fn on_tick(&mut self, myself: &ActorRef<ConnMsg>) {
-        let Some(io) = &self.io else { return };
-        let now = Instant::now();
-        if now.duration_since(self.last_activity) >= self.ctx.conn.idle_timeout {
-            self.close(myself, CloseCode::IdleTimeout, false).await;
-            return;
-        }
-        if now.duration_since(self.last_ping) >= self.ctx.conn.heartbeat_interval {
-            self.last_ping = now;
-            if io.out.try_send(Outbound::Ping).is_err() {
-                self.ctx.metrics.inc("tether_slow_consumers_total", &[]);
-                self.close(myself, CloseCode::RateLimited, false).await;
-            }
-        }
-    }
-
     /// Whether a socket-end message is about the connection attached now.
     pub(super) fn is_current(&self, closing: &Arc<std::sync::atomic::AtomicBool>) -> bool {
         self.io
             .as_ref()
             .is_some_and(|io| Arc::ptr_eq(&io.closing, closing))
-    }
-
-    /// The `welcome` frame for this session.
-    pub(super) fn welcome_json(
-        &self,
-        resume_token: &str,
-        resumed: bool,
-        recovered: bool,
-    ) -> String {
-        let c = &self.ctx;
-        ServerFrame::Welcome {
-            session_id: &self.auth.session_id,
-            resume_token,
-            resumed,
-            recovered,
-            seq: self.seq,
-            expires_at: self.auth.exp,
-            permissions: &self.auth.permissions,
-            node: &c.node_name,
-            region: &c.region,
-            heartbeat_ms: c.conn.heartbeat_interval.as_millis() as u64,
-        }
-        .to_json()
     }
 }

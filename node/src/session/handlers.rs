@@ -6,6 +6,7 @@ use ractor::ActorRef;
 use tokio::time::Instant;
 
 use super::actor::{ConnState, denial_close_code};
+use super::rate::Rate;
 use super::{ConnMsg, Delivery, PermsUpdate, RefreshResult};
 use crate::audit::AuditRecord;
 use crate::auth::AuthError;
@@ -119,33 +120,21 @@ impl ConnState {
     /// Per-connection message rate: frames over the limit in a one-second window get an error
     /// and are dropped; `rate_limit_strikes` such windows in a row close the connection 4108.
     async fn within_rate(&mut self, myself: &ActorRef<ConnMsg>) -> bool {
-        let now = Instant::now();
-        if now.duration_since(self.rate_window_start).as_millis() >= 1000 {
-            if !self.rate_struck_this_window {
-                self.rate_strikes = 0;
-            }
-            self.rate_window_start = now;
-            self.rate_count = 0;
-            self.rate_struck_this_window = false;
+        let strikes = match self.rate.offer(Instant::now()) {
+            Rate::Within => return true,
+            Rate::StillOver => return false,
+            Rate::Over { strikes } => strikes,
+        };
+        self.ctx.metrics.inc("tether_rate_limited_total", &[]);
+        if strikes >= self.ctx.conn.rate_limit_strikes {
+            self.close(myself, CloseCode::RateLimited, false).await;
+            return false;
         }
-        self.rate_count += 1;
-        if self.rate_count <= self.messages_per_sec {
-            return true;
-        }
-        if !self.rate_struck_this_window {
-            self.rate_struck_this_window = true;
-            self.rate_strikes += 1;
-            self.ctx.metrics.inc("tether_rate_limited_total", &[]);
-            if self.rate_strikes >= self.ctx.conn.rate_limit_strikes {
-                self.close(myself, CloseCode::RateLimited, false).await;
-                return false;
-            }
-            let f = ServerFrame::Error {
-                code: "rate_limited",
-                message: "message rate exceeded",
-            };
-            self.send(myself, f.to_json()).await;
-        }
+        let f = ServerFrame::Error {
+            code: "rate_limited",
+            message: "message rate exceeded",
+        };
+        self.send(myself, f.to_json()).await;
         false
     }
 

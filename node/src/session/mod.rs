@@ -8,6 +8,8 @@
 //! even when the outbound queue is full.
 
 mod actor;
+mod close;
+mod deadlines;
 pub mod directory;
 pub mod dispatch;
 pub mod end;
@@ -15,8 +17,10 @@ mod handlers;
 mod handover;
 mod io;
 mod outbox;
+mod rate;
 pub mod reap;
 mod resume;
+mod send;
 mod supervisor;
 
 use std::sync::Arc;

@@ -9,6 +9,7 @@ use ractor::ActorRef;
 use tokio::time::Instant;
 
 use super::actor::ConnState;
+use super::actor::ResumedFrom;
 use super::end::{End, spawn_record_end};
 use super::io::IoHandles;
 use super::outbox::Outbox;
@@ -234,6 +235,49 @@ impl ConnState {
         self.ctx
             .metrics
             .inc("tether_resumes_total", &[("where", "handover")]);
+    }
+}
+
+impl ConnState {
+    /// Completes a resume that moved the session here from another node: fetch its state
+    /// from the previous owner (handover), or report `recovered:false` when that node is gone.
+    pub(super) async fn complete_remote_resume(
+        &mut self,
+        myself: &ActorRef<ConnMsg>,
+        token: &str,
+        from: ResumedFrom,
+    ) {
+        // Registered already, so deliveries arriving meanwhile wait in the mailbox and
+        // are numbered after the handed-over frames.
+        let handover = match from.previous_node {
+            Some(node) => {
+                let sid = self.auth.session_id.clone();
+                crate::peer_app::handover_from(&self.ctx, node, &sid, from.epoch, from.last_seq)
+                    .await
+            }
+            None => None,
+        };
+        let place = if handover.is_some() {
+            "other_node"
+        } else {
+            "other_node_lost"
+        };
+        self.ctx
+            .metrics
+            .inc("tether_resumes_total", &[("where", place)]);
+        match (handover, from.previous_node) {
+            (Some(h), Some(node)) => {
+                self.restore(token, from.last_seq, h);
+                self.follow_upstream(myself, node);
+                self.reauthorize(myself, false).await;
+                for m in from.carried {
+                    if let Some(d) = m.into_delivery() {
+                        self.on_deliver(myself, &d, true).await;
+                    }
+                }
+            }
+            _ => self.queue(self.welcome_json(token, true, false)),
+        }
     }
 }
 

@@ -1,0 +1,58 @@
+//! Ending a connection: close with a code (detaching when it is reconnect-class), end the
+//! session, and send the close frame past a full outbound queue.
+
+use std::sync::atomic::Ordering;
+
+use ractor::ActorRef;
+
+use super::ConnMsg;
+use super::actor::ConnState;
+use super::resume::resumable;
+use crate::protocol::CloseCode;
+
+impl ConnState {
+    /// Ends the connection with `code`. A reconnect-class code (41xx, 1012, 1013) only
+    /// detaches the session, which stays resumable; anything else ends it.
+    pub(super) async fn close(
+        &mut self,
+        myself: &ActorRef<ConnMsg>,
+        code: CloseCode,
+        registry: bool,
+    ) {
+        if !registry && resumable(code) && !self.ctx.conn.resume_window.is_zero() {
+            self.detach(myself, Some(code)).await;
+        } else {
+            self.end(myself, code, registry).await;
+        }
+    }
+
+    /// Sends the close frame (if connected), waits for it to be written, then stops the
+    /// actor: the session is over.
+    pub(super) async fn end(
+        &mut self,
+        myself: &ActorRef<ConnMsg>,
+        code: CloseCode,
+        registry: bool,
+    ) {
+        if self.closed.is_some() {
+            return;
+        }
+        self.closed = Some((code, registry));
+        self.cancel_timers();
+        self.close_socket(code).await;
+        myself.stop(Some(code.name().to_owned()));
+    }
+
+    /// Sends `code` on the attached socket (bypassing the queue) and waits for the writer.
+    pub(super) async fn close_socket(&mut self, code: CloseCode) {
+        let Some(io) = self.io.as_mut() else { return };
+        io.closing.store(true, Ordering::Relaxed);
+        if let Some(tx) = io.close.take() {
+            let _ = tx.send(code);
+        }
+        if let Some(writer) = io.writer.take() {
+            // The writer sends the close frame within close_timeout or gives up on the socket.
+            let _ = tokio::time::timeout(self.ctx.conn.close_timeout * 2, writer).await;
+        }
+    }
+}

@@ -1,0 +1,125 @@
+//! A connection's deadlines: `token_expiring` before the token's `exp`, close 4100 at `exp`,
+//! the session's maximum lifetime (one timer task, armed for the earliest), and the idle and
+//! heartbeat checks driven by the socket reader's ticks.
+
+use std::time::Duration;
+
+use ractor::ActorRef;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use super::ConnMsg;
+use super::actor::ConnState;
+use super::io::Outbound;
+use crate::protocol::{CloseCode, ServerFrame};
+
+/// The deadline timer's state.
+pub(super) struct Deadline {
+    /// Bumped on every (re-)arm so a stale timer message is ignored.
+    pub(super) generation: u64,
+    /// The one deadline timer (`arm_expiry`); ticks come from the socket reader.
+    timer: Option<JoinHandle<Result<(), ractor::MessagingErr<ConnMsg>>>>,
+    /// `token_expiring` was sent for the current token.
+    warned: bool,
+    /// The session's end of life (ms since the epoch), from the tenant's
+    /// `session_max_lifetime_secs`.
+    session_ms: Option<u64>,
+}
+
+impl Deadline {
+    pub(super) fn new(session_ms: Option<u64>) -> Deadline {
+        Deadline {
+            generation: 0,
+            timer: None,
+            warned: false,
+            session_ms,
+        }
+    }
+}
+
+impl ConnState {
+    pub(super) fn cancel_timers(&mut self) {
+        if let Some(t) = self.deadline.timer.take() {
+            t.abort();
+        }
+    }
+
+    /// (Re-)arms the token's deadlines: `token_expiring` at `exp - refresh_window`, the 4100
+    /// close at `exp`, and the session's max lifetime. One timer task per connection, set
+    /// for the earliest of them and re-armed for the next when it fires (`on_deadline`).
+    pub(super) fn arm_expiry(&mut self, myself: &ActorRef<ConnMsg>) {
+        self.cancel_timers();
+        self.deadline.generation += 1;
+        self.deadline.warned = false;
+        self.arm_next_deadline(myself);
+    }
+
+    /// `exp` and the `token_expiring` time, in ms.
+    fn expiry_ms(&self) -> (u64, u64) {
+        let exp_ms = self.auth.exp.saturating_mul(1000);
+        let warn_ms = exp_ms.saturating_sub(self.ctx.conn.refresh_window_secs * 1000);
+        (exp_ms, warn_ms)
+    }
+
+    fn arm_next_deadline(&mut self, myself: &ActorRef<ConnMsg>) {
+        let (exp_ms, warn_ms) = self.expiry_ms();
+        // No warning for the lifetime: a refresh cannot extend it.
+        let next = [
+            (!self.deadline.warned).then_some(warn_ms),
+            Some(exp_ms),
+            self.deadline.session_ms,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+        .unwrap_or(exp_ms);
+        let wait = Duration::from_millis(next.saturating_sub(self.ctx.clock.now_ms()));
+        let generation = self.deadline.generation;
+        self.deadline.timer =
+            Some(myself.send_after(wait, move || ConnMsg::Deadline { generation }));
+    }
+
+    /// The deadline timer fired: end the session at its max lifetime, close 4100 at `exp`,
+    /// warn once `token_expiring` is due, and wait for whatever comes next.
+    pub(super) async fn on_deadline(&mut self, myself: &ActorRef<ConnMsg>) {
+        self.deadline.timer = None;
+        let now_ms = self.ctx.clock.now_ms();
+        let (exp_ms, warn_ms) = self.expiry_ms();
+        if self.deadline.session_ms.is_some_and(|d| now_ms >= d) {
+            self.end(myself, CloseCode::TokenExpired, false).await;
+            return;
+        }
+        if now_ms >= exp_ms {
+            self.close(myself, CloseCode::TokenExpired, false).await;
+            return;
+        }
+        if !self.deadline.warned && now_ms >= warn_ms {
+            self.deadline.warned = true;
+            let f = ServerFrame::TokenExpiring {
+                expires_at: self.auth.exp,
+            }
+            .to_json();
+            self.send(myself, f).await;
+            if self.closed.is_some() {
+                return;
+            }
+        }
+        self.arm_next_deadline(myself);
+    }
+
+    pub(super) async fn on_tick(&mut self, myself: &ActorRef<ConnMsg>) {
+        let Some(io) = &self.io else { return };
+        let now = Instant::now();
+        if now.duration_since(self.last_activity) >= self.ctx.conn.idle_timeout {
+            self.close(myself, CloseCode::IdleTimeout, false).await;
+            return;
+        }
+        if now.duration_since(self.last_ping) >= self.ctx.conn.heartbeat_interval {
+            self.last_ping = now;
+            if io.out.try_send(Outbound::Ping).is_err() {
+                self.ctx.metrics.inc("tether_slow_consumers_total", &[]);
+                self.close(myself, CloseCode::RateLimited, false).await;
+            }
+        }
+    }
+}
