@@ -10,27 +10,28 @@ import { deadline, waitFor } from "./harness/wait.js";
 const publish = (via: TestNode, channel: string, n: number): Promise<unknown> =>
   via.admin("POST", "/v1/publish", { tenant: "acme", channel, data: { n } });
 
-// Proves a drain moves the client without loss: node 1 gets SIGTERM while numbered events
-// are published through node 2; the SDK follows the `reconnect` advice, resumes on another
-// node (recovered:true) and the app sees every event exactly once, in order.
+// Proves a drain moves the client without loss: node 3 (a follower, as in the Rust suite's
+// drain.rs) gets SIGTERM while numbered events are published through node 1; the SDK
+// follows the `reconnect` advice, resumes on another node (recovered:true) and the app
+// sees every event exactly once, in order.
 test("drained node: resume elsewhere, every event exactly once and in order", async () => {
   const nodes = await startCluster({ session: "drain_secs = 2" });
   const [n1, n2, n3] = nodes as [TestNode, TestNode, TestNode];
-  const { client, rec } = makeClient([n1.url, n2.url, n3.url], "frank", {
+  const { client, rec } = makeClient([n3.url, n1.url, n2.url], "frank", {
     reconnect: { minDelayMs: 50, maxDelayMs: 500 },
   });
   try {
     await deadline(client.connect(), 10_000, "connect");
-    assert.equal(rec.connected[0]?.node, "n1");
+    assert.equal(rec.connected[0]?.node, "n3");
     await client.subscribe("chat.drain");
     const TOTAL = 200;
     let n = 0;
-    for (; n < 50; n++) await publish(n2, "chat.drain", n);
-    n1.signal("SIGTERM");
+    for (; n < 50; n++) await publish(n1, "chat.drain", n);
+    n3.signal("SIGTERM");
     // Keep publishing through the drain until the client has moved, then a bit more.
     while (n < TOTAL || rec.connected.length < 2) {
       if (n > 5000) throw new Error("the client never moved off the drained node");
-      await publish(n2, "chat.drain", n++);
+      await publish(n1, "chat.drain", n++);
     }
     await waitFor(() => rec.events.length >= n, 20_000, `all ${n} events`).catch((e: Error) => {
       const last = rec.events.at(-1);
@@ -40,7 +41,7 @@ test("drained node: resume elsewhere, every event exactly once and in order", as
       );
     });
     const moved = rec.connected[1]!;
-    assert.notEqual(moved.node, "n1");
+    assert.notEqual(moved.node, "n3");
     assert.equal(moved.resumed, true);
     assert.equal(moved.recovered, true);
     assert.equal(moved.sessionId, rec.connected[0].sessionId);
@@ -49,7 +50,7 @@ test("drained node: resume elsewhere, every event exactly once and in order", as
       Array.from({ length: n }, (_, i) => i),
     );
     assert.ok(rec.closed.every((c) => !c.terminal));
-    await n1.exited(15_000);
+    await n3.exited(15_000);
   } finally {
     await client.close();
     await Promise.all(nodes.map((x) => x.stop()));
