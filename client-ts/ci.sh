@@ -2,7 +2,8 @@
 # CI for the TypeScript SDK: install, typecheck, lint, build, test against a real node.
 # Needs the `tether` binary: $TETHER_BIN, else ../target/debug/tether. The headless
 # Chromium test runs when /usr/bin/chromium (or $CHROMIUM_PATH) exists and is skipped
-# (reported as such in the TAP summary) otherwise.
+# (reported as such in the TAP summary) otherwise; with CLIENT_TS_REQUIRE_BROWSER=1 (set by
+# .ci/run, which installs Debian's chromium) a missing browser fails it instead.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
 

@@ -8,6 +8,8 @@ import { parseFrame } from "./frames.js";
 import type { EventFrame, PermissionsFrame, Reply, Welcome } from "./frames.js";
 import { Backoff, closeAction } from "./policy.js";
 import type { Action } from "./policy.js";
+import { Requests } from "./requests.js";
+import type { RequestFrame } from "./requests.js";
 import type {
   ClientState,
   ResumeState,
@@ -17,6 +19,7 @@ import type {
   TokenCarrier,
   WebSocketConstructor,
 } from "./types.js";
+import { describe, isTetherError, tetherError as err, withTimeout } from "./util.js";
 import { SDK_NAME, SDK_VERSION } from "./version.js";
 
 /** The part of the WHATWG WebSocket interface the SDK uses (browsers and `ws` alike). */
@@ -48,19 +51,6 @@ const MAX_ADVICE_MS = 300_000;
 /** How long `close()` waits for the server's close frame. */
 const CLOSE_WAIT_MS = 2_000;
 
-type RequestFrame =
-  | { type: "subscribe"; channel: string }
-  | { type: "unsubscribe"; channel: string }
-  | { type: "publish"; channel: string; data: unknown }
-  | { type: "refresh"; token: string };
-
-interface Request {
-  frame: RequestFrame;
-  resolve: () => void;
-  reject: (e: TetherError) => void;
-  timer: ReturnType<typeof setTimeout> | null;
-}
-
 /** One WebSocket attempt and what belongs to it only. */
 interface Conn {
   ws: Socket;
@@ -73,8 +63,6 @@ interface Conn {
   refreshing: boolean;
   closed: boolean;
 }
-
-const err = (code: string, message: string): TetherError => ({ code, message });
 
 export class TetherClient extends Emitter<TetherEvents> {
   private readonly urls: string[];
@@ -97,9 +85,7 @@ export class TetherClient extends Emitter<TetherEvents> {
   private ackTimer: ReturnType<typeof setTimeout> | null = null;
   /** Channels the server confirmed: re-subscribed when a session did not keep them. */
   private readonly subscriptions = new Set<string>();
-  private readonly queue: Request[] = [];
-  private readonly inflight = new Map<number, Request>();
-  private nextId = 1;
+  private readonly requests: Requests;
   private token: string | null = null;
   private reconnectTimer: ReturnType<typeof setTimeout> | null = null;
   /** `reconnect` advice: do not come back before this time (ms since epoch). */
@@ -124,6 +110,7 @@ export class TetherClient extends Emitter<TetherEvents> {
     this.maxAttempts = r.maxAttempts ?? Infinity;
     this.clientInfo = options.client ?? { name: SDK_NAME, version: SDK_VERSION };
     this.requestTimeoutMs = options.requestTimeoutMs ?? 10_000;
+    this.requests = new Requests(this.requestTimeoutMs, MAX_QUEUED);
     const rs = options.resumeState;
     this.session = rs ? { sessionId: rs.sessionId, resumeToken: rs.resumeToken, lastSeq: rs.lastSeq } : null;
     this.lastAcked = this.session?.lastSeq ?? 0;
@@ -182,7 +169,7 @@ export class TetherClient extends Emitter<TetherEvents> {
     const conn = this.conn;
     this.conn = null;
     this.gen += 1;
-    this.failAll(err("closed", "the client was closed"));
+    this.requests.failAll(err("closed", "the client was closed"));
     this.settleConnect(err("closed", "the client was closed"));
     if (conn) {
       this.clearConnTimers(conn);
@@ -309,7 +296,7 @@ export class TetherClient extends Emitter<TetherEvents> {
     this.clearConnTimers(conn);
     if (this.conn === conn) this.conn = null;
     this.clearAck();
-    this.failInflight(err("connection_lost", `the connection closed (${code})`));
+    this.requests.failInflight(err("connection_lost", `the connection closed (${code})`));
     if (this.st === "closed") return;
     this.afterConnection(code, reason, conn.welcomed, conn.advised);
   }
@@ -328,7 +315,9 @@ export class TetherClient extends Emitter<TetherEvents> {
     }
     if (welcomed) this.emit("closed", { code, reason, terminal: false });
     let delayMs: number;
-    if (action === "now_elsewhere" || (action === "refresh_token" && attempt === 1)) {
+    // 4111 and 4100 retry at once only first: if that fails too, back off like any other
+    // failure, so a cluster that keeps refusing is not hammered in a tight loop.
+    if (advised || ((action === "now_elsewhere" || action === "refresh_token") && attempt === 1)) {
       this.backoff.bump();
       delayMs = 0;
     } else {
@@ -354,7 +343,7 @@ export class TetherClient extends Emitter<TetherEvents> {
     this.st = "closed";
     this.clearReconnect();
     this.clearAck();
-    this.failAll(err("closed", `the connection closed for good (${code} ${reason})`));
+    this.requests.failAll(err("closed", `the connection closed for good (${code} ${reason})`));
     this.settleConnect({ code: "terminal_close", message: `${code} ${reason}`, closeCode: code });
     this.emit("closed", { code, reason, terminal: true });
   }
@@ -414,23 +403,18 @@ export class TetherClient extends Emitter<TetherEvents> {
     });
     if (this.conn !== conn || this.st !== "connected") return; // a listener closed the client
     this.settleConnect(null);
+    // Frames delivered on the previous connection but not acknowledged yet.
+    this.flushAck(conn);
     // The server kept the subscriptions only on a full recovery of the same session.
     if (fresh || !w.recovered) this.resubscribe(conn);
-    for (const req of this.queue.splice(0)) this.sendRequest(conn, req);
+    const send = (frame: object): boolean => this.sendRaw(conn, frame);
+    for (const req of this.requests.takeQueued()) this.requests.send(req, send);
   }
 
   private onReply(r: Reply): void {
-    const req = this.inflight.get(r.id);
-    if (!req) return;
-    this.inflight.delete(r.id);
-    if (req.timer) clearTimeout(req.timer);
-    if (r.ok) {
-      if (req.frame.type === "subscribe") this.subscriptions.add(req.frame.channel);
-      if (req.frame.type === "unsubscribe") this.subscriptions.delete(req.frame.channel);
-      req.resolve();
-    } else {
-      req.reject(r.error ?? err("error", "request refused"));
-    }
+    const done = this.requests.onReply(r);
+    if (done?.type === "subscribe") this.subscriptions.add(done.channel);
+    if (done?.type === "unsubscribe") this.subscriptions.delete(done.channel);
   }
 
   /** `true` if `seq` is new for this session (and records it); `false` for a replay. */
@@ -542,51 +526,22 @@ export class TetherClient extends Emitter<TetherEvents> {
   // ---- requests -----------------------------------------------------------------------
 
   private request(frame: RequestFrame): Promise<void> {
-    return new Promise<void>((resolve, reject) => {
-      if (this.st === "closed") {
-        reject(err("closed", "the client is closed"));
-        return;
-      }
-      const req: Request = { frame, resolve, reject, timer: null };
-      // The timeout covers the whole life of the request: queued, sent, awaiting its reply.
-      req.timer = setTimeout(() => {
-        const i = this.queue.indexOf(req);
-        if (i >= 0) this.queue.splice(i, 1);
-        for (const [id, r] of this.inflight) if (r === req) this.inflight.delete(id);
-        reject(err("timeout", `no reply within ${this.requestTimeoutMs} ms`));
-      }, this.requestTimeoutMs);
-      const conn = this.conn;
-      if (conn && conn.welcomed && this.st === "connected") {
-        this.sendRequest(conn, req);
-      } else if (this.queue.length >= MAX_QUEUED) {
-        clearTimeout(req.timer);
-        reject(err("queue_full", `more than ${MAX_QUEUED} requests wait for a connection`));
-      } else {
-        this.queue.push(req);
-      }
-    });
-  }
-
-  /** Sends an SDK-internal request on `conn` (refresh, re-subscribe). */
-  private sendTracked(conn: Conn, frame: RequestFrame): Promise<void> {
-    return new Promise<void>((resolve, reject) => {
-      const req: Request = { frame, resolve, reject, timer: null };
-      req.timer = setTimeout(() => {
-        for (const [id, r] of this.inflight) if (r === req) this.inflight.delete(id);
-        reject(err("timeout", `no reply within ${this.requestTimeoutMs} ms`));
-      }, this.requestTimeoutMs);
-      this.sendRequest(conn, req);
-    });
-  }
-
-  private sendRequest(conn: Conn, req: Request): void {
-    const id = this.nextId++;
-    this.inflight.set(id, req);
-    if (!this.sendRaw(conn, { ...req.frame, id })) {
-      this.inflight.delete(id);
-      if (req.timer) clearTimeout(req.timer);
-      req.reject(err("connection_lost", "the connection is not open"));
+    if (this.st === "closed") return Promise.reject(err("closed", "the client is closed"));
+    const { req, done } = this.requests.create(frame);
+    const conn = this.conn;
+    if (conn && conn.welcomed && this.st === "connected") {
+      this.requests.send(req, (f) => this.sendRaw(conn, f));
+    } else {
+      this.requests.enqueue(req);
     }
+    return done;
+  }
+
+  /** Sends an SDK-internal request on `conn` (refresh, re-subscribe), never queued. */
+  private sendTracked(conn: Conn, frame: RequestFrame): Promise<void> {
+    const { req, done } = this.requests.create(frame);
+    this.requests.send(req, (f) => this.sendRaw(conn, f));
+    return done;
   }
 
   private resubscribe(conn: Conn): void {
@@ -610,23 +565,6 @@ export class TetherClient extends Emitter<TetherEvents> {
     }
   }
 
-  private failInflight(e: TetherError): void {
-    const reqs = [...this.inflight.values()];
-    this.inflight.clear();
-    for (const r of reqs) {
-      if (r.timer) clearTimeout(r.timer);
-      r.reject(e);
-    }
-  }
-
-  private failAll(e: TetherError): void {
-    this.failInflight(e);
-    for (const r of this.queue.splice(0)) {
-      if (r.timer) clearTimeout(r.timer);
-      r.reject(e);
-    }
-  }
-
   private settleConnect(e: TetherError | null): void {
     const waiters = this.connectWaiters;
     this.connectWaiters = [];
@@ -647,30 +585,4 @@ export class TetherClient extends Emitter<TetherEvents> {
     }
     conn.handshakeTimer = conn.adviceTimer = conn.refreshTimer = null;
   }
-}
-
-function isTetherError(e: unknown): e is TetherError {
-  return typeof e === "object" && e !== null && typeof (e as TetherError).code === "string";
-}
-
-function describe(e: unknown): string {
-  if (e instanceof Error) return e.message;
-  if (isTetherError(e)) return `${e.code}: ${e.message}`;
-  return String(e);
-}
-
-function withTimeout<T>(p: Promise<T>, ms: number, message: string): Promise<T> {
-  return new Promise<T>((resolve, reject) => {
-    const t = setTimeout(() => reject(new Error(message)), ms);
-    p.then(
-      (v) => {
-        clearTimeout(t);
-        resolve(v);
-      },
-      (e: unknown) => {
-        clearTimeout(t);
-        reject(e instanceof Error ? e : new Error(describe(e)));
-      },
-    );
-  });
 }

@@ -3,11 +3,13 @@
  *
  * # Layout
  * - `client.ts`  — `TetherClient`: connect, resume, refresh, requests, delivery, acks
+ * - `requests.ts` — requests from creation to reply: ids, deadline, bounded queue
  * - `policy.ts`  — close-code classes and the full-jitter backoff
  * - `frames.ts`  — defensive parsing of server frames
  * - `emitter.ts` — the typed `on`/`off` emitter
  * - `browser.ts` — `attachBrowserHooks`: reconnect on `online` / page visible
  * - `types.ts`   — public option and event types
+ * - `util.ts`, `version.ts` — helpers; the default `hello.client`
  */
 export { TetherClient } from "./client.js";
 export { attachBrowserHooks } from "./browser.js";

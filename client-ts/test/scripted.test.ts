@@ -65,6 +65,39 @@ test("4111 reconnects at once to the next URL and resumes", async () => {
   }
 });
 
+// Proves only the first retry after a 4111 is immediate: when every node keeps answering
+// 4111, later attempts back off (no tight reconnect loop) while still rotating URLs.
+test("repeated 4111 backs off after the first immediate retry", async () => {
+  let first = true;
+  const refuse = (conn: FakeConn): void => {
+    void conn.next("hello").then(() => {
+      if (first) {
+        first = false;
+        conn.send(welcome());
+        setTimeout(() => conn.close(4111, "registry_unavailable"), 20);
+      } else {
+        conn.close(4111, "registry_unavailable");
+      }
+    });
+  };
+  const s1 = await startFake(refuse);
+  const s2 = await startFake(refuse);
+  const { c, rec } = client([s1.url, s2.url], { reconnect: { minDelayMs: 20, maxDelayMs: 100 } });
+  try {
+    await deadline(c.connect(), 5000, "connect");
+    await waitFor(() => rec.reconnecting.length >= 8, 5000, "8 reconnect attempts");
+    assert.equal(rec.reconnecting[0]?.delayMs, 0);
+    const later = rec.reconnecting.slice(1, 8);
+    assert.ok(later.every((e) => e.code === 4111 && e.delayMs <= 100));
+    assert.ok(later.reduce((a, e) => a + e.delayMs, 0) > 0, "later attempts wait");
+    assert.ok(s1.conns.length >= 3 && s2.conns.length >= 3, "both URLs tried in turn");
+  } finally {
+    await c.close();
+    await s1.close();
+    await s2.close();
+  }
+});
+
 // Proves a `reconnect` advice is followed: the SDK keeps the link for after_ms, then
 // closes it with 1001 (not 1000, so the session stays resumable) and resumes on the next
 // URL; and that replayed frames with seq <= last seq are dropped after the resume.
