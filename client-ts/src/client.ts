@@ -1,13 +1,22 @@
 /**
  * `TetherClient`: one logical Tether session kept alive across dropped links, resumes,
  * token refreshes and node changes. Mirrors the Rust SDK (`client/`, docs/client.md).
+ *
+ * This file holds the lifecycle (connect → welcome → frames → close → what next) and the
+ * public API; the parts with their own state live beside it: `connection.ts` (one socket),
+ * `delivery.ts` (seq, de-duplication, acks), `reconnect.ts` (backoff and URL choice),
+ * `refresh.ts` (in-band token refresh) and `requests.ts` (request ids, deadlines, queue).
  */
 
+import { clearConnTimers, helloFrame, newConn, OPEN, openSocket, PROTOCOL, sendRaw } from "./connection.js";
+import type { Conn, Socket } from "./connection.js";
+import { Delivery } from "./delivery.js";
 import { Emitter } from "./emitter.js";
 import { parseFrame } from "./frames.js";
 import type { EventFrame, PermissionsFrame, Reply, Welcome } from "./frames.js";
-import { Backoff, closeAction } from "./policy.js";
-import type { Action } from "./policy.js";
+import { Reconnector } from "./reconnect.js";
+import { refresh } from "./refresh.js";
+import type { RefreshHost } from "./refresh.js";
 import { Requests } from "./requests.js";
 import type { RequestFrame } from "./requests.js";
 import type {
@@ -22,74 +31,29 @@ import type {
 import { describe, isTetherError, tetherError as err, withTimeout } from "./util.js";
 import { SDK_NAME, SDK_VERSION } from "./version.js";
 
-/** The part of the WHATWG WebSocket interface the SDK uses (browsers and `ws` alike). */
-interface Socket {
-  readonly readyState: number;
-  readonly protocol: string;
-  send(data: string): void;
-  close(code?: number, reason?: string): void;
-  addEventListener(type: string, listener: (ev: SocketEvent) => void): void;
-}
-
-interface SocketEvent {
-  data?: unknown;
-  code?: number;
-  reason?: string;
-}
-
-const OPEN = 1;
-const PROTOCOL = "tether.v1";
 /** Requests made while no connection is up, waiting for the next `welcome`. */
 const MAX_QUEUED = 256;
-/** Send an `ack` after this many delivered frames, or this long after the first. */
-const ACK_EVERY = 64;
-const ACK_DELAY_MS = 250;
-/** Wait before retrying a refused or failed in-band refresh. */
-const REFRESH_RETRY_MS = 10_000;
-/** A `reconnect` advice is followed for at most this long. */
-const MAX_ADVICE_MS = 300_000;
 /** How long `close()` waits for the server's close frame. */
 const CLOSE_WAIT_MS = 2_000;
 
-/** One WebSocket attempt and what belongs to it only. */
-interface Conn {
-  ws: Socket;
-  welcomed: boolean;
-  /** The close was ours, to follow a `reconnect` advice: reconnect at once, elsewhere. */
-  advised: boolean;
-  handshakeTimer: ReturnType<typeof setTimeout> | null;
-  adviceTimer: ReturnType<typeof setTimeout> | null;
-  refreshTimer: ReturnType<typeof setTimeout> | null;
-  refreshing: boolean;
-  closed: boolean;
-}
-
 export class TetherClient extends Emitter<TetherEvents> {
-  private readonly urls: string[];
   private readonly getToken: () => Promise<string>;
   private readonly carrier: TokenCarrier;
   private readonly Ctor: WebSocketConstructor | undefined;
-  private readonly backoff: Backoff;
-  private readonly maxAttempts: number;
   private readonly clientInfo: { name: string; version: string };
   private readonly requestTimeoutMs: number;
 
   private st: ClientState = "idle";
-  private urlIndex = 0;
   private conn: Conn | null = null;
   /** Bumped for every attempt: callbacks of an older attempt see a stale value and stop. */
   private gen = 0;
-  private session: ResumeState | null;
-  private lastAcked: number;
-  private unacked = 0;
-  private ackTimer: ReturnType<typeof setTimeout> | null = null;
+  private readonly delivery: Delivery;
+  private readonly reconnector: Reconnector;
   /** Channels the server confirmed: re-subscribed when a session did not keep them. */
   private readonly subscriptions = new Set<string>();
   private readonly requests: Requests;
   private token: string | null = null;
-  private reconnectTimer: ReturnType<typeof setTimeout> | null = null;
-  /** `reconnect` advice: do not come back before this time (ms since epoch). */
-  private advisedUntil = 0;
+  private readonly refreshHost: RefreshHost;
   private connectWaiters: { resolve: () => void; reject: (e: TetherError) => void }[] = [];
 
   constructor(options: TetherClientOptions) {
@@ -100,20 +64,35 @@ export class TetherClient extends Emitter<TetherEvents> {
     if (typeof options.getToken !== "function") {
       throw new TypeError("TetherClient: `getToken` must be a function");
     }
-    this.urls = [...options.urls];
     this.getToken = options.getToken;
     this.Ctor = options.WebSocket;
     this.carrier = options.tokenCarrier ?? (options.WebSocket ? "header" : "subprotocol");
     const r = options.reconnect ?? {};
     const min = Math.max(0, r.minDelayMs ?? 250);
-    this.backoff = new Backoff(min, Math.max(min, r.maxDelayMs ?? 30_000));
-    this.maxAttempts = r.maxAttempts ?? Infinity;
+    this.reconnector = new Reconnector([...options.urls], min, Math.max(min, r.maxDelayMs ?? 30_000), r.maxAttempts ?? Infinity);
     this.clientInfo = options.client ?? { name: SDK_NAME, version: SDK_VERSION };
     this.requestTimeoutMs = options.requestTimeoutMs ?? 10_000;
     this.requests = new Requests(this.requestTimeoutMs, MAX_QUEUED);
-    const rs = options.resumeState;
-    this.session = rs ? { sessionId: rs.sessionId, resumeToken: rs.resumeToken, lastSeq: rs.lastSeq } : null;
-    this.lastAcked = this.session?.lastSeq ?? 0;
+    this.delivery = new Delivery(options.resumeState, () => {
+      const conn = this.conn;
+      return conn ? (f) => sendRaw(conn, f) : null;
+    });
+    // The refresh flow sees only what it needs; closures keep the fields private.
+    // eslint-disable-next-line @typescript-eslint/no-this-alias
+    const self = this;
+    this.refreshHost = {
+      requestTimeoutMs: this.requestTimeoutMs,
+      getToken: () => self.getToken(),
+      get token() {
+        return self.token;
+      },
+      set token(t) {
+        self.token = t;
+      },
+      isClosed: () => self.st === "closed",
+      sendTracked: (conn, frame) => self.sendTracked(conn, frame),
+      reportError: (e) => self.emit("error", e),
+    };
   }
 
   get state(): ClientState {
@@ -122,7 +101,7 @@ export class TetherClient extends Emitter<TetherEvents> {
 
   /** What to persist to resume this session after an app restart; `null` before a welcome. */
   resumeState(): ResumeState | null {
-    return this.session ? { ...this.session } : null;
+    return this.delivery.snapshot();
   }
 
   /** Connects; resolves at the first `welcome`, rejects on a terminal refusal. */
@@ -154,9 +133,7 @@ export class TetherClient extends Emitter<TetherEvents> {
    * comes to the foreground). Does nothing while connected, connecting or closed.
    */
   reconnectNow(): void {
-    if (this.st !== "reconnecting" || this.reconnectTimer === null) return;
-    clearTimeout(this.reconnectTimer);
-    this.reconnectTimer = null;
+    if (this.st !== "reconnecting" || !this.reconnector.clear()) return;
     void this.attempt();
   }
 
@@ -164,15 +141,15 @@ export class TetherClient extends Emitter<TetherEvents> {
   async close(): Promise<void> {
     if (this.st === "closed") return;
     this.st = "closed";
-    this.clearReconnect();
-    this.clearAck();
+    this.reconnector.clear();
+    this.delivery.clearTimer();
     const conn = this.conn;
     this.conn = null;
     this.gen += 1;
     this.requests.failAll(err("closed", "the client was closed"));
     this.settleConnect(err("closed", "the client was closed"));
     if (conn) {
-      this.clearConnTimers(conn);
+      clearConnTimers(conn);
       await new Promise<void>((resolve) => {
         if (conn.ws.readyState > OPEN) return resolve();
         const t = setTimeout(resolve, CLOSE_WAIT_MS);
@@ -212,25 +189,15 @@ export class TetherClient extends Emitter<TetherEvents> {
       return;
     }
     this.token = token;
-    const url = this.urls[this.urlIndex % this.urls.length] ?? "";
     let ws: Socket;
     try {
-      ws = this.open(url, token);
+      ws = openSocket(this.Ctor, this.carrier, this.reconnector.url, token);
     } catch (e) {
       this.emit("error", { code: "connect_failed", message: describe(e) });
       this.afterConnection(1006, "connect_failed", false, false);
       return;
     }
-    const conn: Conn = {
-      ws,
-      welcomed: false,
-      advised: false,
-      handshakeTimer: null,
-      adviceTimer: null,
-      refreshTimer: null,
-      refreshing: false,
-      closed: false,
-    };
+    const conn = newConn(ws);
     this.conn = conn;
     // The upgrade and the welcome each within the request timeout, like the Rust SDK.
     conn.handshakeTimer = setTimeout(() => this.drop(conn, gen, "handshake_timeout"), this.requestTimeoutMs);
@@ -240,7 +207,7 @@ export class TetherClient extends Emitter<TetherEvents> {
         this.drop(conn, gen, "no_subprotocol");
         return;
       }
-      this.sendHello(conn, token);
+      sendRaw(conn, helloFrame(this.clientInfo, this.carrier, token, this.delivery.resume));
     });
     ws.addEventListener("message", (ev) => {
       if (gen !== this.gen || typeof ev.data !== "string") return;
@@ -252,32 +219,6 @@ export class TetherClient extends Emitter<TetherEvents> {
     });
     // An `error` is always followed by `close`, which carries what the SDK acts on.
     ws.addEventListener("error", () => undefined);
-  }
-
-  private open(url: string, token: string): Socket {
-    const Ctor = this.Ctor ?? (globalThis as { WebSocket?: WebSocketConstructor }).WebSocket;
-    if (!Ctor) throw new Error("no WebSocket constructor: pass the `WebSocket` option (e.g. from `ws`)");
-    switch (this.carrier) {
-      case "header":
-        return new Ctor(url, [PROTOCOL], { headers: { Authorization: `Bearer ${token}` } }) as Socket;
-      case "subprotocol":
-        return new Ctor(url, [PROTOCOL, `tether.bearer.${token}`]) as Socket;
-      case "hello":
-        return new Ctor(url, [PROTOCOL]) as Socket;
-    }
-  }
-
-  private sendHello(conn: Conn, token: string): void {
-    const hello: Record<string, unknown> = { type: "hello", client: this.clientInfo };
-    if (this.carrier === "hello") hello.token = token;
-    if (this.session) {
-      hello.resume = {
-        session_id: this.session.sessionId,
-        resume_token: this.session.resumeToken,
-        last_seq: this.session.lastSeq,
-      };
-    }
-    this.sendRaw(conn, hello);
   }
 
   /** Gives up on `conn` from our side (timeout, wrong server) as if the link dropped. */
@@ -293,56 +234,32 @@ export class TetherClient extends Emitter<TetherEvents> {
 
   private onClosed(conn: Conn, code: number, reason: string): void {
     conn.closed = true;
-    this.clearConnTimers(conn);
+    clearConnTimers(conn);
     if (this.conn === conn) this.conn = null;
-    this.clearAck();
+    this.delivery.clearTimer();
     this.requests.failInflight(err("connection_lost", `the connection closed (${code})`));
     if (this.st === "closed") return;
     this.afterConnection(code, reason, conn.welcomed, conn.advised);
   }
 
-  /** Decides what follows a connection (or a failed attempt) that ended with `code`. */
+  /** Acts on the reconnect plan for a connection (or a failed attempt) that ended with `code`. */
   private afterConnection(code: number, reason: string, welcomed: boolean, advised: boolean): void {
-    const action: Action = advised ? "now_elsewhere" : closeAction(code);
-    if (action === "stop") {
-      this.terminate(code, reason);
-      return;
-    }
-    const attempt = this.backoff.attempt + 1;
-    if (attempt > this.maxAttempts) {
-      this.terminate(code, reason || "max_attempts");
+    const plan = this.reconnector.plan(code, reason, welcomed, advised);
+    if (plan.stop) {
+      this.terminate(code, plan.reason);
       return;
     }
     if (welcomed) this.emit("closed", { code, reason, terminal: false });
-    let delayMs: number;
-    // 4111 and 4100 retry at once only first: if that fails too, back off like any other
-    // failure, so a cluster that keeps refusing is not hammered in a tight loop.
-    if (advised || ((action === "now_elsewhere" || action === "refresh_token") && attempt === 1)) {
-      this.backoff.bump();
-      delayMs = 0;
-    } else {
-      delayMs = this.backoff.nextDelay();
-    }
-    // Another node is a better bet after a failed attempt, a drain, overload or isolation.
-    if (!welcomed || action === "now_elsewhere" || action === "backoff_elsewhere") {
-      this.urlIndex = (this.urlIndex + 1) % this.urls.length;
-    }
-    const advisedLeft = this.advisedUntil - Date.now();
-    if (advisedLeft > 0 && !advised) delayMs = Math.max(delayMs, advisedLeft);
     this.st = "reconnecting";
-    this.emit("reconnecting", { attempt, delayMs, code });
+    this.emit("reconnecting", { attempt: plan.attempt, delayMs: plan.delayMs, code });
     if (this.st !== "reconnecting") return; // a listener closed the client
-    this.clearReconnect();
-    this.reconnectTimer = setTimeout(() => {
-      this.reconnectTimer = null;
-      void this.attempt();
-    }, delayMs);
+    this.reconnector.schedule(() => void this.attempt(), plan.delayMs);
   }
 
   private terminate(code: number, reason: string): void {
     this.st = "closed";
-    this.clearReconnect();
-    this.clearAck();
+    this.reconnector.clear();
+    this.delivery.clearTimer();
     this.requests.failAll(err("closed", `the connection closed for good (${code} ${reason})`));
     this.settleConnect({ code: "terminal_close", message: `${code} ${reason}`, closeCode: code });
     this.emit("closed", { code, reason, terminal: true });
@@ -367,7 +284,7 @@ export class TetherClient extends Emitter<TetherEvents> {
         this.onPermissions(conn, f);
         break;
       case "token_expiring":
-        void this.refresh(conn);
+        void refresh(this.refreshHost, conn);
         break;
       case "reconnect":
         this.onAdvice(conn, f.after_ms);
@@ -383,16 +300,8 @@ export class TetherClient extends Emitter<TetherEvents> {
     conn.welcomed = true;
     if (conn.handshakeTimer) clearTimeout(conn.handshakeTimer);
     conn.handshakeTimer = null;
-    const fresh = !w.resumed || this.session?.sessionId !== w.session_id;
-    if (fresh) {
-      // A new session numbers its frames from `welcome.seq` again.
-      this.session = { sessionId: w.session_id, resumeToken: w.resume_token, lastSeq: w.seq };
-      this.lastAcked = w.seq;
-      this.unacked = 0;
-    } else if (this.session) {
-      this.session.resumeToken = w.resume_token;
-    }
-    this.backoff.reset();
+    const fresh = this.delivery.onWelcome(w);
+    this.reconnector.reset();
     this.st = "connected";
     this.emit("connected", {
       sessionId: w.session_id,
@@ -403,11 +312,11 @@ export class TetherClient extends Emitter<TetherEvents> {
     });
     if (this.conn !== conn || this.st !== "connected") return; // a listener closed the client
     this.settleConnect(null);
+    const send = (frame: object): boolean => sendRaw(conn, frame);
     // Frames delivered on the previous connection but not acknowledged yet.
-    this.flushAck(conn);
+    this.delivery.flush(send);
     // The server kept the subscriptions only on a full recovery of the same session.
     if (fresh || !w.recovered) this.resubscribe(conn);
-    const send = (frame: object): boolean => this.sendRaw(conn, frame);
     for (const req of this.requests.takeQueued()) this.requests.send(req, send);
   }
 
@@ -417,22 +326,15 @@ export class TetherClient extends Emitter<TetherEvents> {
     if (done?.type === "unsubscribe") this.subscriptions.delete(done.channel);
   }
 
-  /** `true` if `seq` is new for this session (and records it); `false` for a replay. */
-  private accept(seq: number): boolean {
-    if (!this.session || seq <= this.session.lastSeq) return false;
-    this.session.lastSeq = seq;
-    return true;
-  }
-
   private onEvent(conn: Conn, f: EventFrame): void {
-    if (!this.accept(f.seq)) return;
+    if (!this.delivery.accept(f.seq)) return;
     const channel = f.channel === "$direct" ? null : f.channel;
     this.emit("event", { seq: f.seq, channel, data: f.data });
-    this.noteDelivered(conn);
+    this.delivery.noteDelivered((frame) => sendRaw(conn, frame));
   }
 
   private onPermissions(conn: Conn, f: PermissionsFrame): void {
-    if (!this.accept(f.seq)) return;
+    if (!this.delivery.accept(f.seq)) return;
     for (const ch of f.dropped) this.subscriptions.delete(ch);
     this.emit("permissions", {
       seq: f.seq,
@@ -440,19 +342,18 @@ export class TetherClient extends Emitter<TetherEvents> {
       dropped: f.dropped,
       version: f.version,
     });
-    this.noteDelivered(conn);
+    this.delivery.noteDelivered((frame) => sendRaw(conn, frame));
   }
 
   /** Follow a drain advice: keep delivering for `afterMs`, then move elsewhere and resume. */
   private onAdvice(conn: Conn, afterMs: number): void {
-    const ms = Math.min(Math.max(afterMs, 0), MAX_ADVICE_MS);
-    this.advisedUntil = Date.now() + ms;
+    const ms = this.reconnector.advise(afterMs);
     if (conn.adviceTimer) clearTimeout(conn.adviceTimer);
     conn.adviceTimer = setTimeout(() => {
       conn.adviceTimer = null;
       if (conn.closed || this.conn !== conn) return;
       conn.advised = true;
-      this.flushAck(conn);
+      this.delivery.flush((frame) => sendRaw(conn, frame));
       // Not 1000: the server detaches the session and hands it to the next node.
       try {
         conn.ws.close(1001, "reconnect");
@@ -462,67 +363,6 @@ export class TetherClient extends Emitter<TetherEvents> {
     }, ms);
   }
 
-  // ---- acks ---------------------------------------------------------------------------
-
-  private noteDelivered(conn: Conn): void {
-    this.unacked += 1;
-    if (this.unacked >= ACK_EVERY) {
-      this.flushAck(conn);
-    } else if (this.ackTimer === null) {
-      this.ackTimer = setTimeout(() => {
-        this.ackTimer = null;
-        if (this.conn) this.flushAck(this.conn);
-      }, ACK_DELAY_MS);
-    }
-  }
-
-  /** Acknowledges everything delivered so far: the server trims its outbox. */
-  private flushAck(conn: Conn): void {
-    this.clearAck();
-    const seq = this.session?.lastSeq ?? 0;
-    if (seq <= this.lastAcked) return;
-    if (this.sendRaw(conn, { type: "ack", seq })) {
-      this.lastAcked = seq;
-      this.unacked = 0;
-    }
-  }
-
-  private clearAck(): void {
-    if (this.ackTimer !== null) clearTimeout(this.ackTimer);
-    this.ackTimer = null;
-  }
-
-  // ---- refresh ------------------------------------------------------------------------
-
-  /** In-band refresh: a new token from the app, sent as `refresh`; retried on failure. */
-  private async refresh(conn: Conn): Promise<void> {
-    if (conn.refreshing || conn.closed) return;
-    conn.refreshing = true;
-    if (conn.refreshTimer) clearTimeout(conn.refreshTimer);
-    conn.refreshTimer = null;
-    let failure: TetherError | null = null;
-    try {
-      const token = await withTimeout(this.getToken(), this.requestTimeoutMs, "getToken timed out");
-      if (conn.closed) return;
-      if (token === this.token) {
-        failure = err("refresh_failed", "getToken returned the token already in use");
-      } else {
-        await this.sendTracked(conn, { type: "refresh", token });
-        this.token = token;
-      }
-    } catch (e) {
-      failure = isTetherError(e)
-        ? err("refresh_failed", `${e.code}: ${e.message}`)
-        : err("token_provider", describe(e));
-    } finally {
-      conn.refreshing = false;
-    }
-    if (failure && !conn.closed && this.st !== "closed") {
-      this.emit("error", failure);
-      conn.refreshTimer = setTimeout(() => void this.refresh(conn), REFRESH_RETRY_MS);
-    }
-  }
-
   // ---- requests -----------------------------------------------------------------------
 
   private request(frame: RequestFrame): Promise<void> {
@@ -530,7 +370,7 @@ export class TetherClient extends Emitter<TetherEvents> {
     const { req, done } = this.requests.create(frame);
     const conn = this.conn;
     if (conn && conn.welcomed && this.st === "connected") {
-      this.requests.send(req, (f) => this.sendRaw(conn, f));
+      this.requests.send(req, (f) => sendRaw(conn, f));
     } else {
       this.requests.enqueue(req);
     }
@@ -540,7 +380,7 @@ export class TetherClient extends Emitter<TetherEvents> {
   /** Sends an SDK-internal request on `conn` (refresh, re-subscribe), never queued. */
   private sendTracked(conn: Conn, frame: RequestFrame): Promise<void> {
     const { req, done } = this.requests.create(frame);
-    this.requests.send(req, (f) => this.sendRaw(conn, f));
+    this.requests.send(req, (f) => sendRaw(conn, f));
     return done;
   }
 
@@ -555,16 +395,6 @@ export class TetherClient extends Emitter<TetherEvents> {
     }
   }
 
-  private sendRaw(conn: Conn, frame: object): boolean {
-    if (conn.closed || conn.ws.readyState !== OPEN) return false;
-    try {
-      conn.ws.send(JSON.stringify(frame));
-      return true;
-    } catch {
-      return false;
-    }
-  }
-
   private settleConnect(e: TetherError | null): void {
     const waiters = this.connectWaiters;
     this.connectWaiters = [];
@@ -572,17 +402,5 @@ export class TetherClient extends Emitter<TetherEvents> {
       if (e) w.reject(e);
       else w.resolve();
     }
-  }
-
-  private clearReconnect(): void {
-    if (this.reconnectTimer !== null) clearTimeout(this.reconnectTimer);
-    this.reconnectTimer = null;
-  }
-
-  private clearConnTimers(conn: Conn): void {
-    for (const t of [conn.handshakeTimer, conn.adviceTimer, conn.refreshTimer]) {
-      if (t !== null) clearTimeout(t);
-    }
-    conn.handshakeTimer = conn.adviceTimer = conn.refreshTimer = null;
   }
 }

@@ -13,24 +13,45 @@ use crate::driver::{self, Ctx};
 use crate::error::ClientError;
 use crate::event::Events;
 use crate::pending::{Command, Request};
+use crate::session::ResumeState;
 use crate::token::TokenProvider;
 
-/// State the task shares with the handle.
+/// State the task (and the event stream) share with the handle.
 #[derive(Debug, Default)]
 pub(crate) struct Shared {
-    session_id: Mutex<Option<String>>,
+    resume: Mutex<Option<ResumeState>>,
 }
 
 impl Shared {
-    pub fn set_session_id(&self, id: String) {
-        *self.session_id.lock().unwrap_or_else(|e| e.into_inner()) = Some(id);
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<ResumeState>> {
+        self.resume.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn session_id(&self) -> Option<String> {
-        self.session_id
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+    /// A `welcome`: the session and its (rotated) resume token; `fresh_seq` restarts the
+    /// numbering for a new session.
+    pub fn welcomed(&self, session_id: &str, resume_token: &str, fresh_seq: Option<u64>) {
+        let mut g = self.lock();
+        let last_seq = match (&*g, fresh_seq) {
+            (_, Some(seq)) => seq,
+            (Some(r), None) => r.last_seq,
+            (None, None) => 0,
+        };
+        *g = Some(ResumeState {
+            session_id: session_id.to_owned(),
+            resume_token: resume_token.to_owned(),
+            last_seq,
+        });
+    }
+
+    /// The application received the event `seq`.
+    pub fn delivered(&self, seq: u64) {
+        if let Some(r) = self.lock().as_mut() {
+            r.last_seq = r.last_seq.max(seq);
+        }
+    }
+
+    fn resume_state(&self) -> Option<ResumeState> {
+        self.lock().clone()
     }
 }
 
@@ -64,6 +85,9 @@ impl Client {
         let (ev_tx, ev_rx) = mpsc::channel(config.event_buffer);
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let shared = Arc::new(Shared::default());
+        if let Some(r) = &config.resume_state {
+            shared.welcomed(&r.session_id, &r.resume_token, Some(r.last_seq));
+        }
         let provider: Arc<dyn TokenProvider> = Arc::new(token_provider);
         let mut ctx = Ctx::new(
             config.clone(),
@@ -75,11 +99,12 @@ impl Client {
         );
         let (ws, fresh) = driver::first(&mut ctx).await?;
         let task = tokio::spawn(driver::run(ctx, ws, fresh));
+        let events = Events::new(ev_rx, shared.clone());
         Ok(Client {
             cmds: cmd_tx,
             shutdown: shutdown_tx,
             shared,
-            events: Mutex::new(Some(Events::new(ev_rx))),
+            events: Mutex::new(Some(events)),
             task: Mutex::new(Some(task)),
             cfg: config,
         })
@@ -93,7 +118,14 @@ impl Client {
 
     /// The id of the current (or last) session.
     pub fn session_id(&self) -> Option<String> {
-        self.shared.session_id()
+        self.shared.resume_state().map(|r| r.session_id)
+    }
+
+    /// What to persist so that the app, restarted, resumes this session
+    /// ([`ClientConfig::resume_state`]): the session, its current resume token and the last
+    /// event the app received. `None` before the first `welcome`.
+    pub fn resume_state(&self) -> Option<ResumeState> {
+        self.shared.resume_state()
     }
 
     /// Subscribes to `channel` (needs a `sub:` grant). The subscription is remembered and

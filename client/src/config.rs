@@ -1,5 +1,6 @@
 //! [`ClientConfig`]: endpoints, identity, timeouts, backoff and buffer bounds.
 
+use crate::session::ResumeState;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -50,6 +51,9 @@ pub struct ClientConfig {
     pub max_frame_bytes: usize,
     /// TLS settings for `wss://` endpoints (roots, client auth). Required for `wss://`.
     pub tls: Option<Arc<rustls::ClientConfig>>,
+    /// A session persisted by an earlier run ([`Client::resume_state`](crate::Client::resume_state)):
+    /// the first connect resumes it.
+    pub resume_state: Option<ResumeState>,
 }
 
 impl ClientConfig {
@@ -77,6 +81,7 @@ impl ClientConfig {
             max_pending: 1024,
             max_frame_bytes: 1 << 20,
             tls: None,
+            resume_state: None,
         }
     }
 

@@ -46,13 +46,18 @@ impl Ctx {
         shared: Arc<Shared>,
     ) -> Self {
         let backoff = Backoff::new(cfg.backoff_min, cfg.backoff_max);
+        let session = cfg
+            .resume_state
+            .as_ref()
+            .map(SessionState::restored)
+            .unwrap_or_default();
         Ctx {
             cfg,
             provider,
             events,
             cmds,
             shutdown,
-            session: SessionState::default(),
+            session,
             shared,
             next_id: 0,
             endpoint: 0,
@@ -99,7 +104,9 @@ impl Ctx {
     /// state (`recovered: false`, e.g. resumed on another node without its backlog).
     async fn welcomed(&mut self, w: &Welcome) -> bool {
         let fresh = self.session.on_welcome(w);
-        self.shared.set_session_id(w.session_id.clone());
+        let fresh_seq = (!w.resumed || fresh).then_some(w.seq);
+        self.shared
+            .welcomed(&w.session_id, &w.resume_token, fresh_seq);
         self.backoff.reset();
         tracing::debug!(session = %w.session_id, resumed = w.resumed, node = %w.node, "tether-client: welcome");
         self.emit(ClientEvent::Connected {

@@ -1,11 +1,14 @@
 //! [`ClientEvent`] and the [`Events`] stream that carries them to the application.
 
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use serde_json::Value;
 use tokio::sync::mpsc;
+
+use crate::client::Shared;
 
 /// Something that happened on the client, in order.
 #[derive(Debug, Clone, PartialEq)]
@@ -75,16 +78,26 @@ pub enum ClientEvent {
 #[derive(Debug)]
 pub struct Events {
     rx: mpsc::Receiver<ClientEvent>,
+    /// Told of every event handed to the application (`Client::resume_state`'s `last_seq`).
+    shared: Arc<Shared>,
 }
 
 impl Events {
-    pub(crate) fn new(rx: mpsc::Receiver<ClientEvent>) -> Self {
-        Events { rx }
+    pub(crate) fn new(rx: mpsc::Receiver<ClientEvent>, shared: Arc<Shared>) -> Self {
+        Events { rx, shared }
     }
 
     /// The next event, or `None` once the client has stopped and every event was read.
     pub async fn recv(&mut self) -> Option<ClientEvent> {
-        self.rx.recv().await
+        let ev = self.rx.recv().await;
+        self.handed_over(ev)
+    }
+
+    fn handed_over(&self, ev: Option<ClientEvent>) -> Option<ClientEvent> {
+        if let Some(ClientEvent::Event { seq, .. }) = &ev {
+            self.shared.delivered(*seq);
+        }
+        ev
     }
 }
 
@@ -92,6 +105,7 @@ impl futures_util::Stream for Events {
     type Item = ClientEvent;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<ClientEvent>> {
-        self.rx.poll_recv(cx)
+        let polled = self.rx.poll_recv(cx);
+        polled.map(|ev| self.handed_over(ev))
     }
 }

@@ -63,4 +63,5 @@ pub use client::Client;
 pub use config::ClientConfig;
 pub use error::ClientError;
 pub use event::{ClientEvent, Events};
+pub use session::ResumeState;
 pub use token::{FnToken, StaticToken, TokenFuture, TokenProvider, token_fn};

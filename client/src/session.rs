@@ -21,6 +21,19 @@ pub(crate) fn until_unix(at: u64) -> Duration {
     Duration::from_secs(at.saturating_sub(unix_now()))
 }
 
+/// What an app persists to resume its session after a restart: pass it back in
+/// [`ClientConfig::resume_state`](crate::ClientConfig::resume_state). `last_seq` is the last
+/// event the app received from [`Events`](crate::Events).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ResumeState {
+    /// The session to resume.
+    pub session_id: String,
+    /// Its current resume token (rotated at every resume, so persist it after each).
+    pub resume_token: String,
+    /// The last event the app received: the server replays what came after it.
+    pub last_seq: u64,
+}
+
 #[derive(Debug, Default)]
 pub(crate) struct SessionState {
     /// From the last `welcome`.
@@ -41,6 +54,18 @@ pub(crate) struct SessionState {
 }
 
 impl SessionState {
+    /// The state of a session persisted by an earlier run of the app: the first connect
+    /// resumes it.
+    pub fn restored(r: &ResumeState) -> SessionState {
+        SessionState {
+            session_id: Some(r.session_id.clone()),
+            resume_token: r.resume_token.clone(),
+            last_seq: r.last_seq,
+            last_acked: r.last_seq,
+            ..SessionState::default()
+        }
+    }
+
     /// The `hello.resume` to send, if there is a session to resume.
     pub fn resume(&self) -> Option<Resume> {
         let session_id = self.session_id.clone()?;
