@@ -11,6 +11,7 @@ WORKDIR /src
 # Every workspace member must be present for cargo to load the workspace (.ci/run checks
 # that each member of Cargo.toml is copied here).
 COPY Cargo.toml Cargo.lock rustfmt.toml clippy.toml ./
+COPY protocol protocol
 COPY node node
 COPY cluster cluster
 COPY client client

@@ -131,7 +131,7 @@ pub(crate) async fn first(ctx: &mut Ctx) -> Result<(Ws, bool), ClientError> {
             }
             Err(Failure::Token(m)) => return Err(ClientError::Token(m)),
             Err(Failure::Closed { code, reason })
-                if policy::on_close(Some(code)) == Action::Stop =>
+                if policy::on_close(Some(code)) == Action::Never =>
             {
                 return Err(ClientError::Closed { code, reason });
             }
@@ -164,7 +164,7 @@ pub(crate) async fn run(mut ctx: Ctx, ws: Ws, fresh: bool) {
                 advised,
             } => {
                 let action = policy::on_close(code);
-                let terminal = action == Action::Stop;
+                let terminal = action == Action::Never;
                 let ev = closed(code.unwrap_or(1006), &reason, terminal);
                 if terminal {
                     ctx.emit_final(ev);
@@ -191,7 +191,7 @@ pub(crate) async fn run(mut ctx: Ctx, ws: Ws, fresh: bool) {
                     after.min(MAX_ADVISED)
                 }
                 // The first retry after 4111 or 4100 goes at once; later ones back off.
-                (None, Action::NowElsewhere | Action::RefreshToken)
+                (None, Action::NowElsewhere | Action::WithNewToken)
                     if ctx.backoff.attempt() == 0 =>
                 {
                     ctx.backoff.bump();
@@ -201,8 +201,8 @@ pub(crate) async fn run(mut ctx: Ctx, ws: Ws, fresh: bool) {
             };
             match action {
                 Action::NowElsewhere | Action::BackoffElsewhere => ctx.rotate(),
-                Action::RefreshToken => ctx.session.drop_token(),
-                Action::Backoff | Action::Stop => {}
+                Action::WithNewToken => ctx.session.drop_token(),
+                Action::Backoff | Action::Never => {}
             }
             let attempt = ctx.backoff.attempt();
             tracing::debug!(attempt, ?delay, "tether-client: reconnecting");
@@ -237,7 +237,7 @@ pub(crate) async fn run(mut ctx: Ctx, ws: Ws, fresh: bool) {
                 }
                 Some(Err(Failure::Closed { code, reason })) => {
                     action = policy::on_close(Some(code));
-                    let terminal = action == Action::Stop;
+                    let terminal = action == Action::Never;
                     let ev = closed(code, &reason, terminal);
                     if terminal {
                         ctx.emit_final(ev);

@@ -5,40 +5,13 @@ use std::time::Duration;
 
 use rand::Rng;
 
-/// What to do after a connection ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Action {
-    /// Stop for good (40xx, protocol misuse): surface a terminal `Closed`.
-    Stop,
-    /// Reconnect and resume after a full-jitter backoff, on the same endpoint.
-    Backoff,
-    /// Reconnect and resume after a full-jitter backoff, on the next endpoint
-    /// (the node is restarting or overloaded: 1012, 1013).
-    BackoffElsewhere,
-    /// Reconnect at once to another endpoint and resume (4111: node cut off from quorum).
-    NowElsewhere,
-    /// Get a fresh token from the provider, then reconnect and resume (4100).
-    RefreshToken,
-}
+/// What to do after a connection ended: the shared protocol's reaction to each close code.
+pub(crate) type Action = tether_protocol::Reconnect;
 
 /// The SDK's reaction to a close `code` sent by the server. `None` (no close frame: the
 /// link dropped, 1006) reconnects with backoff.
 pub(crate) fn on_close(code: Option<u16>) -> Action {
-    match code {
-        None | Some(1006) => Action::Backoff,
-        Some(4100) => Action::RefreshToken,
-        Some(4111) => Action::NowElsewhere,
-        Some(1012 | 1013) => Action::BackoffElsewhere,
-        Some(4000..=4099) => Action::Stop,
-        // 41xx: reconnect. Unknown application codes above are treated the same way: the
-        // backoff bounds the cost, and a newer server may add reconnectable codes.
-        Some(4100..=4999) => Action::Backoff,
-        // 1002 protocol error, 1003 unsupported data, 1007 bad payload, 1008 policy,
-        // 1009 too big, 1010 extension: the client is at fault; reconnecting would repeat it.
-        Some(1002 | 1003 | 1007 | 1008 | 1009 | 1010) => Action::Stop,
-        // 1000/1001 from the server, 1011 internal error, anything else: try again.
-        Some(_) => Action::Backoff,
-    }
+    tether_protocol::reconnect_after(code)
 }
 
 /// Full-jitter exponential backoff: attempt `n` (from 1) waits a uniformly random time in
@@ -96,7 +69,7 @@ mod tests {
     #[test]
     fn close_code_classes() {
         for c in [4000, 4001, 4003, 4004, 4005, 4006, 4009, 1009] {
-            assert_eq!(on_close(Some(c)), Action::Stop, "{c}");
+            assert_eq!(on_close(Some(c)), Action::Never, "{c}");
         }
         for c in [4101, 4102, 4108, 1000, 1011] {
             assert_eq!(on_close(Some(c)), Action::Backoff, "{c}");
@@ -104,7 +77,7 @@ mod tests {
         assert_eq!(on_close(None), Action::Backoff);
         assert_eq!(on_close(Some(1012)), Action::BackoffElsewhere);
         assert_eq!(on_close(Some(1013)), Action::BackoffElsewhere);
-        assert_eq!(on_close(Some(4100)), Action::RefreshToken);
+        assert_eq!(on_close(Some(4100)), Action::WithNewToken);
         assert_eq!(on_close(Some(4111)), Action::NowElsewhere);
     }
 

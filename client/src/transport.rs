@@ -13,7 +13,7 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use crate::config::ClientConfig;
 
 /// The subprotocol Tether requires.
-pub(crate) const SUBPROTOCOL: &str = "tether.v1";
+pub(crate) use tether_protocol::SUBPROTOCOL;
 
 /// A byte stream a WebSocket runs over (plain TCP or TLS).
 pub(crate) trait Io: AsyncRead + AsyncWrite + Unpin + Send {}

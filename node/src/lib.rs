@@ -10,7 +10,8 @@
 //! - `session`: everything about a live session on this node: the connection actor (ractor),
 //!   its socket tasks and supervisor, the outbox and resume, the cross-node handover, the
 //!   session directory, the dispatcher of applied registry events, the orphan reaper.
-//! - `protocol`: JSON frames and close codes.
+//! - `protocol`: the JSON frames as the node reads and writes them (close codes, the
+//!   subprotocol and field bounds come from the `tether-protocol` crate).
 //! - `auth`: JWT verification per tenant (inline keys, JWKS), admin tokens, minting for dev.
 //! - `perms`: the `sub:`/`pub:` permission grammar and channel matching.
 //! - `admin`: the admin HTTP API, probes and `/metrics`.

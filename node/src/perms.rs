@@ -6,8 +6,7 @@
 //! `chat.room1` and `chat.room1.thread`, never `chat`). A leading `*` (and so a bare `*`) is
 //! invalid: a grant always names a namespace, so "everything" cannot be granted by accident.
 
-/// Longest channel name (and pattern) in bytes.
-pub const MAX_CHANNEL_BYTES: usize = 200;
+pub use tether_protocol::MAX_CHANNEL_BYTES;
 
 /// Whether `name` is a valid channel name.
 pub fn is_valid_channel(name: &str) -> bool {

@@ -4,7 +4,9 @@
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use crate::perms::MAX_CHANNEL_BYTES;
+use tether_protocol::{
+    MAX_CHANNEL_BYTES, MAX_CLIENT_FIELD_BYTES, MAX_RESUME_TOKEN_BYTES, MAX_SESSION_ID_BYTES,
+};
 
 /// Resume request in `hello.resume`.
 #[derive(Debug, Clone, Deserialize)]
@@ -53,13 +55,6 @@ pub enum ClientFrame {
         seq: u64,
     },
 }
-
-/// Longest `hello.client.name` and `hello.client.version`, in bytes.
-pub const MAX_CLIENT_FIELD_BYTES: usize = 64;
-/// Longest `hello.resume.session_id` (the node issues 32 hex characters).
-pub const MAX_SESSION_ID_BYTES: usize = 64;
-/// Longest `hello.resume.resume_token` (the node issues 43 base64url characters).
-pub const MAX_RESUME_TOKEN_BYTES: usize = 128;
 
 impl ClientFrame {
     /// Parses a frame and bounds the fields the node keeps: an oversized client name would
