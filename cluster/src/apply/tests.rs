@@ -3,6 +3,7 @@
 use super::*;
 use crate::codec;
 use crate::command::ClientInfo;
+use crate::command::{BindSession, OpenSession};
 use crate::tenant::TenantConfig;
 
 mod detached;
