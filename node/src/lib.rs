@@ -9,7 +9,8 @@
 //! - `gateway`: client listener: upgrade, token carriers, `hello`, admission through the log.
 //! - `session`: everything about a live session on this node: the connection actor (ractor),
 //!   its socket tasks and supervisor, the outbox and resume, the cross-node handover, the
-//!   session directory, the dispatcher of applied registry events, the orphan reaper.
+//!   session directory, the dispatcher of applied registry events, the orphan reaper, publish
+//!   fan-out and the node-level RPCs between nodes.
 //! - `protocol`: the JSON frames as the node reads and writes them (close codes, the
 //!   subprotocol and field bounds come from the `tether-protocol` crate).
 //! - `auth`: JWT verification per tenant (inline keys, JWKS), admin tokens, minting for dev.
@@ -20,7 +21,7 @@
 //!   proxies, IPv6 prefixes) and the open-file limit.
 //! - `metrics`, `audit`: Prometheus text and the JSON audit log.
 //! - `tls`: rustls acceptor for `wss`.
-//! - `peer`, `peer_app`: peer transport settings and node-level RPCs between nodes.
+//! - `peer`: peer transport settings (the node-level RPCs are `session::rpc`).
 //! - `isolation`: the registry lease; fail closed (4111) when cut off from the quorum.
 
 pub mod admin;
@@ -36,7 +37,6 @@ pub mod limits;
 pub mod metrics;
 pub mod net;
 pub mod peer;
-pub mod peer_app;
 pub mod perms;
 pub mod protocol;
 pub mod server;

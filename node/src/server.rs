@@ -25,10 +25,10 @@ use crate::gateway::{self, Edge, Gateway};
 use crate::limits::{LimitError, LimitSettings, Limits};
 use crate::metrics::{CONNECTIONS_REFUSED, Metrics};
 use crate::net::TrustedProxies;
-use crate::peer_app::PeerApp;
 use crate::protocol::CloseCode;
 use crate::session::directory::SessionDirectory;
 use crate::session::dispatch::Dispatcher;
+use crate::session::rpc::PeerApp;
 use crate::session::{ConnMsg, SessionSupervisor};
 use crate::{isolation, peer, tls};
 

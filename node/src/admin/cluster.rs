@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use super::AdminState;
 use super::error::ApiError;
 use super::principal::Admin;
-use crate::peer_app;
+use crate::session::rpc;
 use tether_cluster::TetherNode;
 use tether_cluster::rpc::MembershipChange;
 
@@ -29,9 +29,9 @@ pub async fn cluster(
     // is listed with `reachable: false`.
     let views = futures_util::future::join_all(members.iter().map(|m| async move {
         if m.id == ctx.node_id {
-            Ok(peer_app::local_status(ctx))
+            Ok(rpc::local_status(ctx))
         } else {
-            peer_app::status_of(ctx, m.id, STATUS_TIMEOUT).await
+            rpc::status_of(ctx, m.id, STATUS_TIMEOUT).await
         }
     }))
     .await;

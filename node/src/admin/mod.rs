@@ -125,7 +125,7 @@ async fn wait_closed_everywhere(
             .unwrap_or((0, 0))
     };
     let remote = futures_util::future::join_all(owners.into_iter().map(|id| async move {
-        match crate::peer_app::wait_closed_on(ctx, id, index, WAIT_CLOSED_TIMEOUT).await {
+        match crate::session::rpc::wait_closed_on(ctx, id, index, WAIT_CLOSED_TIMEOUT).await {
             Ok(r) => r,
             Err(e) => {
                 tracing::warn!(node = id, error = %e, "no close acks from a node");

@@ -13,9 +13,10 @@ use serde_json::{Value, json};
 use super::error::ApiError;
 use super::principal::Admin;
 use super::{AdminState, parse_body};
-use crate::peer_app::{self, Target};
 use crate::perms::is_valid_channel;
 use crate::session::Delivery;
+use crate::session::publish;
+use crate::session::rpc::Target;
 
 /// Channel name carried by events addressed to a user or a session.
 pub const DIRECT_CHANNEL: &str = "$direct";
@@ -57,7 +58,7 @@ pub async fn publish(
     };
     let d = Arc::new(Delivery::new(channel, b.data, direct));
     // Across the cluster: subscribers and sessions may live on any node.
-    let (delivered, unreachable) = peer_app::publish(ctx, &b.tenant, target, d).await;
+    let (delivered, unreachable) = publish::publish(ctx, &b.tenant, target, d).await;
     ctx.metrics
         .add("tether_deliveries_total", &[], delivered as u64);
     if unreachable > 0 {

@@ -68,8 +68,8 @@ impl ConnState {
                 );
                 let (ctx, tenant) = (self.ctx.clone(), self.auth.tenant.clone());
                 tokio::spawn(async move {
-                    let target = crate::peer_app::Target::Channel;
-                    crate::peer_app::publish_remote(&ctx, &tenant, target, delivery).await;
+                    let target = crate::session::rpc::Target::Channel;
+                    crate::session::publish::publish_remote(&ctx, &tenant, target, delivery).await;
                 });
                 self.ctx
                     .metrics

@@ -75,7 +75,7 @@ impl Relay {
 /// How long the previous owner keeps messages after a handover: longer than a publish may
 /// take to reach every node (a publish that takes longer is reported as not delivered).
 const RELAY_OVERLAP: Duration =
-    crate::peer_app::DELIVER_TIMEOUT.saturating_add(Duration::from_millis(500));
+    crate::session::publish::DELIVER_TIMEOUT.saturating_add(Duration::from_millis(500));
 
 /// Least time between two flush requests of one session (bounds the peer traffic of a
 /// moved session to about 20 requests a second during the overlap).
@@ -162,7 +162,7 @@ impl ConnState {
             self.epoch,
         );
         tokio::spawn(async move {
-            let answer = crate::peer_app::flush(&ctx, node, &sid, epoch, last).await;
+            let answer = crate::session::rpc::flush(&ctx, node, &sid, epoch, last).await;
             let _ = me.cast(ConnMsg::Flushed(Box::new(super::Flushed { count, answer })));
         });
     }

@@ -17,9 +17,11 @@ mod handlers;
 mod handover;
 mod io;
 mod outbox;
+pub mod publish;
 mod rate;
 pub mod reap;
 mod resume;
+pub mod rpc;
 mod send;
 mod supervisor;
 

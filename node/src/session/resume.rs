@@ -252,7 +252,7 @@ impl ConnState {
         let handover = match from.previous_node {
             Some(node) => {
                 let sid = self.auth.session_id.clone();
-                crate::peer_app::handover_from(&self.ctx, node, &sid, from.epoch, from.last_seq)
+                crate::session::rpc::handover_from(&self.ctx, node, &sid, from.epoch, from.last_seq)
                     .await
             }
             None => None,

@@ -1,6 +1,8 @@
 //! Node-level RPCs between gateway nodes, carried by the registry's peer transport as opaque
-//! `App` bytes (encoded with the registry's single codec): close acknowledgements for
-//! `?wait=closed` across the cluster.
+//! `App` bytes (encoded with the registry's single codec): the wire enum, the routing of a
+//! request to the session machinery that answers it (`PeerApp`), and the calls this node
+//! makes: close acknowledgements for `?wait=closed`, a node's status, a resumed session's
+//! handover and relay flushes. Publish fan-out is in `publish`.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -11,16 +13,14 @@ use serde::{Deserialize, Serialize};
 use tether_cluster::peer_service::AppRpc;
 use tether_cluster::{NodeId, codec};
 
+use super::dispatch::{DispatchLog, wait_closed_here};
+use super::publish::deliver_local;
+use super::{ConnMsg, Delivery, FlushAnswer, HandoverState};
 use crate::context::NodeCtx;
-use crate::session::dispatch::{DispatchLog, wait_closed_here};
-use crate::session::{ConnMsg, Delivery, FlushAnswer, HandoverState};
 use serde_json::value::RawValue;
 
 /// How long the previous owner of a resumed session may take to hand it over.
 const HANDOVER_TIMEOUT: Duration = Duration::from_secs(2);
-
-/// How long a node may take to take a published message.
-pub const DELIVER_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// How long a session's previous owner may take to answer a flush request.
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
@@ -210,7 +210,7 @@ impl AppRpc for PeerApp {
     }
 }
 
-async fn call(
+pub(super) async fn call(
     ctx: &NodeCtx,
     id: NodeId,
     req: &NodeRpc,
@@ -223,86 +223,6 @@ async fn call(
         .await
         .map_err(|e| e.to_string())?;
     codec::decode::<NodeRpcReply>(&bytes).map_err(|e| e.to_string())
-}
-
-/// Delivers to this node's recipients of `target`.
-pub fn deliver_local(ctx: &NodeCtx, tenant: &str, target: &Target, d: &Arc<Delivery>) -> usize {
-    match target {
-        Target::Channel => crate::session::dispatch::deliver_channel(ctx, tenant, d),
-        Target::User(u) => crate::session::dispatch::deliver_user(ctx, tenant, u, d),
-        Target::Session(s) => crate::session::dispatch::deliver_session(ctx, tenant, s, d),
-    }
-}
-
-/// The other nodes that may hold recipients of `target`: every member for a channel, the
-/// owners (per the registry) for a user or a session.
-pub fn remote_nodes(ctx: &NodeCtx, tenant: &str, target: &Target) -> Vec<NodeId> {
-    let mut nodes: Vec<NodeId> = match target {
-        Target::Channel => ctx.registry.members().into_iter().map(|m| m.id).collect(),
-        Target::User(u) => ctx.registry.read(|s| {
-            s.sessions_of_user(tenant, u)
-                .iter()
-                .map(|r| r.node)
-                .collect()
-        }),
-        Target::Session(sid) => ctx
-            .registry
-            .read(|s| s.session(sid).map(|r| r.node).into_iter().collect()),
-    };
-    nodes.sort_unstable();
-    nodes.dedup();
-    nodes.retain(|n| *n != ctx.node_id);
-    nodes
-}
-
-/// Delivers locally and on every other node that may hold recipients; returns (delivered,
-/// nodes that did not answer).
-pub async fn publish(
-    ctx: &NodeCtx,
-    tenant: &str,
-    target: Target,
-    d: Arc<Delivery>,
-) -> (usize, usize) {
-    let local = deliver_local(ctx, tenant, &target, &d);
-    let (remote, bad) = publish_remote(ctx, tenant, target, d).await;
-    (local + remote, bad)
-}
-
-/// Delivers on the other nodes that may hold recipients of `target`.
-pub async fn publish_remote(
-    ctx: &NodeCtx,
-    tenant: &str,
-    target: Target,
-    d: Arc<Delivery>,
-) -> (usize, usize) {
-    let nodes = remote_nodes(ctx, tenant, &target);
-    if nodes.is_empty() {
-        return (0, 0);
-    }
-    let req = NodeRpc::Deliver {
-        id: d.id,
-        tenant: tenant.to_owned(),
-        target,
-        channel: d.channel.clone(),
-        data: d.data.get().to_owned(),
-        direct: d.direct,
-    };
-    let req = &req;
-    let answers = futures_util::future::join_all(nodes.into_iter().map(|id| async move {
-        match call(ctx, id, req, DELIVER_TIMEOUT).await {
-            Ok(NodeRpcReply::Delivered(n)) => Ok(n),
-            Ok(other) => Err(format!("{other:?}")),
-            Err(e) => Err(e),
-        }
-    }))
-    .await;
-    answers.into_iter().fold((0, 0), |(n, bad), a| match a {
-        Ok(k) => (n + k, bad),
-        Err(e) => {
-            tracing::warn!(error = %e, "a node did not take a published message");
-            (n, bad + 1)
-        }
-    })
 }
 
 /// Asks a session's previous owner `node` for the messages it kept for the session since
