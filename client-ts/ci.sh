@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# CI for the TypeScript SDK: install, typecheck, lint, build, test against a real node.
+# CI for the TypeScript SDK: install, typecheck, lint, build, type-check the React Native
+# example (against dist/), print the bundle size, test against real nodes (the browser
+# tests include examples/browser-chat).
 # Needs the `tether` binary: $TETHER_BIN, else ../target/debug/tether. The headless
 # Chromium test runs when /usr/bin/chromium (or $CHROMIUM_PATH) exists and is skipped
 # (reported as such in the TAP summary) otherwise; with CLIENT_TS_REQUIRE_BROWSER=1 (set by
@@ -20,4 +22,6 @@ npm ci
 npm run typecheck
 npm run lint
 npm run build
+npm run typecheck:examples
+npm run size
 npm test

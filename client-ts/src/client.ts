@@ -78,20 +78,14 @@ export class TetherClient extends Emitter<TetherEvents> {
       return conn ? (f) => sendRaw(conn, f) : null;
     });
     // The refresh flow sees only what it needs; closures keep the fields private.
-    // eslint-disable-next-line @typescript-eslint/no-this-alias
-    const self = this;
     this.refreshHost = {
       requestTimeoutMs: this.requestTimeoutMs,
-      getToken: () => self.getToken(),
-      get token() {
-        return self.token;
-      },
-      set token(t) {
-        self.token = t;
-      },
-      isClosed: () => self.st === "closed",
-      sendTracked: (conn, frame) => self.sendTracked(conn, frame),
-      reportError: (e) => self.emit("error", e),
+      getToken: () => this.getToken(),
+      currentToken: () => this.token,
+      setToken: (t) => (this.token = t),
+      isClosed: () => this.st === "closed",
+      sendTracked: (conn, frame) => this.sendTracked(conn, frame),
+      reportError: (e) => this.emit("error", e),
     };
   }
 

@@ -15,8 +15,9 @@ const REFRESH_RETRY_MS = 10_000;
 export interface RefreshHost {
   readonly requestTimeoutMs: number;
   getToken(): Promise<string>;
-  /** The token in use; replaced once the server accepted a new one. */
-  token: string | null;
+  /** The token in use; replaced (`setToken`) once the server accepted a new one. */
+  currentToken(): string | null;
+  setToken(token: string): void;
   /** `true` once the client is closed for good. */
   isClosed(): boolean;
   sendTracked(conn: Conn, frame: RequestFrame): Promise<void>;
@@ -33,12 +34,12 @@ export async function refresh(host: RefreshHost, conn: Conn): Promise<void> {
   try {
     const token = await withTimeout(host.getToken(), host.requestTimeoutMs, "getToken timed out");
     if (conn.closed) return;
-    if (token === host.token) {
+    if (token === host.currentToken()) {
       // The server would refuse it, and the same token would expire again at once.
       failure = err("refresh_failed", "getToken returned the token already in use");
     } else {
       await host.sendTracked(conn, { type: "refresh", token });
-      host.token = token;
+      host.setToken(token);
     }
   } catch (e) {
     failure = isTetherError(e) ? err("refresh_failed", `${e.code}: ${e.message}`) : err("token_provider", describe(e));

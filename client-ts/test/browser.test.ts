@@ -11,6 +11,7 @@ import type { Browser, Page } from "puppeteer-core";
 import type * as Sdk from "../src/index.js";
 import { BROWSER_SKIP, launchChromium, PACKAGE_ROOT, serveStatic } from "./harness/browser.js";
 import { startCluster, startNode } from "./harness/node.js";
+import { failoverSummary } from "./harness/summary.js";
 import type { TestNode } from "./harness/node.js";
 import { userToken } from "./harness/tokens.js";
 import { waitForAsync } from "./harness/wait.js";
@@ -120,7 +121,7 @@ test("headless Chromium: subprotocol connect, event, revocation", { skip: BROWSE
 // page reconnects to its other URL, resumes the same session (resumed:true; recovered may
 // be false), keeps receiving new events with strictly increasing seq (no duplicate), and an
 // admin revoke there still ends it with a terminal 4004.
-test("headless Chromium: resume on the other URL after the node is killed, then revocation", { skip: BROWSER_SKIP }, async () => {
+test("headless Chromium: resume on the other URL after the node is killed, then revocation", { skip: BROWSER_SKIP }, async (t) => {
   const nodes = await startCluster();
   const [n1, n2] = nodes as [TestNode, TestNode, TestNode];
   const web = await serveStatic(PACKAGE_ROOT, ["/dist/"]);
@@ -134,7 +135,8 @@ test("headless Chromium: resume on the other URL after the node is killed, then 
     assert.equal(report.connected[0]?.node, "n1");
     const sid = report.connected[0].sessionId;
 
-    for (let n = 0; n < 20; n++) await publish(n2, "chat.webkill", { n });
+    const published = new Set<number>();
+    for (let n = 0; n < 20; n++) await publish(n2, "chat.webkill", { n }).then(() => published.add(n));
     await poll((r) => r.events.length === 20, "the first 20 events in the page");
 
     await n1.stop(); // SIGKILL: no drain, no close frame
@@ -149,7 +151,11 @@ test("headless Chromium: resume on the other URL after the node is killed, then 
     let n = 1000;
     report = await poll(
       (r) => {
-        void publish(n2, "chat.webkill", { n: n++ }).catch(() => undefined);
+        const k = n++;
+        void publish(n2, "chat.webkill", { n: k }).then(
+          () => published.add(k),
+          () => undefined,
+        );
         return r.events.filter((e) => (e.data as { n: number }).n >= 1000).length >= 5;
       },
       "new events after the failover",
@@ -158,6 +164,7 @@ test("headless Chromium: resume on the other URL after the node is killed, then 
     const seqs = report.events.map((e) => e.seq);
     for (let i = 1; i < seqs.length; i++) assert.ok(seqs[i]! > seqs[i - 1]!, `seq strictly increasing at ${i}: ${seqs.join(",")}`);
     const ns = report.events.map((e) => (e.data as { n: number }).n);
+    t.diagnostic(failoverSummary("browser kill", published, ns, moved.recovered));
     assert.deepEqual(ns.slice(0, 20), Array.from({ length: 20 }, (_, i) => i));
     assert.equal(new Set(ns).size, ns.length, "no event delivered twice");
 

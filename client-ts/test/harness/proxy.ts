@@ -9,6 +9,8 @@ export interface Proxy {
   accepted(): number;
   /** Drops every open connection at once, both sides, without a close frame. */
   cutAll(): number;
+  /** While `true`, new connections are reset at once (the node looks unreachable). */
+  refuse(on: boolean): void;
   close(): Promise<void>;
 }
 
@@ -16,7 +18,12 @@ export async function startProxy(target: string): Promise<Proxy> {
   const [host, port] = target.split(":");
   const pairs = new Set<[Socket, Socket]>();
   let accepted = 0;
+  let refusing = false;
   const server = createServer((inbound) => {
+    if (refusing) {
+      inbound.resetAndDestroy();
+      return;
+    }
     accepted += 1;
     const outbound = createConnection({ host: host!, port: Number(port) });
     const pair: [Socket, Socket] = [inbound, outbound];
@@ -45,6 +52,9 @@ export async function startProxy(target: string): Promise<Proxy> {
       }
       pairs.clear();
       return n;
+    },
+    refuse: (on) => {
+      refusing = on;
     },
     close: async () => {
       for (const [a, b] of pairs) {
