@@ -96,4 +96,24 @@ mod tests {
         assert_eq!(b.attempt(), 0);
         assert!(b.next_delay() <= Duration::from_millis(250));
     }
+
+    /// A reconnect storm is spread out: the first delays of 1000 clients cut off at once
+    /// cover the whole first window evenly (full jitter), none in a burst at its start.
+    #[test]
+    fn first_delays_of_1000_clients_spread_over_the_window() {
+        let cap = Duration::from_millis(1000);
+        let mut buckets = [0u32; 10];
+        for _ in 0..1000 {
+            let mut b = Backoff::new(cap, Duration::from_secs(30));
+            let d = b.next_delay();
+            assert!(d <= cap);
+            let i = (d.as_millis() as usize / 100).min(9);
+            buckets[i] += 1;
+        }
+        // 100 expected per bucket; 55..=145 fails for a spread this wrong with p < 1e-5.
+        assert!(
+            buckets.iter().all(|n| (55..=145).contains(n)),
+            "{buckets:?}"
+        );
+    }
 }
