@@ -3,15 +3,19 @@
 //! with the node's code, so a bug in the node's token handling cannot hide in the tests.
 //!
 //! # Layout
-//! - `node`: `TestNode` (a `tether serve` child process on a temp data dir) and its config.
+//! - `node`: `TestNode`, a `tether serve` child process on a temp data dir.
+//! - `config`: `NodeSpec` and the TOML config a test node runs with.
 //! - `client`: `WsClient`, a WebSocket client with frame/close helpers and deadlines.
 //! - `tokens`: test keys and token minting.
 //! - `admin`: admin API calls.
 //! - `proxy`: `Proxy`, an in-process TCP fault proxy that can cut the client link.
+//! - `cluster`: `TestCluster`, several nodes forming one cluster over mutual TLS.
+//! - `drain_load`: SDK sessions that record what they saw, and a steady publisher (drain).
 
 pub mod admin;
 pub mod client;
 pub mod cluster;
+pub mod config;
 pub mod drain_load;
 pub mod node;
 pub mod proxy;
