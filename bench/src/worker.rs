@@ -25,7 +25,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::tokens::Alg;
-use crate::ws::{self, Endpoint, Resume};
+use crate::ws::{self, Endpoint, ResumeRequest};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Mode {
@@ -163,7 +163,7 @@ pub async fn run(spec: WorkerSpec) -> anyhow::Result<()> {
                 return;
             }
             lock(&storm).lost_at_ms.push(wall_ms());
-            let resume = Resume {
+            let resume = ResumeRequest {
                 session_id: welcome.session_id,
                 resume_token: welcome.resume_token,
                 last_seq: welcome.seq,

@@ -7,7 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use serde_json::{Value, json};
+use tether_protocol::{ClientFrame, ServerMessage};
+pub use tether_protocol::{ResumeRequest, Welcome};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::time::Instant;
 use tokio_tungstenite::WebSocketStream;
@@ -50,25 +51,6 @@ impl Endpoint {
     }
 }
 
-/// The parts of a `welcome` a load client needs.
-#[derive(Clone, Debug, Default)]
-pub struct Welcome {
-    pub session_id: String,
-    pub resume_token: String,
-    pub resumed: bool,
-    pub recovered: bool,
-    pub seq: u64,
-    pub node: String,
-}
-
-/// `hello.resume`.
-#[derive(Clone, Debug)]
-pub struct Resume {
-    pub session_id: String,
-    pub resume_token: String,
-    pub last_seq: u64,
-}
-
 /// Why a connect failed, as a short label for error counts.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConnError(pub String);
@@ -99,7 +81,7 @@ pub async fn open(
     ep: &Endpoint,
     src: IpAddr,
     token: &str,
-    resume: Option<&Resume>,
+    resume: Option<&ResumeRequest>,
     within: Duration,
 ) -> Result<(Ws, Welcome), ConnError> {
     open_as(ep, src, token, resume, true, within).await
@@ -111,7 +93,7 @@ pub async fn open_as(
     ep: &Endpoint,
     src: IpAddr,
     token: &str,
-    resume: Option<&Resume>,
+    resume: Option<&ResumeRequest>,
     expect_welcome: bool,
     within: Duration,
 ) -> Result<(Ws, Welcome), ConnError> {
@@ -137,7 +119,7 @@ async fn open_inner(
     ep: &Endpoint,
     src: IpAddr,
     token: &str,
-    resume: Option<&Resume>,
+    resume: Option<&ResumeRequest>,
     expect_welcome: bool,
 ) -> Result<(Ws, Welcome), ConnError> {
     let tcp = tcp_from(src, ep.addr)
@@ -163,12 +145,8 @@ async fn open_inner(
             }
             e => err("upgrade")(e.to_string()),
         })?;
-    let hello = match resume {
-        None => json!({"type": "hello"}),
-        Some(r) => json!({"type": "hello", "resume": {
-            "session_id": r.session_id, "resume_token": r.resume_token, "last_seq": r.last_seq}}),
-    };
-    ws.send(Message::text(hello.to_string()))
+    let hello = ClientFrame::hello(resume.cloned());
+    ws.send(Message::text(hello.to_json()))
         .await
         .map_err(|e| err("send hello")(e.to_string()))?;
     if !expect_welcome {
@@ -177,19 +155,13 @@ async fn open_inner(
     loop {
         match ws.next().await {
             Some(Ok(Message::Text(t))) => {
-                let v: Value = serde_json::from_str(&t).unwrap_or(Value::Null);
-                if v["type"] != "welcome" {
-                    return Err(ConnError(format!("frame {}", v["type"])));
-                }
-                let w = Welcome {
-                    session_id: v["session_id"].as_str().unwrap_or_default().to_owned(),
-                    resume_token: v["resume_token"].as_str().unwrap_or_default().to_owned(),
-                    resumed: v["resumed"].as_bool().unwrap_or(false),
-                    recovered: v["recovered"].as_bool().unwrap_or(false),
-                    seq: v["seq"].as_u64().unwrap_or(0),
-                    node: v["node"].as_str().unwrap_or_default().to_owned(),
+                return match ServerMessage::parse(&t) {
+                    Some(ServerMessage::Welcome(w)) => Ok((ws, w)),
+                    other => Err(ConnError(format!(
+                        "frame {}",
+                        other.map_or("?", |m| m.kind())
+                    ))),
                 };
-                return Ok((ws, w));
             }
             Some(Ok(Message::Close(c))) => {
                 let code = c.map(|c| u16::from(c.code)).unwrap_or(1005);
@@ -205,19 +177,24 @@ async fn open_inner(
 /// Subscribes to `channel` and waits for the `ok` reply (frames before it are dropped).
 pub async fn subscribe(ws: &mut Ws, channel: &str, within: Duration) -> Result<(), ConnError> {
     let f = async {
-        let frame = json!({"type": "subscribe", "id": 1, "channel": channel});
-        ws.send(Message::text(frame.to_string()))
+        let frame = ClientFrame::Subscribe {
+            id: 1,
+            channel: channel.to_owned(),
+        };
+        ws.send(Message::text(frame.to_json()))
             .await
             .map_err(|e| err("send subscribe")(e.to_string()))?;
         loop {
             match ws.next().await {
                 Some(Ok(Message::Text(t))) => {
-                    let v: Value = serde_json::from_str(&t).unwrap_or(Value::Null);
-                    if v["type"] == "reply" && v["id"] == 1 {
-                        return if v["ok"] == true {
+                    if let Some(ServerMessage::Reply { id: 1, ok, error }) =
+                        ServerMessage::parse(&t)
+                    {
+                        return if ok {
                             Ok(())
                         } else {
-                            Err(ConnError(format!("subscribe refused: {}", v["error"])))
+                            let code = error.map(|e| e.code).unwrap_or_default();
+                            Err(ConnError(format!("subscribe refused: {code}")))
                         };
                     }
                 }

@@ -1,12 +1,14 @@
 //! `Conn`: one recorded WebSocket connection. A task owns the socket, records every frame
 //! the server sends (and the close, or how it ended) in the history, and sends what the
-//! test queues. `Session` keeps what a client needs to resume across connections.
+//! test queues. `Session` keeps what a client needs to resume across connections;
+//! `SdkClient` is a client driven by the Rust SDK, recorded the same way.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use serde_json::{Value, json};
+use serde_json::Value;
+use tether_protocol::{ClientFrame, ResumeRequest, ServerMessage, Welcome};
 use tether_tests::client::request;
 use tokio::sync::{mpsc, watch};
 use tokio_tungstenite::tungstenite::Message;
@@ -14,7 +16,9 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 
 use crate::history::{Event, History, Id};
 
+mod sdk;
 mod session;
+pub use sdk::{SdkClient, SdkState};
 pub use session::Session;
 
 /// Frames the test may queue to one connection before `send` waits.
@@ -55,7 +59,7 @@ impl Token {
 /// What the connection has seen so far.
 #[derive(Clone, Debug, Default)]
 pub struct ConnState {
-    pub welcome: Option<Value>,
+    pub welcome: Option<Welcome>,
     /// Highest `seq` received.
     pub last_seq: u64,
     /// Replies by request id (`ok`).
@@ -70,7 +74,7 @@ pub struct ConnState {
 pub struct Conn {
     pub id: Id,
     pub node: u64,
-    tx: mpsc::Sender<Value>,
+    tx: mpsc::Sender<ClientFrame>,
     state: Arc<Mutex<ConnState>>,
     changed: watch::Receiver<u64>,
     task: tokio::task::JoinHandle<()>,
@@ -111,10 +115,11 @@ impl Conn {
         }));
         let (changed_tx, changed) = watch::channel(0u64);
         let (tx, rx) = mpsc::channel(SEND_QUEUE);
-        let mut hello = json!({"type": "hello"});
-        if let Some((sid, rt, last)) = &d.resume {
-            hello["resume"] = json!({"session_id": sid, "resume_token": rt, "last_seq": last});
-        }
+        let hello = ClientFrame::hello(d.resume.as_ref().map(|(sid, rt, last)| ResumeRequest {
+            session_id: sid.clone(),
+            resume_token: rt.clone(),
+            last_seq: *last,
+        }));
         let req = request(d.url, Some(&d.token.jwt), None, None);
         let task = tokio::spawn(run(h, id, req, hello, rx, state.clone(), changed_tx));
         Conn {
@@ -150,7 +155,7 @@ impl Conn {
     }
 
     /// Waits for the welcome or the end: `Ok(welcome)`, or `Err(close code)`.
-    pub async fn welcomed(&mut self, within: Duration) -> Result<Value, Option<u16>> {
+    pub async fn welcomed(&mut self, within: Duration) -> Result<Welcome, Option<u16>> {
         let s = self
             .wait(within, |s| s.welcome.is_some() || s.ended.is_some())
             .await;
@@ -167,7 +172,7 @@ impl Conn {
     }
 
     /// Queues a frame; `false` if the connection is over or the queue stayed full for 5 s.
-    pub async fn send(&self, frame: Value) -> bool {
+    pub async fn send(&self, frame: ClientFrame) -> bool {
         tokio::time::timeout(Duration::from_secs(5), self.tx.send(frame))
             .await
             .is_ok_and(|r| r.is_ok())
@@ -176,7 +181,10 @@ impl Conn {
     /// Subscribes to `channel` with request id `id` and waits for the reply.
     pub async fn subscribe(&mut self, channel: &str, id: u64, within: Duration) -> bool {
         if !self
-            .send(json!({"type": "subscribe", "id": id, "channel": channel}))
+            .send(ClientFrame::Subscribe {
+                id,
+                channel: channel.to_owned(),
+            })
             .await
         {
             return false;
@@ -209,16 +217,12 @@ impl Drop for Conn {
     }
 }
 
-fn num(v: &Value, k: &str) -> Option<u64> {
-    v.get(k).and_then(Value::as_u64)
-}
-
 async fn run(
     h: History,
     conn: Id,
     req: tokio_tungstenite::tungstenite::handshake::client::Request,
-    hello: Value,
-    mut rx: mpsc::Receiver<Value>,
+    hello: ClientFrame,
+    mut rx: mpsc::Receiver<ClientFrame>,
     state: Arc<Mutex<ConnState>>,
     changed: watch::Sender<u64>,
 ) {
@@ -258,14 +262,14 @@ async fn run(
             Err(_) => return end(None, "upgrade timed out".into()),
         };
     let (mut sink, mut stream) = ws.split();
-    if sink.send(Message::text(hello.to_string())).await.is_err() {
+    if sink.send(Message::text(hello.to_json())).await.is_err() {
         return end(None, "send hello failed".into());
     }
     loop {
         tokio::select! {
             out = rx.recv() => {
                 let Some(frame) = out else { return };
-                if sink.send(Message::text(frame.to_string())).await.is_err() {
+                if sink.send(Message::text(frame.to_json())).await.is_err() {
                     // The read side tells how it ended.
                     continue;
                 }
@@ -279,25 +283,22 @@ async fn run(
                 };
                 match m {
                     Message::Text(t) => {
-                        let v: Value = serde_json::from_str(&t).unwrap_or(Value::Null);
+                        let m = ServerMessage::parse(&t);
                         let seen = observe(&mut |s| {
-                            record_frame(&h, conn, &v);
-                            match v["type"].as_str() {
-                                Some("welcome") => {
+                            record_frame(&h, conn, m.as_ref());
+                            match &m {
+                                Some(ServerMessage::Welcome(w)) => {
                                     // A resume keeps the client's own last_seq (the replay
                                     // follows); a new session starts at 0.
-                                    if v["resumed"] != true {
+                                    if !w.resumed {
                                         s.last_seq = 0;
                                     }
-                                    s.welcome = Some(v.clone());
+                                    s.welcome = Some(w.clone());
                                 }
-                                Some("reply") => s.replies.push((
-                                    num(&v, "id").unwrap_or(0),
-                                    v["ok"].as_bool().unwrap_or(false),
-                                )),
+                                Some(ServerMessage::Reply { id, ok, .. }) => s.replies.push((*id, *ok)),
                                 _ => {}
                             }
-                            if let Some(seq) = num(&v, "seq") && v["type"] != "welcome" {
+                            if let Some(seq) = m.as_ref().and_then(ServerMessage::seq) {
                                 s.last_seq = s.last_seq.max(seq);
                             }
                         });
@@ -316,24 +317,33 @@ async fn run(
     }
 }
 
-fn record_frame(h: &History, conn: Id, v: &Value) {
-    let kind = v["type"].as_str().unwrap_or("?").to_owned();
-    if kind == "welcome" {
-        h.record(Event::Welcome {
+/// Records a frame the server sent; one that is not a frame of the protocol is kept as `?`.
+fn record_frame(h: &History, conn: Id, m: Option<&ServerMessage>) {
+    let event = match m {
+        Some(ServerMessage::Welcome(w)) => Event::Welcome {
             conn,
-            session_id: v["session_id"].as_str().unwrap_or_default().to_owned(),
-            node: v["node"].as_str().unwrap_or_default().to_owned(),
-            resumed: v["resumed"].as_bool().unwrap_or(false),
-            recovered: v["recovered"].as_bool().unwrap_or(false),
-            seq: num(v, "seq").unwrap_or(0),
-        });
-        return;
-    }
-    h.record(Event::Frame {
-        conn,
-        seq: num(v, "seq"),
-        channel: v["channel"].as_str().map(str::to_owned),
-        n: v["data"].get("n").and_then(Value::as_u64),
-        kind,
-    });
+            session_id: w.session_id.clone(),
+            node: w.node.clone(),
+            resumed: w.resumed,
+            recovered: w.recovered,
+            seq: w.seq,
+        },
+        Some(ServerMessage::Event {
+            seq, channel, data, ..
+        }) => Event::Frame {
+            conn,
+            seq: Some(*seq),
+            channel: Some(channel.clone()),
+            n: data.get("n").and_then(Value::as_u64),
+            kind: "event".into(),
+        },
+        other => Event::Frame {
+            conn,
+            seq: other.and_then(ServerMessage::seq),
+            channel: None,
+            n: None,
+            kind: other.map_or("?", ServerMessage::kind).into(),
+        },
+    };
+    h.record(event);
 }

@@ -7,9 +7,10 @@
 //! - `history`: `History` (append-only, bounded, JSON) and its `Event`s.
 //! - `net`: `Net`, the fault table (partitions, one-way, delay, throttle, refuse, reset).
 //! - `proxy`: `FaultProxy`, the TCP proxy that applies the `Net` to one node's listener.
-//! - `client`: `Conn` and `Session`, WebSocket clients that record what they see.
+//! - `client`: `Conn` and `Session`, WebSocket clients that record what they see, and
+//!   `SdkClient`, a client driven by the Rust SDK and recorded the same way.
 //! - `admin`: `Admin`, recorded admin API calls that never panic.
-//! - `cluster`: `ChaosCluster`, nodes wired through proxies; SIGKILL/SIGSTOP/restart.
+//! - `cluster`: `ChaosCluster`, nodes wired through proxies; SIGKILL/SIGTERM/SIGSTOP/restart.
 //! - `checkers`: the six invariants, one per file, and `check_all`.
 //! - `scenario`: `Scenario` (seed, serial run, checks, summary row, dump on failure).
 //! - `report`: the summary rows and table.

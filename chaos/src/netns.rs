@@ -34,7 +34,7 @@
 //! - this file: `Net` (namespaces, links, cuts), `Link`, `faketime_env`, `enabled`, the seed.
 //! - `relay`: the latency relay.
 //! - `cluster`: `NetCluster`, `tether` processes on a `Net`.
-//! - `client`: hello/resume answered by a welcome or a close code; retry past 4111.
+//! - `client`: connects and admin calls retried past 4111/503; recorded events.
 //! - `host`: the `ip`/`nft` commands, the run claim and the stale sweep.
 
 pub mod client;

@@ -128,11 +128,7 @@ async fn skewed_clocks_expire_locally_and_revoke_everywhere() {
     // Revocation through the skewed nodes, meanwhile.
     let (t, _) = token_at("victim", -40, 600);
     let mut victim = admit(&h, &c, 2, &t, false).await.expect("victim on node 2");
-    let sid = victim
-        .state()
-        .welcome
-        .and_then(|w| w["session_id"].as_str().map(str::to_owned))
-        .expect("sid");
+    let sid = victim.state().welcome.map(|w| w.session_id).expect("sid");
     let r = admin
         .revoke_session(3, &c.node(3).admin_addr, &sid, true)
         .await;

@@ -72,7 +72,7 @@ async fn cross_region_revocations_and_resume() {
             .connect(&h, on, &c.node(on).ws_url(), WELCOME)
             .await
             .expect("welcome");
-        let sid = w["session_id"].as_str().expect("session id").to_owned();
+        let sid = w.session_id.clone();
         let conn = sess.conn.as_mut().expect("connection");
         let start = Instant::now();
         let (r, (closed, at)) = tokio::join!(
@@ -156,9 +156,9 @@ async fn cross_region_revocations_and_resume() {
         .await
         .expect("resume on the new node");
     assert_eq!(
-        (welcome["resumed"].as_bool(), welcome["recovered"].as_bool()),
-        (Some(true), Some(true)),
-        "resume n{from} -> n{to}: {welcome}"
+        (welcome.resumed, welcome.recovered),
+        (true, true),
+        "resume n{from} -> n{to}: {welcome:?}"
     );
     // Keep reading until the publisher is done and no event came for 3 s.
     let second = mover.conn.as_mut().expect("connection");
@@ -236,7 +236,7 @@ async fn cross_region_revocations_and_resume() {
     let w = session_past_4111(&mut back, &h, leader, &c.node(leader).ws_url())
         .await
         .expect("the old leader admits after the heal");
-    let sid = w["session_id"].as_str().expect("session id").to_owned();
+    let sid = w.session_id.clone();
     recorded_ok("revoke after the heal", || {
         admin.revoke_session(survivor, &c.node(survivor).admin_addr, &sid, true)
     })

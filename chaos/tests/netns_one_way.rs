@@ -134,7 +134,7 @@ async fn one_way_cut_from_the_leader_keeps_revocations_bounded() {
         .connect(&h, other, &c.node(other).ws_url(), WELCOME)
         .await
         .expect("welcome on the other follower");
-    let sid = w["session_id"].as_str().expect("sid").to_owned();
+    let sid = w.session_id.clone();
     revoke_acked(&admin, &c, other, &[leader, other], &sid, &h).await;
     let ended = fresh
         .conn
@@ -167,7 +167,7 @@ async fn one_way_cut_from_the_leader_keeps_revocations_bounded() {
         .await
         .expect("the follower admits after the heal");
     // A registry write after the heal (the liveness checker needs one): revoke it.
-    let sid = w["session_id"].as_str().expect("sid").to_owned();
+    let sid = w.session_id.clone();
     revoke_acked(&admin, &c, victim, &[leader, other], &sid, &h).await;
     let ended = back
         .conn

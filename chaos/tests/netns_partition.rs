@@ -130,7 +130,7 @@ async fn leader_in_minority_fails_closed_majority_serves() {
     let w = session_past_4111(&mut fresh, &h, majority[1], &c.node(majority[1]).ws_url())
         .await
         .expect("the majority admits");
-    let sid = w["session_id"].as_str().unwrap_or("").to_owned();
+    let sid = w.session_id.clone();
     let on = majority[0];
     recorded_ok("revoke on the majority", || {
         admin.revoke_session(on, &c.node(on).admin_addr, &sid, true)
@@ -155,7 +155,7 @@ async fn leader_in_minority_fails_closed_majority_serves() {
     let welcome = session_past_4111(&mut on_leader[1], &h, to, &c.node(to).ws_url())
         .await
         .expect("resume of a minority session on the majority");
-    assert_eq!(welcome["resumed"], true, "{welcome}");
+    assert!(welcome.resumed, "{welcome:?}");
 
     // Heal: every node serves again, the old leader included.
     c.net.heal();
@@ -188,7 +188,7 @@ async fn leader_in_minority_fails_closed_majority_serves() {
     let w = session_past_4111(&mut on_leader[2], &h, leader, &url)
         .await
         .expect("resume of a detached 4111 session on the old leader");
-    assert_eq!(w["resumed"], true, "{w}");
+    assert!(w.resumed, "{w:?}");
     let again = session_past_4111(&mut on_leader[0], &h, leader, &url).await;
     assert_eq!(
         again.err(),
@@ -199,7 +199,7 @@ async fn leader_in_minority_fails_closed_majority_serves() {
     let w = session_past_4111(&mut back, &h, leader, &url)
         .await
         .expect("the old leader admits after the heal");
-    let sid = w["session_id"].as_str().unwrap_or("").to_owned();
+    let sid = w.session_id.clone();
     let on = majority[0];
     recorded_ok("revoke after the heal", || {
         admin.revoke_session(on, &c.node(on).admin_addr, &sid, true)
@@ -228,7 +228,7 @@ async fn leader_in_minority_fails_closed_majority_serves() {
         let w = session_past_4111(&mut steady, &h, to, &c.node(to).ws_url())
             .await
             .expect("the majority's client resumes after the post-heal election");
-        assert_eq!(w["resumed"], true, "{w}");
+        assert!(w.resumed, "{w:?}");
     }
     c.assert_alive();
     drop((on_leader, steady, fresh, back, refused));

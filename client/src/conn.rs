@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
+use tether_protocol::{ClientFrame, ServerMessage};
 use tokio::time::{Instant, sleep_until};
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
@@ -12,7 +13,6 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use crate::driver::Ctx;
 use crate::error::ClientError;
 use crate::event::ClientEvent;
-use crate::frames::{Incoming, Outgoing};
 use crate::pending::{Command, Done, PendingMap, Request, Waiter};
 use crate::refresh::RefreshTimer;
 use crate::transport::Ws;
@@ -80,7 +80,7 @@ impl Conn<'_> {
             let deadline = Instant::now() + self.ctx.cfg.request_timeout;
             self.pending
                 .insert(id, Waiter::Resubscribe(channel.clone()), deadline);
-            self.send(&Outgoing::Subscribe { id, channel }).await?;
+            self.send(&ClientFrame::Subscribe { id, channel }).await?;
         }
         Ok(())
     }
@@ -133,7 +133,7 @@ impl Conn<'_> {
         };
         self.last_rx = Instant::now();
         match msg {
-            Message::Text(t) => match Incoming::parse(&t) {
+            Message::Text(t) => match ServerMessage::parse(&t) {
                 Some(frame) => self.on_frame(frame).await,
                 None => {
                     tracing::debug!("tether-client: ignoring an unreadable frame");
@@ -159,16 +159,16 @@ impl Conn<'_> {
         }
     }
 
-    async fn on_frame(&mut self, frame: Incoming) -> Result<(), Ended> {
+    async fn on_frame(&mut self, frame: ServerMessage) -> Result<(), Ended> {
         match frame {
-            Incoming::Event { seq, channel, data } => {
+            ServerMessage::Event { seq, channel, data } => {
                 if self.ctx.session.accept_seq(seq) {
                     self.deliver(ClientEvent::Event { seq, channel, data })
                         .await?;
                     self.ack_if_due(false).await?;
                 }
             }
-            Incoming::Permissions {
+            ServerMessage::Permissions {
                 seq,
                 permissions,
                 version,
@@ -188,21 +188,21 @@ impl Conn<'_> {
                     self.ack_if_due(false).await?;
                 }
             }
-            Incoming::Reply { id, ok, error } => {
+            ServerMessage::Reply { id, ok, error } => {
                 if let Some(done) = self.pending.complete(id, ok, error) {
                     self.on_done(done).await?;
                 }
             }
-            Incoming::TokenExpiring { .. } => self.start_refresh(),
-            Incoming::Reconnect { after_ms, reason } => {
+            ServerMessage::TokenExpiring { .. } => self.start_refresh(),
+            ServerMessage::Reconnect { after_ms, reason } => {
                 tracing::debug!(after_ms, reason, "tether-client: reconnect advised");
                 let after = Duration::from_millis(after_ms).min(Duration::from_secs(300));
                 self.advised_at = Some(Instant::now() + after);
             }
-            Incoming::Error { code, message } => {
+            ServerMessage::Error { code, message } => {
                 self.deliver(ClientEvent::Error { code, message }).await?;
             }
-            Incoming::Welcome(_) | Incoming::Unknown => {}
+            ServerMessage::Welcome(_) | ServerMessage::Unknown => {}
         }
         Ok(())
     }
@@ -312,7 +312,7 @@ impl Conn<'_> {
         self.pending
             .insert(id, Waiter::Refresh(token.clone()), deadline);
         self.refresh.sent();
-        self.send(&Outgoing::Refresh { id, token }).await
+        self.send(&ClientFrame::Refresh { id, token }).await
     }
 
     async fn housekeeping(&mut self) -> Result<(), Ended> {
@@ -343,7 +343,7 @@ impl Conn<'_> {
             return Ok(());
         }
         let seq = s.last_seq;
-        self.send(&Outgoing::Ack { seq }).await?;
+        self.send(&ClientFrame::Ack { seq }).await?;
         self.ctx.session.last_acked = seq;
         Ok(())
     }
@@ -356,7 +356,7 @@ impl Conn<'_> {
         }
     }
 
-    async fn send(&mut self, frame: &Outgoing) -> Result<(), Ended> {
+    async fn send(&mut self, frame: &ClientFrame) -> Result<(), Ended> {
         let msg = Message::text(frame.to_json());
         match tokio::time::timeout(self.ctx.cfg.write_timeout, self.ws.send(msg)).await {
             Ok(Ok(())) => Ok(()),

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use tether_protocol::Welcome;
 use tokio::sync::{mpsc, watch};
 
 use crate::client::Shared;
@@ -11,7 +12,6 @@ use crate::config::ClientConfig;
 use crate::conn::{self, Ended};
 use crate::error::ClientError;
 use crate::event::ClientEvent;
-use crate::frames::Welcome;
 use crate::handshake::{self, Failure};
 use crate::pending::Command;
 use crate::policy::{self, Action, Backoff};

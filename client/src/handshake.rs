@@ -2,10 +2,10 @@
 //! `hello` (with `resume` when there is a session) and the `welcome`.
 
 use futures_util::{SinkExt, StreamExt};
+use tether_protocol::{ClientFrame, ClientMeta, ServerMessage, Welcome};
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::driver::Ctx;
-use crate::frames::{ClientInfo, Incoming, Outgoing, Welcome};
 use crate::transport::{self, Ws};
 
 /// Why an attempt failed.
@@ -41,12 +41,13 @@ pub(crate) async fn attempt(ctx: &mut Ctx) -> Result<(Ws, Welcome), Failure> {
     let mut ws = transport::open(&ctx.cfg, &endpoint, &token)
         .await
         .map_err(Failure::Io)?;
-    let hello = Outgoing::Hello {
+    let hello = ClientFrame::Hello {
+        token: None,
         resume: ctx.session.resume(),
-        client: ClientInfo {
-            name: ctx.cfg.client_name.clone(),
-            version: ctx.cfg.client_version.clone(),
-        },
+        client: Some(ClientMeta {
+            name: Some(ctx.cfg.client_name.clone()),
+            version: Some(ctx.cfg.client_version.clone()),
+        }),
     };
     tokio::time::timeout(
         ctx.cfg.write_timeout,
@@ -61,9 +62,9 @@ pub(crate) async fn attempt(ctx: &mut Ctx) -> Result<(Ws, Welcome), Failure> {
             .await
             .map_err(|_| Failure::Io(format!("{endpoint}: no welcome in time")))?;
         match msg {
-            Some(Ok(Message::Text(t))) => match Incoming::parse(&t) {
-                Some(Incoming::Welcome(w)) => return Ok((ws, w)),
-                Some(Incoming::Error { code, message }) => {
+            Some(Ok(Message::Text(t))) => match ServerMessage::parse(&t) {
+                Some(ServerMessage::Welcome(w)) => return Ok((ws, w)),
+                Some(ServerMessage::Error { code, message }) => {
                     tracing::debug!(code, message, "tether-client: error before welcome");
                 }
                 _ => tracing::debug!("tether-client: unexpected frame before welcome"),

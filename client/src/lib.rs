@@ -39,7 +39,6 @@
 //! | `refresh.rs` | when to refresh the token in-band; the provider call in progress |
 //! | `pending.rs` | requests in flight and their replies |
 //! | `policy.rs` | close code → action, full-jitter backoff |
-//! | `frames.rs` | JSON frames of `tether.v1` |
 //! | `transport.rs` | TCP/TLS + WebSocket upgrade with `tether.v1` and the bearer header |
 
 #![deny(missing_docs)]
@@ -50,7 +49,6 @@ mod conn;
 mod driver;
 mod error;
 mod event;
-mod frames;
 mod handshake;
 mod pending;
 mod policy;

@@ -4,11 +4,11 @@
 use std::collections::HashMap;
 
 use serde_json::Value;
+use tether_protocol::{ClientFrame, ErrorBody};
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use crate::error::ClientError;
-use crate::frames::{Outgoing, ReplyError};
 
 /// What the application asked for.
 #[derive(Debug, Clone)]
@@ -19,17 +19,17 @@ pub(crate) enum Request {
 }
 
 impl Request {
-    pub fn frame(&self, id: u64) -> Outgoing {
+    pub fn frame(&self, id: u64) -> ClientFrame {
         match self {
-            Request::Subscribe(c) => Outgoing::Subscribe {
+            Request::Subscribe(c) => ClientFrame::Subscribe {
                 id,
                 channel: c.clone(),
             },
-            Request::Unsubscribe(c) => Outgoing::Unsubscribe {
+            Request::Unsubscribe(c) => ClientFrame::Unsubscribe {
                 id,
                 channel: c.clone(),
             },
-            Request::Publish(c, d) => Outgoing::Publish {
+            Request::Publish(c, d) => ClientFrame::Publish {
                 id,
                 channel: c.clone(),
                 data: d.clone(),
@@ -64,7 +64,7 @@ pub(crate) enum Waiter {
 #[derive(Debug)]
 pub(crate) struct Done {
     pub waiter: Waiter,
-    pub result: Result<(), ReplyError>,
+    pub result: Result<(), ErrorBody>,
 }
 
 /// Requests in flight on one connection, by id.
@@ -83,7 +83,7 @@ impl PendingMap {
     }
 
     /// Takes the waiter of reply `id`, if it is still known.
-    pub fn complete(&mut self, id: u64, ok: bool, error: Option<ReplyError>) -> Option<Done> {
+    pub fn complete(&mut self, id: u64, ok: bool, error: Option<ErrorBody>) -> Option<Done> {
         let (waiter, _) = self.map.remove(&id)?;
         let result = if ok {
             Ok(())

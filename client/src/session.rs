@@ -5,7 +5,8 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::frames::{Resume, Welcome};
+use tether_protocol::{ResumeRequest, Welcome};
+
 use crate::token::jwt_exp;
 
 /// Now as Unix seconds (wall clock: token `exp` values are wall-clock times).
@@ -67,9 +68,9 @@ impl SessionState {
     }
 
     /// The `hello.resume` to send, if there is a session to resume.
-    pub fn resume(&self) -> Option<Resume> {
+    pub fn resume(&self) -> Option<ResumeRequest> {
         let session_id = self.session_id.clone()?;
-        Some(Resume {
+        Some(ResumeRequest {
             session_id,
             resume_token: self.resume_token.clone(),
             last_seq: self.last_seq,
@@ -142,9 +143,8 @@ mod tests {
             resumed,
             recovered: resumed,
             seq,
-            expires_at: None,
             node: "n1".into(),
-            heartbeat_ms: None,
+            ..Welcome::default()
         }
     }
 

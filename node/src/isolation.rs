@@ -7,10 +7,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use tether_protocol::CloseCode;
 use tokio_util::sync::CancellationToken;
 
 use crate::context::NodeCtx;
-use crate::protocol::CloseCode;
 use crate::session::ConnMsg;
 
 /// How often the lease is checked; adds at most this much to the stale-authorization bound.

@@ -1,4 +1,5 @@
-//! Tether gateway node.
+//! Tether gateway node. The client wire protocol (frames, close codes, the subprotocol and
+//! field bounds) is the `tether-protocol` crate, shared with the SDK and the test clients.
 //!
 //! # Layout
 //! - `cli`: the `tether` command line (`serve`, `token`, `admin`); `main.rs` only calls it.
@@ -11,8 +12,6 @@
 //!   its socket tasks and supervisor, the outbox and resume, the cross-node handover, the
 //!   session directory, the dispatcher of applied registry events, the orphan reaper, publish
 //!   fan-out and the node-level RPCs between nodes.
-//! - `protocol`: the JSON frames as the node reads and writes them (close codes, the
-//!   subprotocol and field bounds come from the `tether-protocol` crate).
 //! - `auth`: JWT verification per tenant (inline keys, JWKS), admin tokens, minting for dev.
 //! - `perms`: the `sub:`/`pub:` permission grammar and channel matching.
 //! - `admin`: the admin HTTP API, probes and `/metrics`.
@@ -38,7 +37,6 @@ pub mod metrics;
 pub mod net;
 pub mod peer;
 pub mod perms;
-pub mod protocol;
 pub mod server;
 pub mod session;
 pub mod tls;

@@ -13,6 +13,7 @@ use ractor::Actor;
 use tether_cluster::clock::SharedClock;
 use tether_cluster::command::Command;
 use tether_cluster::{RaftTiming, Registry, RegistryConfig, TetherNode};
+use tether_protocol::CloseCode;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -25,7 +26,6 @@ use crate::gateway::{self, Edge, Gateway};
 use crate::limits::{LimitError, LimitSettings, Limits};
 use crate::metrics::{CONNECTIONS_REFUSED, Metrics};
 use crate::net::TrustedProxies;
-use crate::protocol::CloseCode;
 use crate::session::directory::SessionDirectory;
 use crate::session::dispatch::Dispatcher;
 use crate::session::rpc::PeerApp;

@@ -3,15 +3,20 @@
 //! # Layout
 //! - `close`: the close codes with their reason strings, and what a client does after each
 //!   ([`Reconnect`]); the node closes with them, the SDKs act on them.
+//! - `frames/`: the JSON frames: [`ClientFrame`] (built by clients, parsed strictly by the
+//!   node), [`ServerFrame`] (written by the node) and [`ServerMessage`] (the same frames as
+//!   a client reads them).
 //! - this file: the subprotocol, the bearer-subprotocol prefix, the connect path, and the
 //!   bounds the node puts on client fields.
-//!
-//! The JSON frames are still defined on each side (`node/src/protocol/frames.rs`,
-//! `client/src/frames.rs`).
 
 mod close;
+mod frames;
 
 pub use close::{CloseCode, Reconnect, reconnect_after};
+pub use frames::{
+    ClientFrame, ClientMeta, ErrorBody, FrameError, ResumeRequest, ServerFrame, ServerMessage,
+    Welcome,
+};
 
 /// The WebSocket subprotocol every client must offer (and the server echoes).
 pub const SUBPROTOCOL: &str = "tether.v1";

@@ -1,9 +1,14 @@
 //! `WsClient`: a real WebSocket client (tokio-tungstenite) with helpers that wait with deadlines.
+//!
+//! The helpers build their frames with `tether-protocol`'s [`ClientFrame`]. Frames are read
+//! back as JSON values on purpose: the tests assert the wire text as `PROTOCOL.md` writes
+//! it, independently of the Rust types both sides share.
 
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use serde_json::{Value, json};
+use serde_json::Value;
+use tether_protocol::{BEARER_SUBPROTOCOL_PREFIX, ClientFrame, SUBPROTOCOL};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
@@ -41,9 +46,9 @@ pub fn request(
     origin: Option<&str>,
 ) -> tokio_tungstenite::tungstenite::handshake::client::Request {
     let mut req = url.into_client_request().expect("client request");
-    let mut protos = "tether.v1".to_owned();
+    let mut protos = SUBPROTOCOL.to_owned();
     if let Some(t) = bearer_proto {
-        protos.push_str(&format!(", tether.bearer.{t}"));
+        protos.push_str(&format!(", {BEARER_SUBPROTOCOL_PREFIX}{t}"));
     }
     let h = req.headers_mut();
     h.insert(
@@ -82,10 +87,14 @@ impl WsClient {
         };
         let mut c = WsClient::upgrade(req).await.expect("upgrade");
         let hello = match carrier {
-            Carrier::Hello => json!({"type": "hello", "token": token}),
-            _ => json!({"type": "hello"}),
+            Carrier::Hello => ClientFrame::Hello {
+                token: Some(token.to_owned()),
+                resume: None,
+                client: None,
+            },
+            _ => ClientFrame::hello(None),
         };
-        c.send_json(&hello).await;
+        c.send(&hello).await;
         c
     }
 
@@ -95,6 +104,10 @@ impl WsClient {
         let w = c.next_json().await;
         assert_eq!(w["type"], "welcome", "expected welcome, got {w}");
         (c, w)
+    }
+
+    pub async fn send(&mut self, frame: &ClientFrame) {
+        self.send_text(&frame.to_json()).await;
     }
 
     pub async fn send_json(&mut self, v: &Value) {
@@ -199,10 +212,16 @@ impl WsClient {
         self.closed_within(DEADLINE).await.0
     }
 
-    /// Sends a request frame with `id` and returns the reply with that id.
-    pub async fn request(&mut self, mut frame: Value, id: u64) -> Value {
-        frame["id"] = json!(id);
-        self.send_json(&frame).await;
+    /// Sends a request frame and returns the reply with its `id`.
+    pub async fn request(&mut self, frame: ClientFrame) -> Value {
+        let id = match &frame {
+            ClientFrame::Refresh { id, .. }
+            | ClientFrame::Subscribe { id, .. }
+            | ClientFrame::Unsubscribe { id, .. }
+            | ClientFrame::Publish { id, .. } => *id,
+            other => panic!("not a request: {other:?}"),
+        };
+        self.send(&frame).await;
         loop {
             let v = self.next_json().await;
             if v["type"] == "reply" && v["id"] == id {
@@ -211,9 +230,21 @@ impl WsClient {
         }
     }
 
+    /// Sends an in-band `refresh` with `token` and returns its reply.
+    pub async fn refresh(&mut self, token: &str, id: u64) -> Value {
+        self.request(ClientFrame::Refresh {
+            id,
+            token: token.to_owned(),
+        })
+        .await
+    }
+
     pub async fn subscribe(&mut self, channel: &str, id: u64) -> Value {
-        self.request(json!({"type": "subscribe", "channel": channel}), id)
-            .await
+        self.request(ClientFrame::Subscribe {
+            id,
+            channel: channel.to_owned(),
+        })
+        .await
     }
 }
 

@@ -325,7 +325,7 @@ async fn refresh_with_unreachable_jwks_hides_the_fetch_error() {
     let node = TestNode::start_with(LIMITS, &extra).await;
     let (mut c, _) = WsClient::connect(&node.ws_url(), &token("alice", &["sub:x.*"])).await;
     let es = sign_es(EC_KID, &claims("alice", 600, &[]));
-    let reply = c.request(json!({"type": "refresh", "token": es}), 1).await;
+    let reply = c.refresh(&es, 1).await;
     assert_eq!(reply["ok"], false, "{reply}");
     assert_eq!(reply["error"]["code"], "unauthorized", "{reply}");
     let message = reply["error"]["message"].as_str().unwrap_or_default();

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use serde_json::json;
+use tether_protocol::ClientFrame;
 use tether_tests::admin::call;
 use tether_tests::client::{Carrier, WsClient};
 use tether_tests::cluster::{TestCluster, make_certs, tls_lines};
@@ -311,10 +312,11 @@ async fn publish_fans_out_across_nodes() {
     assert_eq!(on2.next_of("event").await["data"]["from"], "admin");
     assert_eq!(on3.next_of("event").await["data"]["from"], "admin");
     let reply = on3
-        .request(
-            json!({"type": "publish", "channel": "room.a", "data": {"from": "lee"}}),
-            2,
-        )
+        .request(ClientFrame::Publish {
+            id: 2,
+            channel: "room.a".into(),
+            data: json!({"from": "lee"}),
+        })
         .await;
     assert_eq!(reply["ok"], true);
     assert_eq!(on2.next_of("event").await["data"]["from"], "lee");

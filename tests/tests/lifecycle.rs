@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use serde_json::json;
+use tether_protocol::ClientFrame;
 use tether_tests::admin::call;
 use tether_tests::client::WsClient;
 use tether_tests::node::TestNode;
@@ -37,18 +38,20 @@ async fn publish_delivers_with_increasing_seq() {
     }
     // A client publish reaches subscribers (here: itself), and needs pub permission.
     let reply = c
-        .request(
-            json!({"type": "publish", "channel": "chat.room1", "data": {"hi": true}}),
-            2,
-        )
+        .request(ClientFrame::Publish {
+            id: 2,
+            channel: "chat.room1".into(),
+            data: json!({"hi": true}),
+        })
         .await;
     assert_eq!(reply["ok"], true);
     assert_eq!(c.next_of("event").await["data"]["hi"], true);
     let reply = c
-        .request(
-            json!({"type": "publish", "channel": "news.x", "data": 1}),
-            3,
-        )
+        .request(ClientFrame::Publish {
+            id: 3,
+            channel: "news.x".into(),
+            data: json!(1),
+        })
         .await;
     assert_eq!(reply["error"]["code"], "forbidden");
 }
@@ -60,20 +63,10 @@ async fn refresh_same_subject_ok_other_subject_refused() {
     let node = TestNode::start().await;
     let (mut c, _) = WsClient::connect(&node.ws_url(), &token("alice", &["sub:chat.*"])).await;
     assert_eq!(c.subscribe("chat.room1", 1).await["ok"], true);
-    let reply = c
-        .request(
-            json!({"type": "refresh", "token": token("mallory", &["sub:*.*"])}),
-            2,
-        )
-        .await;
+    let reply = c.refresh(&token("mallory", &["sub:*.*"]), 2).await;
     assert_eq!(reply["ok"], false);
     assert_eq!(reply["error"]["code"], "subject_mismatch");
-    let reply = c
-        .request(
-            json!({"type": "refresh", "token": token("alice", &["sub:news.*"])}),
-            3,
-        )
-        .await;
+    let reply = c.refresh(&token("alice", &["sub:news.*"]), 3).await;
     assert_eq!(reply["ok"], true, "{reply}");
     let p = c.next_of("permissions").await;
     assert_eq!(p["dropped"], json!(["chat.room1"]));
@@ -103,9 +96,7 @@ async fn expiry_closes_4100_unless_refreshed() {
     let (mut c, w) = WsClient::connect(&node.ws_url(), &short).await;
     let old_exp = w["expires_at"].as_u64().unwrap();
     c.next_of("token_expiring").await;
-    let reply = c
-        .request(json!({"type": "refresh", "token": token("alice", &[])}), 1)
-        .await;
+    let reply = c.refresh(&token("alice", &[]), 1).await;
     assert_eq!(reply["ok"], true);
     // Keep talking (so idle_timeout does not interfere) until well past the old exp.
     let mut id = 2;

@@ -198,12 +198,7 @@ async fn first_outcome(c: &mut WsClient) -> Result<Value, u16> {
 async fn tenant_session_max_lifetime_closes_4100() {
     let node = TestNode::start_with("", "[tenants.limits]\nsession_max_lifetime_secs = 3").await;
     let (mut c, _) = WsClient::connect(&node.ws_url(), &token("alice", &[])).await;
-    let reply = c
-        .request(
-            serde_json::json!({"type": "refresh", "token": token("alice", &[])}),
-            1,
-        )
-        .await;
+    let reply = c.refresh(&token("alice", &[]), 1).await;
     assert_eq!(reply["ok"], true);
     // Keep the connection busy so idle_timeout (3 s) is not what closes it.
     let mut id = 2;

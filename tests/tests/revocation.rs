@@ -258,9 +258,7 @@ async fn revoking_refreshed_token_closes_session() {
     let sid = w["session_id"].as_str().unwrap().to_owned();
     let new_claims = claims("gina", 600, &[]);
     let new_token = sign_hs(TENANT_KID, TENANT_SECRET, &new_claims);
-    let reply = c
-        .request(json!({"type": "refresh", "token": new_token}), 1)
-        .await;
+    let reply = c.refresh(&new_token, 1).await;
     assert_eq!(reply["ok"], true, "{reply}");
     let got = call(&node, "GET", &format!("/v1/sessions/{sid}"), None).await;
     assert_eq!(got.body["expires_at"], new_claims["exp"], "{}", got.body);
@@ -282,9 +280,7 @@ async fn revoking_refreshed_token_closes_session() {
     );
     // Refreshing onto a revoked token is refused too.
     let (mut c, _) = WsClient::connect(&node.ws_url(), &token("gina", &[])).await;
-    let reply = c
-        .request(json!({"type": "refresh", "token": new_token}), 2)
-        .await;
+    let reply = c.refresh(&new_token, 2).await;
     assert_eq!(reply["ok"], false);
     assert_eq!(reply["error"]["code"], "refused");
 }

@@ -8,7 +8,8 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use serde_json::json;
+use tether_protocol::ServerMessage;
 use tokio::time::Instant;
 
 use crate::Ctx;
@@ -34,13 +35,10 @@ struct Sink {
 
 impl Sink {
     fn on_text(&self, text: &str) {
-        let Ok(v) = serde_json::from_str::<Value>(text) else {
+        let Some(ServerMessage::Event { data, .. }) = ServerMessage::parse(text) else {
             return;
         };
-        if v["type"] != "event" {
-            return;
-        }
-        let Some(k) = v["data"]["k"].as_u64().map(|k| k as usize) else {
+        let Some(k) = data["k"].as_u64().map(|k| k as usize) else {
             return;
         };
         let (Some(start), Some(seen), Some(last)) =

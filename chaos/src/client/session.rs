@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use serde_json::Value;
+use tether_protocol::Welcome;
 
 use super::{Conn, Dial, Token};
 use crate::history::{History, Id};
@@ -38,7 +38,7 @@ impl Session {
         node: u64,
         url: &str,
         within: Duration,
-    ) -> Result<Value, Option<u16>> {
+    ) -> Result<Welcome, Option<u16>> {
         self.take_progress();
         let resume = self
             .session_id
@@ -57,9 +57,9 @@ impl Session {
         .await;
         let r = c.welcomed(within).await;
         if let Ok(w) = &r {
-            self.session_id = w["session_id"].as_str().map(str::to_owned);
-            self.resume_token = w["resume_token"].as_str().map(str::to_owned);
-            if w["resumed"] != true {
+            self.session_id = Some(w.session_id.clone());
+            self.resume_token = Some(w.resume_token.clone());
+            if !w.resumed {
                 self.last_seq = 0;
             }
         }

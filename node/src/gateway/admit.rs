@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use base64::Engine;
+use tether_protocol::{ClientFrame, CloseCode, ResumeRequest, ServerFrame};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::error::CapacityError;
 use tokio_tungstenite::tungstenite::handshake::server::Request;
@@ -18,7 +19,6 @@ use crate::context::{NodeCtx, RegistryTenants};
 use crate::limits::ConnSlot;
 use crate::metrics::CONNECTIONS_REFUSED as REFUSED_METRIC;
 use crate::net::forwarded_client;
-use crate::protocol::{ClientFrame, CloseCode, ResumeRequest, ServerFrame};
 use crate::session::{close_raw, denial_close_code};
 use tether_cluster::RegistryError;
 use tether_cluster::command::{ClientInfo, Command, Denial, OpenSession, RegistryEvent};

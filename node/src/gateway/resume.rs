@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use tether_protocol::{CloseCode, ResumeRequest};
 use tokio_tungstenite::WebSocketStream;
 
 use super::admit::{admit, random_b64, resume_hash, unavailable_code, user_caps};
@@ -11,7 +12,6 @@ use super::start::start_session;
 use super::{ClientStream, Gateway};
 use crate::auth::VerifiedToken;
 use crate::limits::ConnSlot;
-use crate::protocol::{CloseCode, ResumeRequest};
 use crate::session::{ConnMsg, ResumeAttach, ResumedFrom, close_raw, denial_close_code, spawn_io};
 use tether_cluster::command::{BindSession, ClientInfo, Command, Denial, RegistryEvent};
 

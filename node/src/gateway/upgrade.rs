@@ -1,10 +1,10 @@
 //! The HTTP upgrade: path, subprotocol, token carriers and Origin, read from the request.
 
 use http::{HeaderValue, StatusCode};
+use tether_protocol::{BEARER_SUBPROTOCOL_PREFIX, CONNECT_PATH, SUBPROTOCOL};
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
 
 use crate::limits::LimitError;
-use crate::protocol::{BEARER_SUBPROTOCOL_PREFIX, CONNECT_PATH, SUBPROTOCOL};
 
 /// What the upgrade request carried. Tokens are held, never logged.
 #[derive(Default)]

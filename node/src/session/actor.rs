@@ -5,6 +5,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef};
+use tether_protocol::{CloseCode, ServerFrame};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
@@ -16,7 +17,6 @@ use super::rate::RateWindow;
 use super::{AuthContext, ConnMsg, IoStarter, PermsUpdate};
 use crate::context::NodeCtx;
 use crate::perms::Permissions;
-use crate::protocol::{CloseCode, ServerFrame};
 use tether_cluster::command::Denial;
 
 pub struct ConnectionActor;

@@ -4,11 +4,11 @@
 use std::sync::atomic::Ordering;
 
 use ractor::ActorRef;
+use tether_protocol::CloseCode;
 
 use super::ConnMsg;
 use super::actor::ConnState;
 use super::resume::resumable;
-use crate::protocol::CloseCode;
 
 impl ConnState {
     /// Ends the connection with `code`. A reconnect-class code (41xx, 1012, 1013) only

@@ -5,13 +5,13 @@
 use std::time::Duration;
 
 use ractor::ActorRef;
+use tether_protocol::{CloseCode, ServerFrame};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use super::ConnMsg;
 use super::actor::ConnState;
 use super::io::Outbound;
-use crate::protocol::{CloseCode, ServerFrame};
 
 /// The deadline timer's state.
 pub(super) struct Deadline {

@@ -11,12 +11,12 @@ use tether_cluster::EventSink;
 use tether_cluster::command::{EntryMeta, RegistryEvent};
 
 use tether_cluster::NodeId;
+use tether_protocol::CloseCode;
 
 use super::directory::{DirEntry, Recipients, SessionDirectory};
 use super::{ConnMsg, Delivery, PermsUpdate};
 use crate::context::NodeCtx;
 use crate::metrics::Metrics;
-use crate::protocol::CloseCode;
 
 /// How many recent entries keep the list of sessions they closed, for `?wait=closed`.
 const RECENT: usize = 4096;

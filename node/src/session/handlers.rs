@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use ractor::ActorRef;
+use tether_protocol::{ClientFrame, CloseCode, FrameError, ServerFrame};
 use tokio::time::Instant;
 
 use super::actor::{ConnState, denial_close_code};
@@ -12,7 +13,6 @@ use crate::audit::AuditRecord;
 use crate::auth::AuthError;
 use crate::context::RegistryTenants;
 use crate::perms::{Permissions, is_valid_channel};
-use crate::protocol::{ClientFrame, CloseCode, FrameError, ServerFrame};
 use tether_cluster::command::{Command, RegistryEvent};
 
 impl ConnState {

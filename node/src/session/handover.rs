@@ -6,11 +6,11 @@ use std::collections::VecDeque;
 use std::time::Duration;
 
 use ractor::ActorRef;
+use tether_protocol::CloseCode;
 use tokio::time::Instant;
 
 use super::ConnMsg;
 use super::actor::ConnState;
-use crate::protocol::CloseCode;
 
 /// The previous owner of a session handed over to this node, while it may still keep
 /// messages that reached it for the session.

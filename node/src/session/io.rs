@@ -10,6 +10,7 @@ use ractor::ActorRef;
 use std::collections::VecDeque;
 use tokio::io::{AsyncRead, AsyncWrite};
 
+use tether_protocol::CloseCode;
 use tokio::sync::{Notify, Semaphore, oneshot};
 use tokio::task::JoinHandle;
 use tokio_tungstenite::WebSocketStream;
@@ -19,7 +20,6 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
 use super::ConnMsg;
 use crate::limits::ConnSlot;
-use crate::protocol::CloseCode;
 
 /// Frames read but not yet handled by the actor. Bounds the actor's mailbox from the socket side.
 const FRAMES_IN_FLIGHT: usize = 32;

@@ -29,6 +29,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
 use serde_json::value::RawValue;
+use tether_protocol::CloseCode;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
@@ -37,7 +38,6 @@ pub use io::{IoConfig, IoHandles, IoStarter, close_raw, spawn_io};
 pub use supervisor::{SessionSupervisor, SupervisorMsg};
 
 use crate::auth::VerifiedToken;
-use crate::protocol::CloseCode;
 
 /// The authorization state of one live session.
 #[derive(Debug, Clone)]

@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use ractor::ActorRef;
+use tether_protocol::CloseCode;
 use tokio::time::Instant;
 
 use super::actor::ConnState;
@@ -15,7 +16,6 @@ use super::io::IoHandles;
 use super::outbox::Outbox;
 use super::{ConnMsg, ResumeAttach};
 use crate::perms::Permissions;
-use crate::protocol::CloseCode;
 
 /// Codes after which the client is told to reconnect and resume (41xx, 1012, 1013): the
 /// session outlives the connection.

@@ -2,11 +2,11 @@
 //! does not keep up is closed 4108, never buffered without limit), and the `welcome`.
 
 use ractor::ActorRef;
+use tether_protocol::{CloseCode, ServerFrame};
 
 use super::ConnMsg;
 use super::actor::ConnState;
 use super::io::Outbound;
-use crate::protocol::{CloseCode, ServerFrame};
 
 impl ConnState {
     /// Queues a frame if a connection is attached; a client whose queue is full is not
