@@ -2,8 +2,9 @@
 //! client link goes through a [`FaultProxy`]. Node `i` advertises its peer proxy as its
 //! address and binds its outbound peer connections to `127.0.0.<10+i>`, so the proxy in front
 //! of each node knows which node dialed and the [`Net`] can cut any pair, either way.
-//! Process faults (SIGKILL, SIGSTOP/SIGCONT, restart on the same data dir) are recorded in
-//! the history like network faults. Each node's log goes to `node-<id>.log` in its temp dir.
+//! Process faults (SIGKILL, SIGTERM's drain, SIGSTOP/SIGCONT, restart on the same data dir)
+//! are recorded in the history like network faults. Each node's log goes to
+//! `node-<id>.log` in its temp dir.
 
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -186,6 +187,28 @@ impl ChaosCluster {
         self.node_mut(id).running = false;
         self.node_mut(id).stopped = false;
         self.fault("kill", format!("SIGKILL n{id}"));
+    }
+
+    /// SIGTERM: the node drains (its clients are told to reconnect elsewhere, spread over
+    /// the drain window) and then exits.
+    pub fn drain(&self, id: u64) {
+        self.node(id).node.signal_term();
+        self.fault("drain", format!("SIGTERM n{id}: drain and exit"));
+    }
+
+    /// Waits up to `within` for node `id`'s process to exit; its exit status.
+    pub async fn exited(&mut self, id: u64, within: Duration) -> Option<std::process::ExitStatus> {
+        let end = tokio::time::Instant::now() + within;
+        loop {
+            if let Some(status) = self.node_mut(id).node.try_exit() {
+                self.node_mut(id).running = false;
+                return Some(status);
+            }
+            if tokio::time::Instant::now() >= end {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// Restarts a killed node on its data dir and ports; does not wait for it to be ready.

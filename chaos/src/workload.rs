@@ -1,6 +1,7 @@
-//! Building blocks the scenarios share: open many sessions, revoke things with retries,
-//! probe revocations after restarts, and check liveness after the heal. Everything is
-//! recorded in the scenario's history by the recorded clients and admin calls.
+//! Building blocks the scenarios share: open many sessions (hand-driven or through the
+//! Rust SDK), revoke things with retries, probe revocations after restarts, and check
+//! liveness after the heal. Everything is recorded in the scenario's history by the
+//! recorded clients and admin calls.
 
 use std::time::Duration;
 
@@ -9,7 +10,7 @@ use futures_util::stream::FuturesUnordered;
 use tokio::time::Instant;
 
 use crate::admin::Outcome;
-use crate::client::{Conn, Dial, Session, Token};
+use crate::client::{Conn, Dial, SdkClient, Session, Token};
 use crate::cluster::ChaosCluster;
 
 /// Per-call deadline for a client's welcome.
@@ -19,6 +20,43 @@ pub const PARALLEL: usize = 48;
 
 /// What every scenario client may do.
 pub const PERMS: [&str; 2] = ["sub:feed.*", "pub:feed.*"];
+
+/// Starts one SDK client per `(user, node)` (at most `PARALLEL` at a time) with `node` as
+/// its first endpoint and the other nodes after it, subscribed to `channel` when given.
+/// Panics if one cannot start: the scenario's premise is that they all run.
+pub async fn open_sdk_clients(
+    c: &ChaosCluster,
+    plan: Vec<(String, u64)>,
+    channel: Option<&str>,
+) -> Vec<SdkClient> {
+    let mut out = Vec::new();
+    for batch in plan.chunks(PARALLEL) {
+        let starts = batch.iter().map(|(user, node)| {
+            let mut endpoints: Vec<(u64, String)> = c
+                .ids()
+                .into_iter()
+                .map(|id| (id, c.node(id).ws_url()))
+                .collect();
+            endpoints.sort_by_key(|(id, _)| *id != *node);
+            let token = Token::new(user, &PERMS);
+            let history = c.history.clone();
+            async move {
+                SdkClient::start(
+                    &history,
+                    &token,
+                    &endpoints,
+                    channel,
+                    Duration::from_secs(30),
+                )
+                .await
+            }
+        });
+        for r in futures_util::future::join_all(starts).await {
+            out.push(r.unwrap_or_else(|e| panic!("SDK client: {e}")));
+        }
+    }
+    out
+}
 
 /// Opens one session per `(user, node)` (at most `PARALLEL` at a time), subscribes each to
 /// `channel` when given, and returns those that were welcomed (and subscribed).

@@ -4,7 +4,9 @@
 //! bulk (every connection to a node at once) and dropped one by one, and each client
 //! resumes with its last seen `seq` on a node the seed picks. Resume must keep the numbering
 //! without gaps or duplicates, keep the order, and lose nothing that was acknowledged, and
-//! a session must never have two owners.
+//! a session must never have two owners. Six more clients run on the Rust SDK, which
+//! reconnects, fails over and resumes on its own; each node's client links are reset once
+//! early on, so every SDK client resumes at least once under the faults.
 
 use std::time::Duration;
 
@@ -25,6 +27,8 @@ pub async fn run(name: &str, cross_node: bool, params: Params) {
     let plan: Vec<(String, u64)> = (0..12).map(|i| (format!("fl{i}"), ids[i % 3])).collect();
     let mut sessions = workload::open_sessions(&c, plan, Some(CHANNEL)).await;
     assert!(sessions.len() >= 11, "only {} sessions", sessions.len());
+    let sdk_plan = (0..6).map(|i| (format!("fs{i}"), ids[i % 3])).collect();
+    let mut sdk = workload::open_sdk_clients(&c, sdk_plan, Some(CHANNEL)).await;
     for id in &ids {
         c.net.delay(
             CLIENTS,
@@ -62,9 +66,14 @@ pub async fn run(name: &str, cross_node: bool, params: Params) {
         n
     });
     let end = Instant::now() + publish_for;
+    let mut round = 0;
     while Instant::now() < end {
         tokio::time::sleep(s.between(Duration::from_millis(150), Duration::from_millis(600))).await;
-        if s.pick(4) == 0 {
+        round += 1;
+        if round <= ids.len() {
+            // Every node's clients lose their links once, SDK clients included.
+            c.net.reset(CLIENTS, ids[round - 1]);
+        } else if s.pick(4) == 0 {
             c.net.reset(CLIENTS, ids[s.pick(ids.len())]);
         } else {
             let i = s.pick(sessions.len());
@@ -107,10 +116,25 @@ pub async fn run(name: &str, cross_node: bool, params: Params) {
                 .await;
         }
     }
+    // The SDK clients reconnect on their own: each must be back, on its first session.
+    for (i, client) in sdk.iter_mut().enumerate() {
+        let st = client
+            .wait(Duration::from_secs(60), |st| {
+                st.open || st.terminal.is_some()
+            })
+            .await;
+        assert!(
+            st.open && st.terminal.is_none() && st.welcomes >= 2 && st.always_recovered,
+            "SDK client {i} after the faults: {st:?}"
+        );
+    }
     tokio::time::sleep(Duration::from_secs(1)).await;
     s.heal();
     workload::liveness(&c, Duration::from_secs(30)).await;
     drop(sessions);
+    for client in sdk {
+        client.close().await;
+    }
     s.finish(Some(&c), &params);
 }
 

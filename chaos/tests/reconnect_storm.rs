@@ -2,7 +2,10 @@
 //! is SIGKILLed and its clients all resume on the survivors at once, with seeded jitter
 //! over two seconds, while sessions on the survivors are being revoked. Every client must
 //! be served again within the deadline, revocations must hold their bound, and no session
-//! may end up with two owners.
+//! may end up with two owners. 150 more clients run on the Rust SDK: those on the killed
+//! node fail over by themselves (their own backoff and endpoint list) and must resume
+//! their sessions on a survivor within the same deadline (`recovered:false` is expected:
+//! the killed owner's outbox died with it).
 
 use std::time::Duration;
 
@@ -15,6 +18,7 @@ use tether_chaos::workload;
 use tokio::time::Instant;
 
 const CLIENTS: usize = 2000;
+const SDK_CLIENTS: usize = 150;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reconnect_storm_after_node_death() {
@@ -31,6 +35,11 @@ async fn reconnect_storm_after_node_death() {
         "only {} sessions opened",
         sessions.len()
     );
+    let sdk_plan = (0..SDK_CLIENTS)
+        .map(|i| (format!("ss{i}"), ids[i % 3]))
+        .collect();
+    let mut sdk = workload::open_sdk_clients(&c, sdk_plan, None).await;
+    s.phase(&format!("{} SDK clients open", sdk.len()));
     let victim = ids[s.pick(ids.len())];
     let survivors = c.others(&[victim]);
     c.kill(victim);
@@ -103,6 +112,27 @@ async fn reconnect_storm_after_node_death() {
         "{} of {total} orphans back, {failed} failed",
         total - failed
     ));
+    let mut sdk_stuck = Vec::new();
+    for client in sdk.iter_mut() {
+        let st = client
+            .wait(deadline.saturating_duration_since(Instant::now()), |st| {
+                st.open && st.node != Some(victim)
+            })
+            .await;
+        if !(st.open && st.node != Some(victim) && st.terminal.is_none() && st.always_resumed) {
+            sdk_stuck.push(format!("client {}: {st:?}", client.client));
+        }
+    }
+    s.phase(&format!(
+        "{} of {SDK_CLIENTS} SDK clients back on a survivor",
+        SDK_CLIENTS - sdk_stuck.len()
+    ));
+    assert!(
+        sdk_stuck.is_empty(),
+        "{} SDK clients not resumed on a survivor within 90 s: {:?}",
+        sdk_stuck.len(),
+        &sdk_stuck[..sdk_stuck.len().min(10)]
+    );
     assert_eq!(
         failed, 0,
         "{failed} of {total} clients were not served again within 90 s"
@@ -125,6 +155,9 @@ async fn reconnect_storm_after_node_death() {
     workload::probe_all(&c, &revoked, Duration::from_secs(10)).await;
     drop(back);
     drop(rest);
+    for client in sdk {
+        client.close().await;
+    }
     let params = Params {
         revocation_bound: Duration::from_secs(3),
         liveness_deadline: Duration::from_secs(30),
