@@ -27,7 +27,9 @@ use tether_cluster::command::{Command, RegistryEvent};
 use tokio::time::Instant;
 
 pub use error::ApiError;
+use principal::Admin;
 
+use crate::audit::AuditRecord;
 use crate::auth::AdminVerifier;
 use crate::context::NodeCtx;
 use crate::session::dispatch::{DispatchLog, wait_closed_here};
@@ -135,6 +137,25 @@ async fn wait_closed_everywhere(
     }));
     let (l, r) = tokio::join!(local, remote);
     r.into_iter().fold(l, |(c, p), (c2, p2)| (c + c2, p + p2))
+}
+
+/// [`commit`] for an operator's change, and its audit line: `record` with the operator and
+/// the commit index filled in. Returns the answer's body.
+pub(crate) async fn commit_audited(
+    st: &AdminState,
+    admin: &Admin,
+    command: Command,
+    wait: bool,
+    started: Instant,
+    record: AuditRecord<'_>,
+) -> Result<axum::Json<Value>, ApiError> {
+    let (index, _, body) = commit(st, command, wait, started).await?;
+    st.ctx.audit.emit(AuditRecord {
+        operator: Some(admin.sub()),
+        commit_index: Some(index),
+        ..record
+    });
+    Ok(axum::Json(body))
 }
 
 /// Proposes a mutation and answers `{"commit_index"}` once committed, plus `closed` and

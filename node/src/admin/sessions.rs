@@ -13,7 +13,7 @@ use tokio::time::Instant;
 
 use super::error::ApiError;
 use super::principal::Admin;
-use super::{AdminState, commit, parse_body, wait_closed};
+use super::{AdminState, commit_audited, parse_body, wait_closed};
 use crate::audit::AuditRecord;
 
 #[derive(Deserialize, Default)]
@@ -94,17 +94,14 @@ pub async fn revoke(
         session_id: sid.clone(),
         reason: reason.clone(),
     };
-    let (index, _, body) = commit(&st, cmd, wait, started).await?;
-    st.ctx.audit.emit(AuditRecord {
+    let record = AuditRecord {
         kind: "revoke",
         tenant: Some(&tenant),
         session_id: Some(&sid),
-        operator: Some(admin.sub()),
         reason: Some(&reason),
-        commit_index: Some(index),
         ..Default::default()
-    });
-    Ok(Json(body))
+    };
+    commit_audited(&st, &admin, cmd, wait, started, record).await
 }
 
 pub async fn get_session(

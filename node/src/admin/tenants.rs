@@ -12,18 +12,16 @@ use tokio::time::Instant;
 
 use super::error::ApiError;
 use super::principal::Admin;
-use super::{AdminState, commit, parse_body, wait_closed};
+use super::{AdminState, commit_audited, parse_body, wait_closed};
 use crate::audit::AuditRecord;
 
-fn audit(st: &AdminState, admin: &Admin, kind: &str, tenant: &str, reason: &str, index: u64) {
-    st.ctx.audit.emit(AuditRecord {
+fn record<'a>(kind: &'a str, tenant: &'a str, reason: &'a str) -> AuditRecord<'a> {
+    AuditRecord {
         kind,
         tenant: Some(tenant),
-        operator: Some(admin.sub()),
         reason: Some(reason),
-        commit_index: Some(index),
         ..Default::default()
-    });
+    }
 }
 
 #[derive(Deserialize)]
@@ -52,9 +50,15 @@ pub async fn revoke_token(
         jti: b.jti,
         exp: b.exp,
     };
-    let (index, _, body) = commit(&st, cmd, wait, started).await?;
-    audit(&st, &admin, "token_revoke", &tenant, "", index);
-    Ok(Json(body))
+    commit_audited(
+        &st,
+        &admin,
+        cmd,
+        wait,
+        started,
+        record("token_revoke", &tenant, ""),
+    )
+    .await
 }
 
 pub async fn disable(
@@ -66,17 +70,17 @@ pub async fn disable(
     let started = Instant::now();
     admin.require_tenant(&tenant)?;
     let wait = wait_closed(uri.query())?;
-    let (index, _, body) = commit(
+    commit_audited(
         &st,
+        &admin,
         Command::DisableTenant {
             tenant: tenant.clone(),
         },
         wait,
         started,
+        record("tenant", &tenant, "disable"),
     )
-    .await?;
-    audit(&st, &admin, "tenant", &tenant, "disable", index);
-    Ok(Json(body))
+    .await
 }
 
 pub async fn enable(
@@ -85,17 +89,17 @@ pub async fn enable(
     Path(tenant): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     admin.require_tenant(&tenant)?;
-    let (index, _, body) = commit(
+    commit_audited(
         &st,
+        &admin,
         Command::EnableTenant {
             tenant: tenant.clone(),
         },
         false,
         Instant::now(),
+        record("tenant", &tenant, "enable"),
     )
-    .await?;
-    audit(&st, &admin, "tenant", &tenant, "enable", index);
-    Ok(Json(body))
+    .await
 }
 
 /// `PUT /v1/tenants/{t}`: the body is one `[[tenants]]` entry as JSON; `id` may be omitted
@@ -130,9 +134,15 @@ pub async fn put(
     if !admin.0.is_cluster_admin() {
         check_within_node_limits(&config.limits, &st.ctx.conn)?;
     }
-    let (index, _, body) = commit(&st, Command::PutTenant(config), false, Instant::now()).await?;
-    audit(&st, &admin, "tenant", &tenant, "put", index);
-    Ok(Json(body))
+    commit_audited(
+        &st,
+        &admin,
+        Command::PutTenant(config),
+        false,
+        Instant::now(),
+        record("tenant", &tenant, "put"),
+    )
+    .await
 }
 
 /// A tenant-scoped admin may lower its tenant's limits, never raise them above the node's
@@ -211,15 +221,15 @@ pub async fn delete(
     Path(tenant): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     admin.require_cluster()?;
-    let (index, _, body) = commit(
+    commit_audited(
         &st,
+        &admin,
         Command::DeleteTenant {
             tenant: tenant.clone(),
         },
         false,
         Instant::now(),
+        record("tenant", &tenant, "delete"),
     )
-    .await?;
-    audit(&st, &admin, "tenant", &tenant, "delete", index);
-    Ok(Json(body))
+    .await
 }

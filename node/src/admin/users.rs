@@ -13,7 +13,7 @@ use tokio::time::Instant;
 use super::error::ApiError;
 use super::principal::Admin;
 use super::sessions::reason;
-use super::{AdminState, commit, parse_body, wait_closed};
+use super::{AdminState, commit_audited, parse_body, wait_closed};
 use crate::audit::AuditRecord;
 use crate::perms::Permissions;
 
@@ -33,17 +33,14 @@ pub async fn logout(
         user: user.clone(),
         reason: reason.clone(),
     };
-    let (index, _, body) = commit(&st, cmd, wait, started).await?;
-    st.ctx.audit.emit(AuditRecord {
+    let record = AuditRecord {
         kind: "logout",
         tenant: Some(&tenant),
         user: Some(&user),
-        operator: Some(admin.sub()),
         reason: Some(&reason),
-        commit_index: Some(index),
         ..Default::default()
-    });
-    Ok(Json(body))
+    };
+    commit_audited(&st, &admin, cmd, wait, started, record).await
 }
 
 #[derive(Deserialize)]
@@ -75,9 +72,15 @@ pub async fn set_permissions(
         user: user.clone(),
         permissions: b.permissions,
     };
-    let (index, _, body) = commit(&st, cmd, wait, started).await?;
-    audit_perms(&st, &admin, &tenant, &user, index);
-    Ok(Json(body))
+    commit_audited(
+        &st,
+        &admin,
+        cmd,
+        wait,
+        started,
+        perms_record(&tenant, &user),
+    )
+    .await
 }
 
 pub async fn clear_permissions(
@@ -93,18 +96,22 @@ pub async fn clear_permissions(
         tenant: tenant.clone(),
         user: user.clone(),
     };
-    let (index, _, body) = commit(&st, cmd, wait, started).await?;
-    audit_perms(&st, &admin, &tenant, &user, index);
-    Ok(Json(body))
+    commit_audited(
+        &st,
+        &admin,
+        cmd,
+        wait,
+        started,
+        perms_record(&tenant, &user),
+    )
+    .await
 }
 
-fn audit_perms(st: &AdminState, admin: &Admin, tenant: &str, user: &str, index: u64) {
-    st.ctx.audit.emit(AuditRecord {
+fn perms_record<'a>(tenant: &'a str, user: &'a str) -> AuditRecord<'a> {
+    AuditRecord {
         kind: "permissions",
         tenant: Some(tenant),
         user: Some(user),
-        operator: Some(admin.sub()),
-        commit_index: Some(index),
         ..Default::default()
-    });
+    }
 }
