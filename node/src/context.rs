@@ -1,6 +1,7 @@
 //! `NodeCtx`: the shared, read-mostly services every connection and admin request uses.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use tether_cluster::clock::SharedClock;
@@ -51,7 +52,33 @@ pub struct NodeCtx {
     pub clock: SharedClock,
     pub conn: ConnSettings,
     /// Set while the node is cut off from the registry (fail closed).
-    pub isolation: crate::isolation::Isolation,
+    pub isolation: Isolation,
+}
+
+/// Whether the node is cut off from the registry, read by the gateway and `/readyz`, set by
+/// the isolation monitor (`isolation.rs`). Starts isolated: a node has not proven it reaches
+/// a quorum until the monitor's first check says so.
+pub struct Isolation {
+    isolated: AtomicBool,
+}
+
+impl Default for Isolation {
+    fn default() -> Self {
+        Isolation {
+            isolated: AtomicBool::new(true),
+        }
+    }
+}
+
+impl Isolation {
+    pub fn is_isolated(&self) -> bool {
+        self.isolated.load(Ordering::Acquire)
+    }
+
+    /// Records the monitor's verdict; returns the previous one.
+    pub(crate) fn set(&self, isolated: bool) -> bool {
+        self.isolated.swap(isolated, Ordering::AcqRel)
+    }
 }
 
 /// Registry view used by the authenticator to find tenant configs.

@@ -4,7 +4,6 @@
 //! clients with 4111 so they re-home on a healthy node. It recovers by itself.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use tether_protocol::CloseCode;
@@ -15,26 +14,6 @@ use crate::session::ConnMsg;
 
 /// How often the lease is checked; adds at most this much to the stale-authorization bound.
 pub const CHECK_EVERY: Duration = Duration::from_millis(100);
-
-/// Shared isolation state, read by the gateway and `/readyz`. Starts isolated: a node has
-/// not proven it reaches a quorum until the monitor's first check says so.
-pub struct Isolation {
-    isolated: AtomicBool,
-}
-
-impl Default for Isolation {
-    fn default() -> Self {
-        Isolation {
-            isolated: AtomicBool::new(true),
-        }
-    }
-}
-
-impl Isolation {
-    pub fn is_isolated(&self) -> bool {
-        self.isolated.load(Ordering::Acquire)
-    }
-}
 
 /// Whether this node alone is the whole voting membership (then it is its own quorum).
 fn sole_voter(ctx: &NodeCtx) -> bool {
@@ -60,7 +39,7 @@ pub async fn monitor(ctx: Arc<NodeCtx>, lease: Duration, grace: Duration, stop: 
         };
         let age = age.unwrap_or(Duration::MAX);
         let isolated = age > lease;
-        let was = ctx.isolation.isolated.swap(isolated, Ordering::AcqRel);
+        let was = ctx.isolation.set(isolated);
         if isolated != was {
             if isolated {
                 tracing::warn!(

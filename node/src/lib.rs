@@ -6,7 +6,8 @@
 //! - `server`: builds a node from config + already-bound listeners and runs it.
 //! - `config`: the TOML config, `TETHER_…` env overrides, validation naming the bad key.
 //! - `dev`: dev mode (generated tenant/admin keys kept in the data dir).
-//! - `context`: `NodeCtx`, the services shared by connections, dispatcher and admin API.
+//! - `context`: `NodeCtx`, the services shared by connections, dispatcher and admin API,
+//!   and the `Isolation` flag the isolation monitor sets.
 //! - `gateway`: client listener: upgrade, token carriers, `hello`, admission through the log.
 //! - `session`: everything about a live session on this node: the connection actor (ractor),
 //!   its socket tasks and supervisor, the outbox and resume, the cross-node handover, the
