@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 use crate::admin::{self, AdminState};
 use crate::audit::{Audit, AuditSink};
 use crate::auth::{AdminVerifier, AuthSettings, Authenticator};
-use crate::config::{Config, Timing};
+use crate::config::{AuditSinkKind, Config, Timing};
 use crate::context::{ConnSettings, NodeCtx};
 use crate::gateway::{self, Edge, Gateway};
 use crate::limits::{LimitError, LimitSettings, Limits};
@@ -122,12 +122,17 @@ pub async fn run(
     )
     .context("admin keys")?;
     let node_name = format!("n{}", config.node.id);
-    let audit = Audit::start(
-        AuditSink::Stdout,
-        &node_name,
-        clock.clone(),
-        metrics.clone(),
-    );
+    let sink = match config.audit.sink {
+        AuditSinkKind::Stdout => AuditSink::Stdout,
+        AuditSinkKind::File => AuditSink::File {
+            path: config.audit.path.clone(),
+            max_bytes: config.audit.max_bytes,
+            max_files: config.audit.max_files,
+        },
+    };
+    let audit = Audit::start(sink, &node_name, clock.clone(), metrics.clone())
+        .await
+        .with_context(|| format!("opening the audit log {}", config.audit.path.display()))?;
     let ctx = Arc::new(NodeCtx {
         node_id: config.node.id,
         node_name,

@@ -7,6 +7,7 @@ use axum::http::request::Parts;
 
 use super::AdminState;
 use super::error::ApiError;
+use crate::audit::AuditRecord;
 use crate::auth::AdminPrincipal;
 
 /// An authenticated operator; handlers check its scope for the tenant they touch.
@@ -66,6 +67,12 @@ impl FromRequestParts<Arc<AdminState>> for Admin {
                     "tether_admin_auth_failures_total",
                     &[("reason", e.reason())],
                 );
+                // The reason only: the token itself is never written anywhere.
+                state.ctx.audit.emit(AuditRecord {
+                    kind: "admin_auth_fail",
+                    reason: Some(e.reason()),
+                    ..Default::default()
+                });
                 Err(ApiError::unauthorized(format!(
                     "invalid admin token: {}",
                     e.reason()

@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 use super::error::ApiError;
 use super::principal::Admin;
 use super::{AdminState, parse_body};
+use crate::audit::AuditRecord;
 use crate::perms::is_valid_channel;
 use crate::session::Delivery;
 use crate::session::publish;
@@ -56,6 +57,20 @@ pub async fn publish(
             ));
         }
     };
+    let (user, session_id) = match &target {
+        Target::User(u) => (Some(u.as_str()), None),
+        Target::Session(s) => (None, Some(s.as_str())),
+        Target::Channel => (None, None),
+    };
+    ctx.audit.emit(AuditRecord {
+        kind: "publish",
+        tenant: Some(&b.tenant),
+        channel: (!direct).then_some(channel.as_str()),
+        user,
+        session_id,
+        operator: Some(admin.sub()),
+        ..Default::default()
+    });
     let d = Arc::new(Delivery::new(channel, b.data, direct));
     // Across the cluster: subscribers and sessions may live on any node.
     let (delivered, unreachable) = publish::publish(ctx, &b.tenant, target, d).await;

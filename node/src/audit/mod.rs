@@ -1,23 +1,28 @@
 //! The audit log: one JSON line per security-relevant event, never containing a token.
 //!
 //! Lines go through a bounded channel to a writer task, so a slow disk cannot stall a
-//! connection; if the channel is full the line is dropped and counted (`audit_dropped`),
-//! which the operator sees in `/metrics`.
+//! connection; if the channel is full, or the write fails, the line is dropped and counted
+//! (`tether_audit_dropped_total`), which the operator sees in `/metrics`. The sink is stdout
+//! or a size-rotated file (`[audit]`, `file.rs`).
+
+mod file;
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use serde::Serialize;
+use tether_cluster::clock::SharedClock;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 
 use crate::metrics::Metrics;
-use tether_cluster::clock::SharedClock;
+use file::RotatingFile;
 
 const QUEUE: usize = 4096;
 
 /// One audit record. `kind` is one of: auth_ok, auth_fail, refresh_ok, refresh_fail, revoke,
-/// logout, token_revoke, permissions, tenant, impersonation.
+/// logout, token_revoke, permissions, tenant, impersonation, publish, admin_auth_fail,
+/// membership, idp_signal.
 #[derive(Debug, Serialize, Default)]
 pub struct AuditRecord<'a> {
     pub kind: &'a str,
@@ -39,6 +44,9 @@ pub struct AuditRecord<'a> {
     pub remote: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub commit_index: Option<u64>,
+    /// The channel an admin publish went to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub channel: Option<&'a str>,
 }
 
 #[derive(Clone)]
@@ -59,43 +67,64 @@ struct Line<'a> {
 /// Where audit lines go.
 pub enum AuditSink {
     Stdout,
-    File(PathBuf),
+    /// Rotated past `max_bytes`, keeping `max_files` rotated files.
+    File {
+        path: PathBuf,
+        max_bytes: u64,
+        max_files: u32,
+    },
+}
+
+enum Out {
+    Stdout(tokio::io::Stdout),
+    File(RotatingFile),
+}
+
+impl Out {
+    async fn write(&mut self, line: &[u8]) -> std::io::Result<()> {
+        match self {
+            Out::Stdout(s) => {
+                s.write_all(line).await?;
+                s.flush().await
+            }
+            Out::File(f) => f.write_line(line).await,
+        }
+    }
 }
 
 impl Audit {
-    /// Starts the writer task on the current runtime.
-    pub fn start(sink: AuditSink, node: &str, clock: SharedClock, metrics: Arc<Metrics>) -> Audit {
+    /// Opens the sink (an audit file that cannot be opened is an error: the node does not
+    /// start without its audit trail) and starts the writer task on the current runtime.
+    pub async fn start(
+        sink: AuditSink,
+        node: &str,
+        clock: SharedClock,
+        metrics: Arc<Metrics>,
+    ) -> std::io::Result<Audit> {
+        let mut out = match sink {
+            AuditSink::Stdout => Out::Stdout(tokio::io::stdout()),
+            AuditSink::File {
+                path,
+                max_bytes,
+                max_files,
+            } => Out::File(RotatingFile::open(&path, max_bytes, max_files).await?),
+        };
         let (tx, mut rx) = mpsc::channel::<String>(QUEUE);
+        let dropped = metrics.clone();
         tokio::spawn(async move {
-            let mut out: Box<dyn tokio::io::AsyncWrite + Unpin + Send> = match sink {
-                AuditSink::Stdout => Box::new(tokio::io::stdout()),
-                AuditSink::File(p) => {
-                    match tokio::fs::OpenOptions::new()
-                        .create(true)
-                        .append(true)
-                        .open(&p)
-                        .await
-                    {
-                        Ok(f) => Box::new(f),
-                        Err(e) => {
-                            tracing::error!(path = %p.display(), error = %e, "cannot open audit log; writing to stdout");
-                            Box::new(tokio::io::stdout())
-                        }
-                    }
-                }
-            };
             while let Some(line) = rx.recv().await {
-                if out.write_all(line.as_bytes()).await.is_err() || out.flush().await.is_err() {
-                    tracing::error!("audit log write failed");
+                if let Err(e) = out.write(line.as_bytes()).await {
+                    tracing::error!(error = %e, "audit log write failed");
+                    dropped.inc("tether_audit_dropped_total", &[]);
                 }
             }
         });
-        Audit {
+        Ok(Audit {
             tx,
             node: node.into(),
             clock,
             metrics,
-        }
+        })
     }
 
     pub fn emit(&self, rec: AuditRecord<'_>) {

@@ -27,8 +27,8 @@ use serde::{Deserialize, Serialize};
 pub use env::{NON_CONFIG_ENV, NON_CONFIG_ENV_PREFIXES};
 pub use keys::{ALGORITHMS, KeySection, MIN_SECRET_BYTES};
 pub use sections::{
-    AdminSection, AuthSection, ClusterSection, LimitsSection, ListenSection, NodeSection,
-    RaftSection, SessionSection, Timing, TlsSection, id_from_hostname,
+    AdminSection, AuditSection, AuditSinkKind, AuthSection, ClusterSection, LimitsSection,
+    ListenSection, NodeSection, RaftSection, SessionSection, Timing, TlsSection, id_from_hostname,
 };
 pub use tenant::{TenantLimitsSection, TenantSection, tenant_from_json};
 
@@ -74,6 +74,7 @@ pub struct Config {
     pub session: SessionSection,
     pub raft: RaftSection,
     pub admin: AdminSection,
+    pub audit: AuditSection,
     pub tenants: Vec<TenantSection>,
 }
 

@@ -285,6 +285,40 @@ impl Default for RaftSection {
     }
 }
 
+/// `[audit]`: where the audit lines go.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditSection {
+    /// `stdout` or `file`.
+    pub sink: AuditSinkKind,
+    /// The audit file with `sink = "file"`; rotated files are `<path>.1` (newest) to
+    /// `<path>.<max_files>`.
+    pub path: PathBuf,
+    /// Size past which the file is rotated.
+    pub max_bytes: u64,
+    /// Rotated files kept beside the current one.
+    pub max_files: u32,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuditSinkKind {
+    #[default]
+    Stdout,
+    File,
+}
+
+impl Default for AuditSection {
+    fn default() -> Self {
+        Self {
+            sink: AuditSinkKind::Stdout,
+            path: PathBuf::new(),
+            max_bytes: 100 * 1024 * 1024,
+            max_files: 5,
+        }
+    }
+}
+
 /// `[admin]`: keys that sign admin tokens (`[[admin.keys]]`) and the listener's connection cap.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]

@@ -39,6 +39,10 @@ fn every_validation_error_names_its_key() {
     let with_peer_tls = "[tls]\npeer_ca = \"a\"\npeer_cert = \"b\"\npeer_key = \"c\"\n";
     let cases: Vec<(String, &str)> = vec![
         ("[node]\nid = 0".into(), "node.id"),
+        ("[audit]\nsink = \"file\"".into(), "audit.path"),
+        ("[audit]\nsink = \"syslog\"".into(), "audit.sink"),
+        ("[audit]\nmax_bytes = 100".into(), "audit.max_bytes"),
+        ("[audit]\nmax_files = 0".into(), "audit.max_files"),
         ("[node]\nregion = \"\"".into(), "node.region"),
         ("[node]\ndata_dir = \"\"".into(), "node.data_dir"),
         ("[listen]\nclient = \"127.0.0.1\"".into(), "listen.client"),

@@ -6,7 +6,7 @@ use std::net::Ipv6Addr;
 use std::path::PathBuf;
 
 use super::keys::validate_keys;
-use super::{Config, ConfigError};
+use super::{AuditSinkKind, Config, ConfigError};
 
 /// Largest accepted `limits.max_frame_bytes`.
 const MAX_FRAME_CEILING: usize = 16 * 1024 * 1024;
@@ -44,6 +44,7 @@ impl Config {
             "admin.max_connections",
             u64::from(self.admin.max_connections),
         )?;
+        self.check_audit()?;
         for (i, tenant) in self.tenants.iter().enumerate() {
             let at = format!("tenants[{i}]");
             tenant.validate(&at, self.auth.allow_http_jwks)?;
@@ -55,6 +56,20 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    fn check_audit(&self) -> Result<(), ConfigError> {
+        let a = &self.audit;
+        if a.sink == AuditSinkKind::File && a.path.as_os_str().is_empty() {
+            return Err(ConfigError::new(
+                "audit.path",
+                "required with sink = \"file\"",
+            ));
+        }
+        if a.max_bytes < 4096 {
+            return Err(ConfigError::new("audit.max_bytes", "must be at least 4096"));
+        }
+        in_range("audit.max_files", a.max_files, 1, 100)
     }
 
     fn check_node(&self) -> Result<(), ConfigError> {
