@@ -134,24 +134,12 @@ impl Conn {
 
     /// A copy of what the connection has seen.
     pub fn state(&self) -> ConnState {
-        self.state.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        snapshot(&self.state)
     }
 
     /// Waits until `f` holds on the state or `within` passes; returns the last state.
     pub async fn wait(&mut self, within: Duration, f: impl Fn(&ConnState) -> bool) -> ConnState {
-        let end = tokio::time::Instant::now() + within;
-        loop {
-            let s = self.state();
-            if f(&s) {
-                return s;
-            }
-            if tokio::time::timeout_at(end, self.changed.changed())
-                .await
-                .map_or(true, |r| r.is_err())
-            {
-                return self.state();
-            }
-        }
+        wait_for(&self.state, &mut self.changed, within, f).await
     }
 
     /// Waits for the welcome or the end: `Ok(welcome)`, or `Err(close code)`.
@@ -208,6 +196,34 @@ impl Conn {
         let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
         s.detached = true;
         s.clone()
+    }
+}
+
+/// A copy of a recorded client's state.
+fn snapshot<T: Clone>(state: &Mutex<T>) -> T {
+    state.lock().unwrap_or_else(|p| p.into_inner()).clone()
+}
+
+/// Waits until `f` holds on `state` or `within` passes; returns the last state. The
+/// recorder ticks `changed` after every update.
+async fn wait_for<T: Clone>(
+    state: &Mutex<T>,
+    changed: &mut watch::Receiver<u64>,
+    within: Duration,
+    f: impl Fn(&T) -> bool,
+) -> T {
+    let end = tokio::time::Instant::now() + within;
+    loop {
+        let s = snapshot(state);
+        if f(&s) {
+            return s;
+        }
+        if tokio::time::timeout_at(end, changed.changed())
+            .await
+            .map_or(true, |r| r.is_err())
+        {
+            return snapshot(state);
+        }
     }
 }
 

@@ -16,7 +16,7 @@ use tether_client::{Client, ClientConfig, ClientEvent, StaticToken};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use super::Token;
+use super::{Token, snapshot, wait_for};
 use crate::history::{Event, History, Id};
 
 /// What an SDK client has seen so far.
@@ -30,6 +30,8 @@ pub struct SdkState {
     pub open: bool,
     /// Welcomes so far (1 after the first connect).
     pub welcomes: u32,
+    /// Welcomes that resumed the session (`resumed:true`).
+    pub resumes: u32,
     /// Every welcome after the first resumed the first session.
     pub always_resumed: bool,
     /// ... and said `recovered:true` (the missed events were replayed).
@@ -115,24 +117,12 @@ impl SdkClient {
 
     /// A copy of what the client has seen.
     pub fn state(&self) -> SdkState {
-        self.state.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        snapshot(&self.state)
     }
 
     /// Waits until `f` holds on the state or `within` passes; returns the last state.
     pub async fn wait(&mut self, within: Duration, f: impl Fn(&SdkState) -> bool) -> SdkState {
-        let end = tokio::time::Instant::now() + within;
-        loop {
-            let s = self.state();
-            if f(&s) {
-                return s;
-            }
-            if tokio::time::timeout_at(end, self.changed.changed())
-                .await
-                .map_or(true, |r| r.is_err())
-            {
-                return self.state();
-            }
-        }
+        wait_for(&self.state, &mut self.changed, within, f).await
     }
 
     /// Closes the client (1000) and stops recording.
@@ -207,6 +197,7 @@ impl Recorder {
                 s.always_resumed &= s.welcomes == 0 || resumed;
                 s.always_recovered &= s.welcomes == 0 || (resumed && recovered);
                 s.welcomes += 1;
+                s.resumes += u32::from(resumed);
                 s.conn = Some(conn);
                 s.node = Some(node_id);
                 s.open = true;
@@ -337,7 +328,10 @@ mod tests {
             event(3),
         ]);
         assert!(found.is_empty(), "{found:?}");
-        assert_eq!((st.welcomes, st.node, st.last_seq), (2, Some(2), 3));
+        assert_eq!(
+            (st.welcomes, st.resumes, st.node, st.last_seq),
+            (2, 1, Some(2), 3)
+        );
         assert!(st.open && st.always_resumed && st.always_recovered);
     }
 
