@@ -212,6 +212,44 @@ impl WsClient {
         self.closed_within(DEADLINE).await.0
     }
 
+    /// The server's close frame, read from the raw socket up to its end without writing a
+    /// byte: for a client that must stay silent (tungstenite would answer the queued pings
+    /// while reading, and a pong written after the server dropped the socket fails the read
+    /// before the close frame is seen). Plain `ws://` only.
+    pub async fn silent_close(self) -> Option<Closed> {
+        use tokio::io::AsyncReadExt;
+        let MaybeTlsStream::Plain(mut tcp) = self.ws.into_inner() else {
+            return None;
+        };
+        let mut bytes = Vec::new();
+        let read = tokio::time::timeout(DEADLINE, tcp.read_to_end(&mut bytes)).await;
+        if !matches!(read, Ok(Ok(_))) {
+            return None;
+        }
+        // Server frames are unmasked: opcode, 7-bit length (126: 16-bit, 127: 64-bit), data.
+        let mut at = 0;
+        while at + 2 <= bytes.len() {
+            let opcode = bytes[at] & 0x0f;
+            let (len, head) = match bytes[at + 1] & 0x7f {
+                126 => (
+                    usize::from(u16::from_be_bytes([bytes[at + 2], bytes[at + 3]])),
+                    4,
+                ),
+                127 => return None,
+                n => (usize::from(n), 2),
+            };
+            let data = bytes.get(at + head..at + head + len)?;
+            if opcode == 0x8 && data.len() >= 2 {
+                return Some(Closed {
+                    code: u16::from_be_bytes([data[0], data[1]]),
+                    reason: String::from_utf8_lossy(&data[2..]).into_owned(),
+                });
+            }
+            at += head + len;
+        }
+        None
+    }
+
     /// Sends a request frame and returns the reply with its `id`.
     pub async fn request(&mut self, frame: ClientFrame) -> Value {
         let id = match &frame {

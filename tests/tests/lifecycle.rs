@@ -113,11 +113,11 @@ async fn expiry_closes_4100_unless_refreshed() {
 #[tokio::test]
 async fn idle_client_closed_4102() {
     let node = TestNode::start().await;
-    let (mut c, _) = WsClient::connect(&node.ws_url(), &token("alice", &[])).await;
+    let (c, _) = WsClient::connect(&node.ws_url(), &token("alice", &[])).await;
     // Silence is the subject of this test: not reading means tungstenite never answers the
     // server's pings, so for longer than idle_timeout (3 s) the node hears nothing.
     tokio::time::sleep(Duration::from_secs(5)).await;
-    let closed = c.closed().await;
+    let closed = c.silent_close().await.expect("a close frame");
     assert_eq!(
         (closed.code, closed.reason.as_str()),
         (4102, "idle_timeout")
