@@ -168,7 +168,7 @@ class Checker:
         by_kind: dict[str, dict[str, dict]] = {}
         for _, doc in docs:
             by_kind.setdefault(doc["kind"], {})[doc["metadata"]["name"]] = doc
-        out = {"pods": [], "join": None, "timing": None, "voters": 0}
+        out = {"pods": [], "join": None, "timing": None, "voters": 0, "env": {}}
         cms = by_kind.get("ConfigMap", {})
         if len(cms) != 1:
             self.fail(label, f"expected one ConfigMap, got {list(cms)}")
@@ -189,6 +189,7 @@ class Checker:
                 container = spec["template"]["spec"]["containers"][0]
                 for pod in pods:
                     env, skipped = pod_env(container.get("env", []), pod, namespace, secrets)
+                    out["env"] = env
                     for s in skipped:
                         note = f"{label}: {s} not checked (Secret not rendered by the chart)"
                         if note not in self.notes:
@@ -390,13 +391,21 @@ def main() -> int:
             "session": {"resume_window_secs": 300, "expire_interval_secs": 30},
             "raft": {"snapshot_every": 10000},
         },
-        "extraEnv": [{"name": "OTEL_EXPORTER_OTLP_ENDPOINT", "value": "http://otel:4317"}],
+        "extraEnv": [{"name": "OTEL_EXPORTER_OTLP_HEADERS", "value": "x-api-key=k"}],
+        "otel": {"endpoint": "http://otel:4318", "sampler": "parentbased_traceidratio",
+                 "samplerArg": "0.25"},
         "networkPolicy": {"enabled": True}, "metrics": {"serviceMonitor": {"enabled": True}},
         "drain": {"preStopSleepSeconds": 0},
     }
     part = c.release("scenario inline-secrets", inline, "inline", "ns")
     if part:
         c.cluster("scenario inline-secrets", [part])
+        want = {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://otel:4318",
+                "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+                "OTEL_TRACES_SAMPLER": "parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0.25"}
+        got = {k: part["env"].get(k) for k in want}
+        if got != want:
+            c.fail("scenario inline-secrets", f"otel.* rendered as {got}, want {want}")
     single = {"replicas": 1, "voters": 1, "tls": {"peer": {"enabled": False}}}
     part = c.release("scenario single-node", single, "solo", "default")
     if part:

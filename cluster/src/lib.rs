@@ -21,6 +21,8 @@
 //! - `peer_service`: the server side: answers Raft RPCs, forwarded writes and membership
 //!   changes, and hands `App` requests to the node.
 //! - `certs`: the dev PKI behind `tether certs` (cluster CA and node certificates).
+//! - `trace`: the W3C `traceparent` of the current span, and a span following a remote one:
+//!   how a trace crosses the log and the peer RPCs.
 //!
 //! This file also holds `declare_raft_types!` and the aliases, so no other file spells
 //! openraft's generics.
@@ -38,6 +40,7 @@ pub mod rpc;
 pub mod state;
 pub mod state_machine;
 pub mod tenant;
+pub mod trace;
 pub mod transport;
 
 pub use apply::{apply, apply_entry};

@@ -6,6 +6,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use openraft::raft::AppendEntriesResponse;
+use tracing::Instrument;
 
 use crate::NodeId;
 use crate::registry::Registry;
@@ -59,7 +60,17 @@ impl Handler<PeerRequest, PeerResponse> for PeerService {
                     traceparent,
                     at_ms,
                 } => {
-                    let r = registry.propose_here(command, traceparent, at_ms).await;
+                    // The leader's part of a forwarded write, in the proposer's trace.
+                    let span =
+                        tracing::info_span!("registry.leader_propose", command = command.name());
+                    crate::trace::follow(&span, traceparent.as_deref());
+                    let r = async {
+                        registry
+                            .propose_here(command, crate::trace::current(), at_ms)
+                            .await
+                    }
+                    .instrument(span)
+                    .await;
                     PeerResponse::Propose(
                         r.map(|c| RemoteCommitted {
                             index: c.index,

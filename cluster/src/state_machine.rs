@@ -17,7 +17,7 @@ use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{EntryPayload, RaftSnapshotBuilder, StorageIOError};
 use serde::{Deserialize, Serialize};
 
-use crate::command::{EntryMeta, RegistryEvent};
+use crate::command::{Command, EntryMeta, RegistryEvent};
 use crate::state::RegistryState;
 use crate::{
     Applied, Entry, LogId, SnapshotMeta, StorageError, StoredMembership, TypeConfig, codec,
@@ -30,7 +30,9 @@ use crate::{
 /// until it returns. It is also called while the log is replayed at startup, so events may
 /// name sessions this process never owned.
 pub trait EventSink: Send + Sync + 'static {
-    fn on_applied(&self, meta: &EntryMeta, events: &[RegistryEvent]);
+    /// The events of one proposal, with the `traceparent` it was proposed under. A group
+    /// commit's entry arrives as one call per proposal, in order.
+    fn on_applied(&self, meta: &EntryMeta, traceparent: Option<&str>, events: &[RegistryEvent]);
 }
 
 /// Snapshot file name inside the data directory.
@@ -125,6 +127,8 @@ impl StateMachine {
     fn apply_batch(&self, entries: Vec<Entry>) -> Result<Vec<Applied>, Fault> {
         let mut responses = Vec::with_capacity(entries.len());
         let mut metas = Vec::with_capacity(entries.len());
+        // Per entry, the traceparent of each proposal in it (one, or a group commit's).
+        let mut traces: Vec<Vec<Option<String>>> = Vec::with_capacity(entries.len());
         {
             let mut machine = self.shared.machine.write().map_err(|_| Fault::Poisoned)?;
             for entry in entries {
@@ -149,6 +153,12 @@ impl StateMachine {
                             crate::apply::apply_entry(&mut machine.state, &envelope.command, &meta);
                         responses.push(applied);
                         metas.push(Some(meta));
+                        traces.push(match envelope.command {
+                            Command::Batch(items) => {
+                                items.into_iter().map(|b| b.traceparent).collect()
+                            }
+                            _ => vec![envelope.traceparent],
+                        });
                     }
                     EntryPayload::Membership(membership) => {
                         machine.membership = StoredMembership::new(Some(entry.log_id), membership);
@@ -158,11 +168,26 @@ impl StateMachine {
                 }
             }
         }
+        let mut traces = traces.into_iter();
         for (meta, applied) in metas.iter().zip(&responses) {
-            if let Some(meta) = meta
-                && !applied.events.is_empty()
-            {
-                self.shared.sink.on_applied(meta, &applied.events);
+            let Some(meta) = meta else { continue };
+            let entry_traces = traces.next().unwrap_or_default();
+            if applied.parts.is_empty() {
+                if !applied.events.is_empty() {
+                    let tp = entry_traces.into_iter().next().flatten();
+                    self.shared
+                        .sink
+                        .on_applied(meta, tp.as_deref(), &applied.events);
+                }
+                continue;
+            }
+            let mut rest = applied.events.as_slice();
+            for (part, tp) in applied.parts.iter().zip(entry_traces) {
+                let (events, after) = rest.split_at((*part as usize).min(rest.len()));
+                rest = after;
+                if !events.is_empty() {
+                    self.shared.sink.on_applied(meta, tp.as_deref(), events);
+                }
             }
         }
         Ok(responses)
@@ -324,7 +349,7 @@ mod tests {
     struct Discard;
 
     impl EventSink for Discard {
-        fn on_applied(&self, _meta: &EntryMeta, _events: &[RegistryEvent]) {}
+        fn on_applied(&self, _meta: &EntryMeta, _trace: Option<&str>, _events: &[RegistryEvent]) {}
     }
 
     async fn open(dir: &Path) -> Result<StateMachine, StorageError> {

@@ -18,7 +18,7 @@ const NOW_MS: u64 = 1_700_000_000_000;
 struct ChannelSink(mpsc::UnboundedSender<(EntryMeta, Vec<RegistryEvent>)>);
 
 impl EventSink for ChannelSink {
-    fn on_applied(&self, meta: &EntryMeta, events: &[RegistryEvent]) {
+    fn on_applied(&self, meta: &EntryMeta, _trace: Option<&str>, events: &[RegistryEvent]) {
         // The receiver may be gone at the end of a test; nothing to do about it then.
         let _ = self.0.send((*meta, events.to_vec()));
     }
@@ -82,8 +82,8 @@ async fn wait_applied(registry: &Registry, index: u64) {
 async fn revoked_token_survives_restart_via_log() {
     let dir = tempfile::tempdir().unwrap();
     let (registry, _clock, _rx) = open(config(dir.path(), 5000)).await;
-    registry.propose(put_tenant(), None).await.unwrap();
-    let revoked = registry.propose(revoke_token(), None).await.unwrap();
+    registry.propose(put_tenant()).await.unwrap();
+    let revoked = registry.propose(revoke_token()).await.unwrap();
     assert!(registry.read(|s| s.is_jti_revoked("acme", "j1")));
     registry.shutdown().await.unwrap();
     drop(registry);
@@ -100,15 +100,15 @@ async fn revoked_token_survives_restart_via_log() {
 async fn revoked_token_survives_restart_via_snapshot() {
     let dir = tempfile::tempdir().unwrap();
     let (registry, _clock, _rx) = open(config(dir.path(), 3)).await;
-    registry.propose(put_tenant(), None).await.unwrap();
-    let revoked = registry.propose(revoke_token(), None).await.unwrap();
+    registry.propose(put_tenant()).await.unwrap();
+    let revoked = registry.propose(revoke_token()).await.unwrap();
     for user in ["a", "b", "c", "d", "e", "f"] {
         let cmd = Command::SetPermissions {
             tenant: "acme".into(),
             user: user.into(),
             permissions: vec!["sub:x".into()],
         };
-        registry.propose(cmd, None).await.unwrap();
+        registry.propose(cmd).await.unwrap();
     }
     registry
         .raft()
@@ -141,10 +141,7 @@ async fn event_sink_receives_events() {
     let dir = tempfile::tempdir().unwrap();
     let (registry, clock, mut rx) = open(config(dir.path(), 5000)).await;
     clock.set_ms(NOW_MS + 42);
-    let committed = registry
-        .propose(put_tenant(), Some("00-t-s-01".into()))
-        .await
-        .unwrap();
+    let committed = registry.propose(put_tenant()).await.unwrap();
     assert_eq!(
         committed.events,
         vec![RegistryEvent::TenantUpdated {
@@ -194,7 +191,7 @@ async fn propose_before_bootstrap_is_not_leader() {
     let registry = Registry::open(config(dir.path(), 5000), clock, Arc::new(ChannelSink(tx)))
         .await
         .unwrap();
-    let err = registry.propose(put_tenant(), None).await.unwrap_err();
+    let err = registry.propose(put_tenant()).await.unwrap_err();
     assert!(
         matches!(err, RegistryError::NotLeader { leader: None }),
         "{err:?}"
@@ -218,7 +215,7 @@ async fn status_and_idempotent_bootstrap() {
     let dir = tempfile::tempdir().unwrap();
     let (registry, _clock, _rx) = open(config(dir.path(), 5000)).await;
     registry.bootstrap_if_new().await.unwrap();
-    let committed = registry.propose(put_tenant(), None).await.unwrap();
+    let committed = registry.propose(put_tenant()).await.unwrap();
     let status = registry.status();
     assert_eq!((status.leader, status.role), (Some(1), "leader"));
     assert!(status.applied_index >= Some(committed.index));
@@ -235,7 +232,7 @@ async fn concurrent_proposals_are_group_committed() {
     const N: usize = 400;
     let dir = tempfile::tempdir().unwrap();
     let (registry, _clock, _rx) = open(config(dir.path(), 100_000)).await;
-    let first = registry.propose(put_tenant(), None).await.unwrap().index;
+    let first = registry.propose(put_tenant()).await.unwrap().index;
     let proposals = (0..N).map(|i| {
         let registry = registry.clone();
         tokio::spawn(async move {
@@ -244,7 +241,7 @@ async fn concurrent_proposals_are_group_committed() {
                 jti: format!("j{i}"),
                 exp: NOW_MS / 1000 + 3600,
             };
-            (i, registry.propose(cmd, None).await)
+            (i, registry.propose(cmd).await)
         })
     });
     let mut last = first;

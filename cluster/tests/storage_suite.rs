@@ -13,7 +13,7 @@ use tether_cluster::{EventSink, StorageError, TypeConfig};
 struct Discard;
 
 impl EventSink for Discard {
-    fn on_applied(&self, _meta: &EntryMeta, _events: &[RegistryEvent]) {}
+    fn on_applied(&self, _meta: &EntryMeta, _trace: Option<&str>, _events: &[RegistryEvent]) {}
 }
 
 /// Builds each store pair in a fresh temp dir; the `TempDir` guard deletes it afterwards.

@@ -74,6 +74,7 @@ pub async fn monitor(ctx: Arc<NodeCtx>, lease: Duration, grace: Duration, stop: 
                 let _ = e.actor.cast(ConnMsg::Close {
                     code: CloseCode::RegistryUnavailable,
                     registry: true,
+                    cause: tracing::Span::current(),
                 });
             }
         }

@@ -23,6 +23,7 @@
 //! - `tls`: rustls acceptor for `wss`.
 //! - `peer`: peer transport settings (the node-level RPCs are `session::rpc`).
 //! - `isolation`: the registry lease; fail closed (4111) when cut off from the quorum.
+//! - `telemetry`: logs to stderr, and OTLP trace export switched on by `OTEL_*`.
 
 pub mod admin;
 pub mod audit;
@@ -40,4 +41,5 @@ pub mod peer;
 pub mod perms;
 pub mod server;
 pub mod session;
+pub mod telemetry;
 pub mod tls;

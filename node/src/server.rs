@@ -286,6 +286,7 @@ pub async fn run(
         let _ = e.actor.cast(ConnMsg::Close {
             code: CloseCode::ServiceRestart,
             registry: false,
+            cause: tracing::Span::current(),
         });
     }
     // 1012 detaches each session (resumable on another node): wait until no connection is
@@ -304,11 +305,7 @@ pub async fn run(
         .wait_gone(&ids, tokio::time::Instant::now() + SHUTDOWN_GRACE)
         .await;
     // Let the Detach/CloseSession proposals of those connections commit before Raft stops.
-    let _ = tokio::time::timeout(
-        Duration::from_secs(2),
-        registry.propose(Command::Expire, None),
-    )
-    .await;
+    let _ = tokio::time::timeout(Duration::from_secs(2), registry.propose(Command::Expire)).await;
     gc.abort();
     supervisor.stop(None);
     let _ = supervisor_join.await;
@@ -362,7 +359,7 @@ async fn sync_tenants(registry: &Registry, config: &Config) -> anyhow::Result<()
         let have = registry.read(|s| s.tenant(&want.id).map(|r| r.config.clone()));
         if have.as_ref() != Some(&want) {
             registry
-                .propose(Command::PutTenant(want), None)
+                .propose(Command::PutTenant(want))
                 .await
                 .with_context(|| format!("bootstrapping tenant {}", t.id))?;
         }

@@ -39,6 +39,16 @@ pub fn make_certs(dir: &std::path::Path, count: u64) {
 impl TestCluster {
     /// Starts `voters` voters and `learners` learners; `limits` lines go to every node.
     pub async fn start(voters: u64, learners: u64, limits: &str) -> TestCluster {
+        Self::start_with_env(voters, learners, limits, &[]).await
+    }
+
+    /// [`TestCluster::start`] with `env` set on every node process.
+    pub async fn start_with_env(
+        voters: u64,
+        learners: u64,
+        limits: &str,
+        env: &[(String, String)],
+    ) -> TestCluster {
         let certs = tempfile::tempdir().expect("tempdir");
         let total = voters + learners;
         make_certs(certs.path(), total);
@@ -48,6 +58,7 @@ impl TestCluster {
             region: "region-1".into(),
             tls: tls_lines(certs.path(), 1),
             limits: limits.to_owned(),
+            env: env.to_vec(),
             ..Default::default()
         };
         nodes.push(TestNode::start_spec(&first).await);
@@ -59,6 +70,7 @@ impl TestCluster {
                 cluster: format!("join = [\"{seed}\"]\nvoter = {}", id <= voters),
                 tls: tls_lines(certs.path(), id),
                 limits: limits.to_owned(),
+                env: env.to_vec(),
                 ..Default::default()
             };
             nodes.push(TestNode::start_spec(&spec).await);

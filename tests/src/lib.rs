@@ -11,6 +11,7 @@
 //! - `proxy`: `Proxy`, an in-process TCP fault proxy that can cut the client link.
 //! - `cluster`: `TestCluster`, several nodes forming one cluster over mutual TLS.
 //! - `drain_load`: SDK sessions that record what they saw, and a steady publisher (drain).
+//! - `otlp`: `Receiver`, a real OTLP/HTTP trace receiver (protobuf, `opentelemetry-proto`).
 
 pub mod admin;
 pub mod client;
@@ -18,6 +19,7 @@ pub mod cluster;
 pub mod config;
 pub mod drain_load;
 pub mod node;
+pub mod otlp;
 pub mod proxy;
 pub mod tokens;
 

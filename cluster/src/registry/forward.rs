@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use openraft::error::{CheckIsLeaderError, RaftError};
+use tracing::Instrument;
 
 use super::error::transport_error;
 use super::{Committed, PROPOSE_TIMEOUT, Registry, RegistryError};
@@ -20,12 +21,19 @@ const FORWARD_ATTEMPTS: usize = 4;
 impl Registry {
     /// Commits `command` and returns once it is applied on the leader; from a follower or
     /// learner the write is forwarded to the leader over the peer transport. The entry is
-    /// stamped with this node's clock (the time of the original request).
-    pub async fn propose(
-        &self,
-        command: Command,
-        traceparent: Option<String>,
-    ) -> Result<Committed, RegistryError> {
+    /// stamped with this node's clock (the time of the original request), and carries the
+    /// trace context of a `registry.propose` span, a child of the caller's span.
+    pub async fn propose(&self, command: Command) -> Result<Committed, RegistryError> {
+        let span = tracing::info_span!(
+            "registry.propose",
+            command = command.name(),
+            node = self.inner.node_id
+        );
+        self.propose_traced(command).instrument(span).await
+    }
+
+    async fn propose_traced(&self, command: Command) -> Result<Committed, RegistryError> {
+        let traceparent = crate::trace::current();
         let at_ms = self.inner.clock.now_ms();
         let deadline = tokio::time::Instant::now() + PROPOSE_TIMEOUT;
         let mut last = RegistryError::NotLeader { leader: None };

@@ -8,6 +8,7 @@ use std::time::Duration;
 use openraft::ServerState;
 use openraft::error::{ClientWriteError, RaftError};
 use tokio::sync::{Semaphore, mpsc, oneshot, watch};
+use tracing::Instrument;
 
 use super::error::shutting_down;
 use super::{Committed, Registry, RegistryError};
@@ -104,10 +105,17 @@ pub(super) async fn batch_loop(
             }
         }
         let raft = raft.clone();
-        tokio::spawn(async move {
-            commit_batch(&raft, batch).await;
-            drop(slot);
-        });
+        // One span per entry, in the trace of its first proposal (a span has one parent; each
+        // proposal's own trace continues in the apply spans on every node).
+        let span = tracing::info_span!("registry.commit", proposals = batch.len());
+        crate::trace::follow(&span, batch[0].item.traceparent.as_deref());
+        tokio::spawn(
+            async move {
+                commit_batch(&raft, batch).await;
+                drop(slot);
+            }
+            .instrument(span),
+        );
     }
 }
 

@@ -49,5 +49,11 @@ pub async fn metrics(State(st): State<Arc<AdminState>>) -> impl IntoResponse {
             (s.leader == Some(s.node_id)) as i64,
         ),
     ]);
+    let dropped = crate::telemetry::SPANS_DROPPED.load(Ordering::Relaxed);
+    let text = format!(
+        "{text}# HELP tether_trace_spans_dropped_total Spans whose OTLP export failed.\n\
+         # TYPE tether_trace_spans_dropped_total counter\n\
+         tether_trace_spans_dropped_total {dropped}\n"
+    );
     ([("content-type", "text/plain; version=0.0.4")], text)
 }

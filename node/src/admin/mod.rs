@@ -11,6 +11,7 @@ mod principal;
 mod publish;
 mod sessions;
 mod tenants;
+mod trace;
 mod users;
 
 use std::sync::Arc;
@@ -78,6 +79,7 @@ pub fn router(state: Arc<AdminState>) -> Router {
         )
         .route("/v1/publish", post(publish::publish))
         .fallback(|| async { ApiError::not_found("no such endpoint") })
+        .layer(axum::middleware::from_fn(trace::span))
         .layer(DefaultBodyLimit::max(1024 * 1024))
         .with_state(state)
 }
@@ -167,7 +169,7 @@ pub(crate) async fn commit(
     started: Instant,
 ) -> Result<(u64, Vec<RegistryEvent>, Value), ApiError> {
     let t0 = Instant::now();
-    let c = st.ctx.registry.propose(command, None).await?;
+    let c = st.ctx.registry.propose(command).await?;
     st.ctx.metrics.observe_commit(t0.elapsed());
     if let Some(what) = c.events.iter().find_map(|e| match e {
         RegistryEvent::NotFound { what } => Some(what.clone()),

@@ -72,7 +72,20 @@ pub fn run(args: ServeArgs) -> ExitCode {
             }
         }
     }
-    init_tracing();
+    let who = crate::telemetry::Identity {
+        node_id: config.node.id,
+        region: &config.node.region,
+    };
+    let telemetry = match crate::telemetry::init(&who, |k| std::env::var(k).ok()) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("tether: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    if telemetry.exporting() {
+        tracing::info!("exporting traces over OTLP/HTTP");
+    }
     // Every client socket is a descriptor: take all the process may have.
     let fds = crate::net::raise_nofile_limit();
     tracing::info!(
@@ -94,22 +107,16 @@ pub fn run(args: ServeArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match rt.block_on(serve(&mut config, dev_mode)) {
+    let result = rt.block_on(serve(&mut config, dev_mode));
+    drop(rt);
+    telemetry.shutdown();
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("tether: {e:#}");
             ExitCode::FAILURE
         }
     }
-}
-
-fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("TETHER_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
 }
 
 async fn serve(config: &mut Config, dev_mode: bool) -> anyhow::Result<()> {

@@ -299,7 +299,7 @@ pub(super) async fn admit<S: ClientStream>(
         resume_hash: resume_hash(&resume_token),
     };
     let started = tokio::time::Instant::now();
-    let committed = ctx.registry.propose(Command::OpenSession(open), None).await;
+    let committed = ctx.registry.propose(Command::OpenSession(open)).await;
     ctx.metrics.observe_commit(started.elapsed());
     match committed {
         Ok(c) => {

@@ -46,7 +46,7 @@ pub(super) async fn resume<S: ClientStream>(
         exp: t.exp,
         max_sessions_per_user: user_caps(&ctx, &t.tenant).0,
     };
-    let committed = match ctx.registry.propose(Command::BindSession(bind), None).await {
+    let committed = match ctx.registry.propose(Command::BindSession(bind)).await {
         Ok(c) => c,
         Err(e) => {
             tracing::warn!(error = %e, "resume commit failed");
@@ -122,6 +122,7 @@ pub(super) async fn resume<S: ClientStream>(
                 let _ = old.actor.cast(ConnMsg::Close {
                     code: CloseCode::SessionTakenOver,
                     registry: true,
+                    cause: tracing::Span::current(),
                 });
             }
             // Another node owned it: the new actor registers here first (so deliveries

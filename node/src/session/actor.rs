@@ -8,6 +8,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef};
 use tether_protocol::{CloseCode, ServerFrame};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
+use tracing::Instrument;
 
 use super::deadlines::Deadline;
 use super::directory::DirEntry;
@@ -362,7 +363,23 @@ impl ConnState {
             ConnMsg::Flushed(f) => self.on_flushed(myself, *f).await,
             ConnMsg::RelayCheck => self.on_relay_check(myself),
             ConnMsg::Permissions(p) => self.on_permissions(myself, *p).await,
-            ConnMsg::Close { code, registry } => self.close(myself, code, registry).await,
+            ConnMsg::Close {
+                code,
+                registry,
+                cause,
+            } => {
+                if cause.is_none() {
+                    self.close(myself, code, registry).await
+                } else {
+                    let span = tracing::info_span!(
+                        parent: &cause,
+                        "session.close",
+                        session_id = %self.auth.session_id,
+                        code = code.code()
+                    );
+                    self.close(myself, code, registry).instrument(span).await
+                }
+            }
             ConnMsg::Refreshed(r) => self.on_refreshed(myself, *r).await,
         }
     }

@@ -71,13 +71,24 @@ fn close_all(sessions: &[(String, DirEntry)], code: CloseCode, closed: &mut Vec<
         let _ = e.actor.cast(ConnMsg::Close {
             code,
             registry: true,
+            cause: tracing::Span::current(),
         });
         closed.push(sid.clone());
     }
 }
 
 impl EventSink for Dispatcher {
-    fn on_applied(&self, meta: &EntryMeta, events: &[RegistryEvent]) {
+    fn on_applied(&self, meta: &EntryMeta, traceparent: Option<&str>, events: &[RegistryEvent]) {
+        // This node's part of the proposer's trace; the closes it asks for join it as
+        // `session.close` spans (their messages carry this span as their cause).
+        let span = tracing::info_span!(
+            "registry.apply",
+            node = self.node_id,
+            index = meta.index,
+            events = events.len()
+        );
+        tether_cluster::trace::follow(&span, traceparent);
+        let _in_span = span.enter();
         let dir = &self.directory;
         let mut closed = Vec::new();
         for ev in events {
@@ -124,6 +135,7 @@ impl EventSink for Dispatcher {
                             let _ = e.actor.cast(ConnMsg::Close {
                                 code: CloseCode::SessionRevoked,
                                 registry: false,
+                                cause: tracing::Span::current(),
                             });
                             closed.push(sid);
                         }
@@ -164,6 +176,7 @@ impl EventSink for Dispatcher {
                         let _ = e.actor.cast(ConnMsg::Close {
                             code: CloseCode::Normal,
                             registry: true,
+                            cause: tracing::Span::current(),
                         });
                     }
                 }

@@ -44,7 +44,7 @@ pub async fn record_end(
     end: End,
 ) -> Result<(), RegistryError> {
     registry
-        .propose(command(session_id, epoch, end), None)
+        .propose(command(session_id, epoch, end))
         .await
         .map(|_| ())
 }

@@ -250,7 +250,7 @@ impl ConnState {
                 };
                 let c = ctx
                     .registry
-                    .propose(cmd, None)
+                    .propose(cmd)
                     .await
                     .map_err(|e| ("unavailable", e.to_string()))?;
                 for e in &c.events {

@@ -246,9 +246,12 @@ pub enum ConnMsg {
     RelayCheck,
     Permissions(Box<PermsUpdate>),
     /// Close with this code. `registry` is true when the registry already ended the session.
+    /// `cause`: the span that asked (a registry entry's apply), so the close joins its trace;
+    /// `Span::none()` when nothing is traced.
     Close {
         code: CloseCode,
         registry: bool,
+        cause: tracing::Span,
     },
     Refreshed(Box<RefreshResult>),
 }

@@ -1,0 +1,225 @@
+//! Logs and traces. Logs always go to stderr (`TETHER_LOG` filter). Spans are exported over
+//! OTLP/HTTP (protobuf) when the standard OpenTelemetry environment asks for it:
+//! `OTEL_EXPORTER_OTLP_ENDPOINT` or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` set, and neither
+//! `OTEL_SDK_DISABLED=true` nor `OTEL_TRACES_EXPORTER=none`. The SDK itself reads the rest:
+//! `OTEL_EXPORTER_OTLP_HEADERS` and `_TIMEOUT`, `OTEL_TRACES_SAMPLER`/`_ARG` (default
+//! parent-based always-on), `OTEL_BSP_*` (the bounded batch queue) and
+//! `OTEL_RESOURCE_ATTRIBUTES`. `OTEL_SERVICE_NAME` defaults to `tether`.
+//!
+//! Export runs on the SDK's own thread with a bounded queue, so a dead collector never
+//! blocks the node: spans past the queue are dropped by the SDK, and spans whose export
+//! failed are counted in `tether_trace_spans_dropped_total`. Without export, no exporter,
+//! no propagator: `tether_cluster::trace` then does nothing.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use opentelemetry::KeyValue;
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_otlp::{Protocol, WithExportConfig};
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::error::OTelSdkResult;
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use opentelemetry_sdk::trace::{BatchSpanProcessor, SdkTracerProvider, SpanData, SpanExporter};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer};
+
+/// Spans whose export failed (rendered by `/metrics`).
+pub static SPANS_DROPPED: AtomicU64 = AtomicU64::new(0);
+
+/// What the node reports itself as, on every exported span.
+pub struct Identity<'a> {
+    pub node_id: u64,
+    pub region: &'a str,
+}
+
+/// Keeps the exporter alive; `shutdown` flushes what is queued.
+pub struct Telemetry {
+    provider: Option<SdkTracerProvider>,
+}
+
+impl Telemetry {
+    /// Whether spans are exported.
+    pub fn exporting(&self) -> bool {
+        self.provider.is_some()
+    }
+
+    /// Flushes queued spans (bounded by the SDK's export timeout) and stops the exporter.
+    pub fn shutdown(self) {
+        if let Some(p) = self.provider
+            && let Err(e) = p.shutdown()
+        {
+            tracing::warn!(error = %e, "trace exporter shutdown");
+        }
+    }
+}
+
+/// Why export was not switched on although asked for.
+#[derive(Debug, thiserror::Error)]
+pub enum TelemetryError {
+    #[error("OTEL_EXPORTER_OTLP_PROTOCOL={0}: only http/protobuf is supported")]
+    Protocol(String),
+    #[error("OTLP exporter: {0}")]
+    Exporter(String),
+}
+
+/// Installs the log subscriber and, when the environment asks for it, the trace exporter.
+/// `env` is read through `var` so tests need not touch the process environment.
+pub fn init(
+    who: &Identity<'_>,
+    var: impl Fn(&str) -> Option<String>,
+) -> Result<Telemetry, TelemetryError> {
+    let filter = EnvFilter::try_from_env("TETHER_LOG")
+        .unwrap_or_else(|_| EnvFilter::new("info,openraft=warn"));
+    let logs = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_filter(filter);
+    let provider = if export_wanted(&var) {
+        Some(provider(who, &var)?)
+    } else {
+        None
+    };
+    let traces = provider.as_ref().map(|p| {
+        opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
+        // Spans only: events stay in the log.
+        tracing_opentelemetry::layer()
+            .with_tracer(p.tracer("tether"))
+            .with_filter(EnvFilter::new("info,openraft=off"))
+    });
+    let _ = tracing_subscriber::registry()
+        .with(logs)
+        .with(traces)
+        .try_init();
+    Ok(Telemetry { provider })
+}
+
+fn export_wanted(var: &impl Fn(&str) -> Option<String>) -> bool {
+    let set = |k: &str| var(k).is_some_and(|v| !v.trim().is_empty());
+    let disabled = var("OTEL_SDK_DISABLED").is_some_and(|v| v.trim().eq_ignore_ascii_case("true"));
+    let no_exporter =
+        var("OTEL_TRACES_EXPORTER").is_some_and(|v| v.trim().eq_ignore_ascii_case("none"));
+    (set("OTEL_EXPORTER_OTLP_ENDPOINT") || set("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"))
+        && !disabled
+        && !no_exporter
+}
+
+fn provider(
+    who: &Identity<'_>,
+    var: &impl Fn(&str) -> Option<String>,
+) -> Result<SdkTracerProvider, TelemetryError> {
+    let protocol = var("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
+        .or_else(|| var("OTEL_EXPORTER_OTLP_PROTOCOL"))
+        .unwrap_or_else(|| "http/protobuf".into());
+    if protocol.trim() != "http/protobuf" {
+        return Err(TelemetryError::Protocol(protocol));
+    }
+    let exporter = opentelemetry_otlp::SpanExporter::builder()
+        .with_http()
+        .with_protocol(Protocol::HttpBinary)
+        .build()
+        .map_err(|e| TelemetryError::Exporter(e.to_string()))?;
+    let processor = BatchSpanProcessor::builder(Counting(exporter)).build();
+    let mut resource = Resource::builder();
+    let named = var("OTEL_SERVICE_NAME").is_some()
+        || var("OTEL_RESOURCE_ATTRIBUTES").is_some_and(|a| a.contains("service.name="));
+    if !named {
+        resource = resource.with_service_name("tether");
+    }
+    let resource = resource
+        .with_attributes([
+            KeyValue::new("service.version", env!("CARGO_PKG_VERSION")),
+            KeyValue::new("service.instance.id", format!("n{}", who.node_id)),
+            KeyValue::new("tether.region", who.region.to_owned()),
+        ])
+        .build();
+    Ok(SdkTracerProvider::builder()
+        .with_span_processor(processor)
+        .with_resource(resource)
+        .build())
+}
+
+/// The OTLP exporter, counting the spans of every failed export.
+#[derive(Debug)]
+struct Counting<E>(E);
+
+impl<E: SpanExporter> SpanExporter for Counting<E> {
+    async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
+        let n = batch.len() as u64;
+        let r = self.0.export(batch).await;
+        if r.is_err() {
+            SPANS_DROPPED.fetch_add(n, Ordering::Relaxed);
+        }
+        r
+    }
+
+    fn shutdown_with_timeout(&self, timeout: std::time::Duration) -> OTelSdkResult {
+        self.0.shutdown_with_timeout(timeout)
+    }
+
+    fn force_flush(&self) -> OTelSdkResult {
+        self.0.force_flush()
+    }
+
+    fn set_resource(&mut self, resource: &Resource) {
+        self.0.set_resource(resource);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let owned: Vec<(String, String)> = pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        move |k| owned.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone())
+    }
+
+    /// Export is on only with an endpoint, and off when disabled either standard way.
+    #[test]
+    fn export_follows_the_standard_variables() {
+        assert!(!export_wanted(&env(&[])));
+        assert!(!export_wanted(&env(&[(
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            " "
+        )])));
+        assert!(export_wanted(&env(&[(
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            "http://c:4318"
+        )])));
+        assert!(export_wanted(&env(&[(
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+            "http://c:4318/v1/traces"
+        )])));
+        assert!(!export_wanted(&env(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4318"),
+            ("OTEL_SDK_DISABLED", "true"),
+        ])));
+        assert!(!export_wanted(&env(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4318"),
+            ("OTEL_TRACES_EXPORTER", "none"),
+        ])));
+    }
+
+    /// A protocol this build cannot speak is refused by name, not silently ignored.
+    #[test]
+    fn unsupported_protocol_is_an_error() {
+        let who = Identity {
+            node_id: 1,
+            region: "r",
+        };
+        let e = provider(
+            &who,
+            &env(&[
+                ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4318"),
+                ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+            ]),
+        )
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+        assert!(e.contains("OTEL_EXPORTER_OTLP_PROTOCOL=grpc"), "{e}");
+    }
+}

@@ -1,0 +1,130 @@
+//! Tracing across the cluster: three real nodes export spans over OTLP/HTTP to a real
+//! receiver, and one revocation is one trace from the caller's `traceparent` through the
+//! admin node, the leader, every node that applies the entry and the owner's close.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use tether_tests::client::WsClient;
+use tether_tests::cluster::TestCluster;
+use tether_tests::otlp::{ReceivedSpan, Receiver};
+use tether_tests::tokens::*;
+
+/// A revocation sent with a W3C `traceparent` to a follower, for a session owned by the
+/// other follower: the receiver gets one trace holding the admin request (a child of the
+/// caller's span), the leader's propose, an apply on each of the three nodes and the
+/// owner's `session.close`, with each node's `service.instance.id`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_revocation_is_one_trace_across_three_nodes() {
+    let otlp = Receiver::start().await;
+    let env = vec![
+        ("OTEL_EXPORTER_OTLP_ENDPOINT".to_owned(), otlp.endpoint()),
+        // Export quickly; the default waits 5 s between batches.
+        ("OTEL_BSP_SCHEDULE_DELAY".to_owned(), "100".to_owned()),
+    ];
+    let started = tokio::time::Instant::now();
+    let c = TestCluster::start_with_env(3, 0, "", &env).await;
+    eprintln!("cluster up after {:?}", started.elapsed());
+    let leader = c.leader(1).await;
+    let followers: Vec<u64> = [1, 2, 3].into_iter().filter(|id| *id != leader).collect();
+    let (owner, admin_node) = (followers[0], followers[1]);
+    let (mut client, welcome) =
+        WsClient::connect(&c.node(owner).ws_url(), &token("alice", &[])).await;
+    let sid = welcome["session_id"]
+        .as_str()
+        .expect("session id")
+        .to_owned();
+
+    let trace_id = format!("{:032x}", rand::random::<u128>() | 1);
+    let caller_span = format!("{:016x}", rand::random::<u64>() | 1);
+    let url = format!(
+        "http://{}/v1/sessions/{sid}/revoke?wait=closed",
+        c.node(admin_node).admin_addr
+    );
+    let r = reqwest::Client::new()
+        .post(url)
+        .bearer_auth(admin_token("tether:admin"))
+        .header("traceparent", format!("00-{trace_id}-{caller_span}-01"))
+        .timeout(tether_tests::DEADLINE)
+        .send()
+        .await
+        .expect("revoke");
+    assert_eq!(r.status().as_u16(), 200);
+    let closed = client.closed_within(tether_tests::DEADLINE).await.0;
+    assert_eq!(closed.code, 4004);
+
+    let ours = |spans: Vec<ReceivedSpan>| -> Vec<ReceivedSpan> {
+        spans
+            .into_iter()
+            .filter(|s| s.trace_id == trace_id)
+            .collect()
+    };
+    let on = |spans: &[ReceivedSpan], name: &str| -> BTreeSet<String> {
+        spans
+            .iter()
+            .filter(|s| s.name == name)
+            .map(|s| s.instance.clone())
+            .collect()
+    };
+    let n = |id: u64| format!("n{id}");
+    let want_apply: BTreeSet<String> = [1, 2, 3].map(n).into_iter().collect();
+    let revoked = tokio::time::Instant::now();
+    let end = revoked + tether_tests::DEADLINE;
+    let spans = loop {
+        let spans = ours(otlp.spans());
+        let complete = on(&spans, "registry.apply") == want_apply
+            && on(&spans, "session.close").contains(&n(owner))
+            && on(&spans, "registry.leader_propose").contains(&n(leader))
+            && on(&spans, "admin.request").contains(&n(admin_node));
+        if complete || tokio::time::Instant::now() >= end {
+            break spans;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    eprintln!(
+        "trace complete {:?} after the revocation: {} spans",
+        revoked.elapsed(),
+        spans.len()
+    );
+    let summary: Vec<(String, String)> = spans
+        .iter()
+        .map(|s| (s.instance.clone(), s.name.clone()))
+        .collect();
+    assert_eq!(on(&spans, "registry.apply"), want_apply, "{summary:?}");
+    assert!(
+        on(&spans, "session.close").contains(&n(owner)),
+        "{summary:?}"
+    );
+    assert!(
+        on(&spans, "registry.leader_propose").contains(&n(leader)),
+        "{summary:?}"
+    );
+    let request = spans
+        .iter()
+        .find(|s| s.name == "admin.request")
+        .unwrap_or_else(|| panic!("no admin.request span: {summary:?}"));
+    assert_eq!(request.instance, n(admin_node));
+    assert_eq!(
+        request.parent_span_id, caller_span,
+        "parent is the caller's span"
+    );
+    assert_eq!(request.service, "tether");
+    assert!(
+        request
+            .attributes
+            .iter()
+            .any(|(k, v)| k == "route" && v == "/v1/sessions/{sid}/revoke"),
+        "{:?}",
+        request.attributes
+    );
+    // Every span but the request has its parent inside the trace: one connected tree.
+    let ids: BTreeSet<&str> = spans.iter().map(|s| s.span_id.as_str()).collect();
+    for s in spans.iter().filter(|s| s.name != "admin.request") {
+        assert!(
+            ids.contains(s.parent_span_id.as_str()),
+            "{} on {} has a parent outside the trace: {summary:?}",
+            s.name,
+            s.instance
+        );
+    }
+}
