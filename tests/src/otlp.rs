@@ -40,7 +40,12 @@ pub struct Receiver {
 
 impl Receiver {
     pub async fn start() -> Receiver {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        Self::start_on("127.0.0.1:0").await
+    }
+
+    /// Listens on `addr` (e.g. `127.0.0.1:4318`).
+    pub async fn start_on(addr: &str) -> Receiver {
+        let listener = tokio::net::TcpListener::bind(addr)
             .await
             .expect("bind the OTLP receiver");
         let addr = listener.local_addr().expect("addr");
@@ -61,6 +66,11 @@ impl Receiver {
 
     pub fn spans(&self) -> Vec<ReceivedSpan> {
         self.spans.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// How many spans arrived so far.
+    pub fn count(&self) -> usize {
+        self.spans.lock().unwrap_or_else(|p| p.into_inner()).len()
     }
 }
 

@@ -117,6 +117,36 @@ async fn one_revocation_is_one_trace_across_three_nodes() {
         "{:?}",
         request.attributes
     );
+    // `?wait=closed` asked the owner over a node RPC, in the same trace.
+    assert!(on(&spans, "node.rpc").contains(&n(admin_node)), "{summary:?}");
+    // The client's own connect was traced too: a handshake span with who it was and how it
+    // ended, and the admission's propose inside it.
+    let all = otlp.spans();
+    let handshake = all
+        .iter()
+        .find(|s| {
+            s.name == "gateway.handshake"
+                && s.attributes.iter().any(|(k, v)| k == "session_id" && *v == sid)
+        })
+        .unwrap_or_else(|| panic!("no handshake span for {sid}"));
+    let attr = |k: &str| {
+        handshake
+            .attributes
+            .iter()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.as_str())
+    };
+    assert_eq!(
+        (attr("tenant"), attr("user"), attr("outcome")),
+        (Some(TENANT), Some("alice"), Some("ok"))
+    );
+    assert_eq!(handshake.instance, n(owner));
+    assert!(
+        all.iter().any(|s| s.name == "registry.propose"
+            && s.trace_id == handshake.trace_id
+            && s.parent_span_id == handshake.span_id),
+        "the admission's propose is not inside the handshake"
+    );
     // Every span but the request has its parent inside the trace: one connected tree.
     let ids: BTreeSet<&str> = spans.iter().map(|s| s.span_id.as_str()).collect();
     for s in spans.iter().filter(|s| s.name != "admin.request") {

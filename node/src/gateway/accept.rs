@@ -49,10 +49,7 @@ pub(super) async fn accept_one(gw: Arc<Gateway>, mut tcp: TcpStream, peer: Socke
             let t = gw.ctx.conn.upgrade_timeout;
             match tokio::time::timeout(t, acceptor.accept(tcp)).await {
                 Ok(Ok(tls)) => admit::handshake(gw, tls, client, slot).await,
-                _ => gw.ctx.metrics.inc(
-                    "tether_handshakes_total",
-                    &[("outcome", "fail"), ("reason", "tls")],
-                ),
+                _ => super::handshake_failed(&gw.ctx, "tls"),
             }
         }
     }
@@ -61,12 +58,8 @@ pub(super) async fn accept_one(gw: Arc<Gateway>, mut tcp: TcpStream, peer: Socke
 /// Counts a refusal at accept, also as a failed handshake (as it was counted when limits
 /// were checked after the request).
 fn refused(gw: &Gateway, reason: &'static str) {
-    let m = &gw.ctx.metrics;
-    m.inc(REFUSED_METRIC, &[("reason", reason)]);
-    m.inc(
-        "tether_handshakes_total",
-        &[("outcome", "fail"), ("reason", reason)],
-    );
+    gw.ctx.metrics.inc(REFUSED_METRIC, &[("reason", reason)]);
+    super::handshake_failed(&gw.ctx, reason);
 }
 
 /// Finds the client of the socket and takes its slot. A socket from a trusted proxy keeps a

@@ -10,9 +10,10 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::error::CapacityError;
 use tokio_tungstenite::tungstenite::handshake::server::Request;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+use tracing::Instrument;
 
 use super::upgrade::{self, UpgradeInfo};
-use super::{ClientStream, Gateway};
+use super::{ClientStream, Gateway, handshake_failed};
 use crate::audit::AuditRecord;
 use crate::auth::VerifiedToken;
 use crate::context::{NodeCtx, RegistryTenants};
@@ -37,6 +38,25 @@ fn refuse(code: CloseCode, reason: &'static str) -> Refusal {
 /// PROXY protocol header named; a trusted proxy's request may name the real client in its
 /// forwarded headers, and the slot is charged to that client before the upgrade is answered.
 pub(super) async fn handshake<S: ClientStream>(
+    gw: Arc<Gateway>,
+    stream: S,
+    client: SocketAddr,
+    slot: ConnSlot,
+) {
+    // Upgrade, hello, token, admission or resume: one span, filled in as it goes.
+    let span = tracing::info_span!(
+        "gateway.handshake",
+        tenant = tracing::field::Empty,
+        user = tracing::field::Empty,
+        session_id = tracing::field::Empty,
+        outcome = tracing::field::Empty
+    );
+    handshake_in_span(gw, stream, client, slot)
+        .instrument(span)
+        .await;
+}
+
+async fn handshake_in_span<S: ClientStream>(
     gw: Arc<Gateway>,
     stream: S,
     client: SocketAddr,
@@ -73,11 +93,7 @@ pub(super) async fn handshake<S: ClientStream>(
                 ctx.metrics.inc(REFUSED_METRIC, &[("reason", e.reason())]);
             }
             let reason = refused.map(|e| e.reason()).unwrap_or("upgrade");
-            ctx.metrics.inc(
-                "tether_handshakes_total",
-                &[("outcome", "fail"), ("reason", reason)],
-            );
-            return;
+            return handshake_failed(ctx, reason);
         }
     };
     slot.upgraded();
@@ -85,10 +101,7 @@ pub(super) async fn handshake<S: ClientStream>(
     let mut ws = ws;
     if ctx.isolation.is_isolated() {
         // Fail closed: a node cut off from the quorum cannot see revocations.
-        ctx.metrics.inc(
-            "tether_handshakes_total",
-            &[("outcome", "fail"), ("reason", "isolated")],
-        );
+        handshake_failed(ctx, "isolated");
         return close_raw(
             &mut ws,
             CloseCode::RegistryUnavailable,
@@ -102,10 +115,7 @@ pub(super) async fn handshake<S: ClientStream>(
         }
         Ok((token, hello_client, None)) => admit(gw, ws, token, hello_client, slot).await,
         Err(r) => {
-            ctx.metrics.inc(
-                "tether_handshakes_total",
-                &[("outcome", "fail"), ("reason", r.reason)],
-            );
+            handshake_failed(ctx, r.reason);
             close_raw(&mut ws, r.code, ctx.conn.close_timeout).await;
         }
     }
@@ -178,9 +188,15 @@ async fn authenticate<S: ClientStream>(
     let verified = match ctx
         .auth
         .verify(token, &RegistryTenants(&ctx.registry))
+        .instrument(tracing::info_span!("auth.verify"))
         .await
     {
-        Ok(v) => v,
+        Ok(v) => {
+            let span = tracing::Span::current();
+            span.record("tenant", v.tenant.as_str());
+            span.record("user", v.user.as_str());
+            v
+        }
         Err(e) => {
             ctx.audit.emit(AuditRecord {
                 kind: "auth_fail",
@@ -267,12 +283,7 @@ pub(super) async fn admit<S: ClientStream>(
     slot: ConnSlot,
 ) {
     let ctx = gw.ctx.clone();
-    let fail = |reason: &'static str| {
-        ctx.metrics.inc(
-            "tether_handshakes_total",
-            &[("outcome", "fail"), ("reason", reason)],
-        );
-    };
+    let fail = |reason: &'static str| handshake_failed(&ctx, reason);
     // Cheap local pre-check: most refusals need no commit.
     if let Err(d) = ctx
         .registry
@@ -283,6 +294,7 @@ pub(super) async fn admit<S: ClientStream>(
     }
     let (max_sessions, max_detached) = user_caps(&ctx, &t.tenant);
     let session_id = random_hex(16);
+    tracing::Span::current().record("session_id", session_id.as_str());
     let resume_token = random_b64(32);
     let open = OpenSession {
         session_id: session_id.clone(),

@@ -66,6 +66,15 @@ impl Gateway {
     }
 }
 
+/// Counts a failed handshake by `reason`, and marks the `gateway.handshake` span with it.
+fn handshake_failed(ctx: &NodeCtx, reason: &'static str) {
+    ctx.metrics.inc(
+        "tether_handshakes_total",
+        &[("outcome", "fail"), ("reason", reason)],
+    );
+    tracing::Span::current().record("outcome", reason);
+}
+
 /// Accepts client connections until `shutdown` fires.
 pub async fn serve(listener: TcpListener, gw: Arc<Gateway>, shutdown: CancellationToken) {
     let mut backoff = AcceptBackoff::default();

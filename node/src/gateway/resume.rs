@@ -9,7 +9,7 @@ use tokio_tungstenite::WebSocketStream;
 
 use super::admit::{admit, random_b64, resume_hash, unavailable_code, user_caps};
 use super::start::start_session;
-use super::{ClientStream, Gateway};
+use super::{ClientStream, Gateway, handshake_failed};
 use crate::auth::VerifiedToken;
 use crate::limits::ConnSlot;
 use crate::session::{ConnMsg, ResumeAttach, ResumedFrom, close_raw, denial_close_code, spawn_io};
@@ -27,12 +27,8 @@ pub(super) async fn resume<S: ClientStream>(
     slot: ConnSlot,
 ) {
     let ctx = gw.ctx.clone();
-    let fail = |reason: &'static str| {
-        ctx.metrics.inc(
-            "tether_handshakes_total",
-            &[("outcome", "fail"), ("reason", reason)],
-        );
-    };
+    let fail = |reason: &'static str| handshake_failed(&ctx, reason);
+    tracing::Span::current().record("session_id", r.session_id.as_str());
     let new_token = random_b64(32);
     let bind = BindSession {
         session_id: r.session_id.clone(),

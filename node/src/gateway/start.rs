@@ -80,6 +80,7 @@ pub(super) async fn start_session<S: ClientStream>(
     };
     match Actor::spawn_linked(None, ConnectionActor, args, gw.supervisor.get_cell()).await {
         Ok((actor, _)) => {
+            tracing::Span::current().record("outcome", "ok");
             let _ = gw.supervisor.cast(SupervisorMsg::Track {
                 actor: actor.get_id(),
                 session_id,
@@ -87,10 +88,7 @@ pub(super) async fn start_session<S: ClientStream>(
         }
         Err(e) => {
             tracing::error!(error = %e, "could not start connection actor");
-            ctx.metrics.inc(
-                "tether_handshakes_total",
-                &[("outcome", "fail"), ("reason", "spawn")],
-            );
+            super::handshake_failed(&ctx, "spawn");
             let _ = record_end(&ctx.registry, session_id, epoch, End::Close).await;
         }
     }

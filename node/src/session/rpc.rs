@@ -12,6 +12,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tether_cluster::peer_service::AppRpc;
 use tether_cluster::{NodeId, codec};
+use tracing::Instrument;
 
 use super::dispatch::{DispatchLog, wait_closed_here};
 use super::publish::deliver_local;
@@ -60,6 +61,18 @@ pub enum NodeRpc {
         epoch: u64,
         last: bool,
     },
+}
+
+impl NodeRpc {
+    fn name(&self) -> &'static str {
+        match self {
+            NodeRpc::WaitClosed { .. } => "wait_closed",
+            NodeRpc::Status => "status",
+            NodeRpc::Handover { .. } => "handover",
+            NodeRpc::Deliver { .. } => "deliver",
+            NodeRpc::Flush { .. } => "flush",
+        }
+    }
 }
 
 /// Who a fanned-out publish is for.
@@ -217,9 +230,15 @@ pub(super) async fn call(
     timeout: Duration,
 ) -> Result<NodeRpcReply, String> {
     let body = codec::encode(req).map_err(|e| e.to_string())?;
+    // Not per publish: a fan-out is the hot path, and its traces would drown the rest.
+    let span = match req {
+        NodeRpc::Deliver { .. } => tracing::Span::none(),
+        _ => tracing::info_span!("node.rpc", rpc = req.name(), peer = id),
+    };
     let bytes = ctx
         .registry
         .call_app(id, body, timeout)
+        .instrument(span)
         .await
         .map_err(|e| e.to_string())?;
     codec::decode::<NodeRpcReply>(&bytes).map_err(|e| e.to_string())
