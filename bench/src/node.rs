@@ -128,6 +128,7 @@ peer = "127.0.0.1:0"
 [limits]
 max_connections = 200000
 max_connections_per_ip = 200000
+max_pending_upgrades_per_ip = 200000
 handshakes_per_ip_per_sec = 1000000
 max_connections_per_user = 50
 upgrade_timeout_secs = 30

@@ -27,6 +27,7 @@ const REGIONS: [&str; 3] = ["eu", "us", "ap"];
 /// The benchmark node's raised limits (`node.rs`), minus the keys the test harness's config
 /// already sets: every client comes from one address, the host end of the bridge.
 const LIMITS: &str = "max_connections = 200000\nmax_connections_per_ip = 200000\n\
+                      max_pending_upgrades_per_ip = 200000\n\
                       handshakes_per_ip_per_sec = 1000000\nmax_connections_per_user = 50\n\
                       upgrade_timeout_secs = 30\n";
 
