@@ -133,6 +133,14 @@ impl RegistryState {
         self.sessions.len()
     }
 
+    /// Sessions that no connection holds (resumable until their window ends).
+    pub fn detached_count(&self) -> usize {
+        self.sessions
+            .values()
+            .filter(|s| s.detached_until_ms.is_some())
+            .count()
+    }
+
     /// The permission override of a user and its version, if one is set.
     pub fn user_permissions(&self, tenant: &str, user: &str) -> Option<(&[String], u64)> {
         let record = self.user(tenant, user)?;

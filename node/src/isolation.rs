@@ -47,11 +47,15 @@ pub async fn monitor(ctx: Arc<NodeCtx>, lease: Duration, grace: Duration, stop: 
                     "registry lease lost: refusing new connections"
                 );
                 ctx.metrics
-                    .inc("tether_isolation_total", &[("event", "isolated")]);
+                    .isolation_changes
+                    .get_or_create(&crate::metrics::Event { event: "isolated" })
+                    .inc();
             } else {
                 tracing::info!("registry lease regained: serving again");
                 ctx.metrics
-                    .inc("tether_isolation_total", &[("event", "recovered")]);
+                    .isolation_changes
+                    .get_or_create(&crate::metrics::Event { event: "recovered" })
+                    .inc();
                 closed_all = false;
                 let ctx = ctx.clone();
                 let how = crate::session::reap::Reap::Detach(ctx.conn.resume_window);

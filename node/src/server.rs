@@ -23,8 +23,8 @@ use crate::auth::{AdminVerifier, AuthSettings, Authenticator};
 use crate::config::{AuditSinkKind, Config, Timing};
 use crate::context::{ConnSettings, NodeCtx};
 use crate::gateway::{self, Edge, Gateway};
-use crate::limits::{LimitError, LimitSettings, Limits};
-use crate::metrics::{CONNECTIONS_REFUSED, Metrics};
+use crate::limits::{LimitSettings, Limits};
+use crate::metrics::Metrics;
 use crate::net::TrustedProxies;
 use crate::session::directory::SessionDirectory;
 use crate::session::dispatch::Dispatcher;
@@ -38,10 +38,6 @@ pub struct Listeners {
     pub admin: std::net::TcpListener,
     pub peer: std::net::TcpListener,
 }
-
-/// Refusal reasons of `tether_connections_refused_total` besides the limits': declared at
-/// startup with the rest, so a dashboard sees zeros rather than missing series.
-const EDGE_REFUSALS: [&str; 3] = ["proxy_header", "admin_full", "per_user"];
 
 /// How long a joining node keeps trying its seeds before giving up.
 const JOIN_TIMEOUT: Duration = Duration::from_secs(300);
@@ -157,13 +153,6 @@ pub async fn run(
         ready: ready.clone(),
         allow_http_jwks: config.auth.allow_http_jwks,
     });
-    for reason in LimitError::ALL
-        .map(LimitError::reason)
-        .iter()
-        .chain(&EDGE_REFUSALS)
-    {
-        metrics.add(CONNECTIONS_REFUSED, &[("reason", reason)], 0);
-    }
     let admin_stop = CancellationToken::new();
     let admin_thread = spawn_admin(
         listeners.admin,
@@ -293,9 +282,7 @@ pub async fn run(
     // attached any more, bounded by the grace.
     let deadline = tokio::time::Instant::now() + SHUTDOWN_GRACE;
     let mut check = tokio::time::interval(Duration::from_millis(20));
-    while metrics.connections_active.load(Ordering::Relaxed) > 0
-        && tokio::time::Instant::now() < deadline
-    {
+    while metrics.connections() > 0 && tokio::time::Instant::now() < deadline {
         check.tick().await;
     }
     // Sessions resumed elsewhere fetch their state from here (handover); give the stragglers
@@ -343,9 +330,7 @@ async fn drain(ctx: &Arc<NodeCtx>, metrics: &Metrics, window: Duration) {
     }
     let deadline = tokio::time::Instant::now() + window;
     let mut check = tokio::time::interval(Duration::from_millis(50));
-    while metrics.connections_active.load(Ordering::Relaxed) > 0
-        && tokio::time::Instant::now() < deadline
-    {
+    while metrics.connections() > 0 && tokio::time::Instant::now() < deadline {
         check.tick().await;
     }
 }

@@ -391,6 +391,36 @@ async fn probes_and_metrics() {
         .and_then(|v| v.trim().parse::<u64>().ok())
         .expect("tether_raft_commit_seconds_count");
     assert!(count >= 1, "{text}");
+    // Every family says what it is; the newer ones are there with real values.
+    let types = text.lines().filter(|l| l.starts_with("# TYPE ")).count();
+    let helps = text.lines().filter(|l| l.starts_with("# HELP ")).count();
+    assert_eq!(types, helps, "{text}");
+    let value = |series: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{series} ")))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+    };
+    assert!(text.contains("tether_build_info{version=\""), "{text}");
+    assert!(value("tether_process_open_fds") > Some(0.0), "{text}");
+    assert!(
+        value("tether_process_resident_memory_bytes") > Some(0.0),
+        "{text}"
+    );
+    assert_eq!(value("tether_isolated"), Some(0.0), "{text}");
+    assert_eq!(
+        value(r#"tether_handshake_seconds_count{outcome="ok",reason="ok"}"#),
+        Some(1.0),
+        "{text}"
+    );
+    assert!(
+        value(r#"tether_admin_request_seconds_count{route="/livez",status="200"}"#) >= Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        value(r#"tether_connections_refused_total{reason="per_ip"}"#),
+        Some(0.0),
+        "{text}"
+    );
 }
 
 /// `GET /v1/cluster` on a single node: leader 1, one node, role leader, with its address

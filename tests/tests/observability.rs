@@ -117,8 +117,26 @@ async fn one_revocation_is_one_trace_across_three_nodes() {
         "{:?}",
         request.attributes
     );
+    // The admin node timed the propagation and its call to the owner.
+    let metrics = tether_tests::admin::call(c.node(admin_node), "GET", "/metrics", None)
+        .await
+        .body;
+    let metrics = metrics.as_str().unwrap_or_default();
+    for series in [
+        r#"tether_revocation_propagation_seconds_count{kind="session"} 1"#,
+        r#"tether_revocations_total{kind="session"} 1"#,
+    ] {
+        assert!(metrics.lines().any(|l| l == series), "{series}:\n{metrics}");
+    }
+    assert!(
+        metrics.contains(r#"tether_peer_rpc_seconds_count{rpc="wait_closed"}"#),
+        "{metrics}"
+    );
     // `?wait=closed` asked the owner over a node RPC, in the same trace.
-    assert!(on(&spans, "node.rpc").contains(&n(admin_node)), "{summary:?}");
+    assert!(
+        on(&spans, "node.rpc").contains(&n(admin_node)),
+        "{summary:?}"
+    );
     // The client's own connect was traced too: a handshake span with who it was and how it
     // ended, and the admission's propose inside it.
     let all = otlp.spans();
@@ -126,7 +144,9 @@ async fn one_revocation_is_one_trace_across_three_nodes() {
         .iter()
         .find(|s| {
             s.name == "gateway.handshake"
-                && s.attributes.iter().any(|(k, v)| k == "session_id" && *v == sid)
+                && s.attributes
+                    .iter()
+                    .any(|(k, v)| k == "session_id" && *v == sid)
         })
         .unwrap_or_else(|| panic!("no handshake span for {sid}"));
     let attr = |k: &str| {

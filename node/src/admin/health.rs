@@ -10,6 +10,7 @@ use axum::response::IntoResponse;
 use serde_json::json;
 
 use super::AdminState;
+use crate::metrics::Snapshot;
 
 pub async fn livez() -> impl IntoResponse {
     (StatusCode::OK, Json(json!({"status": "ok"})))
@@ -30,30 +31,18 @@ pub async fn readyz(State(st): State<Arc<AdminState>>) -> impl IntoResponse {
 
 pub async fn metrics(State(st): State<Arc<AdminState>>) -> impl IntoResponse {
     let s = st.ctx.registry.status();
-    let sessions = st.ctx.registry.read(|r| r.session_count()) as i64;
-    let text = st.ctx.metrics.render(&[
-        (
-            "tether_registry_sessions",
-            "Live sessions in the registry (cluster-wide).",
-            sessions,
-        ),
-        (
-            "tether_raft_applied_index",
-            "Last applied Raft log index.",
-            s.applied_index.unwrap_or(0) as i64,
-        ),
-        ("tether_raft_term", "Current Raft term.", s.term as i64),
-        (
-            "tether_raft_is_leader",
-            "1 if this node leads.",
-            (s.leader == Some(s.node_id)) as i64,
-        ),
-    ]);
-    let dropped = crate::telemetry::SPANS_DROPPED.load(Ordering::Relaxed);
-    let text = format!(
-        "{text}# HELP tether_trace_spans_dropped_total Spans whose OTLP export failed.\n\
-         # TYPE tether_trace_spans_dropped_total counter\n\
-         tether_trace_spans_dropped_total {dropped}\n"
-    );
-    ([("content-type", "text/plain; version=0.0.4")], text)
+    let (sessions, detached) = st
+        .ctx
+        .registry
+        .read(|r| (r.session_count(), r.detached_count()));
+    let text = st.ctx.metrics.render(&Snapshot {
+        registry_sessions: sessions as i64,
+        detached_sessions: detached as i64,
+        applied_index: s.applied_index.unwrap_or(0) as i64,
+        term: s.term as i64,
+        is_leader: s.leader == Some(s.node_id),
+        isolated: st.ctx.isolation.is_isolated(),
+    });
+    let content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+    ([("content-type", content_type)], text)
 }

@@ -15,7 +15,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-use crate::metrics::{CONNECTIONS_REFUSED, Metrics};
+use crate::metrics::Metrics;
 use crate::net::AcceptBackoff;
 
 /// A request's headers must arrive within this, from the connection's start or the end of
@@ -54,7 +54,7 @@ pub async fn serve(
         };
         backoff.reset();
         let Ok(permit) = slots.clone().try_acquire_owned() else {
-            metrics.inc(CONNECTIONS_REFUSED, &[("reason", "admin_full")]);
+            metrics.refused("admin_full");
             tokio::spawn(refuse(tcp));
             continue;
         };

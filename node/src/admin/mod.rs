@@ -79,7 +79,10 @@ pub fn router(state: Arc<AdminState>) -> Router {
         )
         .route("/v1/publish", post(publish::publish))
         .fallback(|| async { ApiError::not_found("no such endpoint") })
-        .layer(axum::middleware::from_fn(trace::span))
+        .layer(axum::middleware::from_fn_with_state(
+            state.ctx.metrics.clone(),
+            trace::span,
+        ))
         .layer(DefaultBodyLimit::max(1024 * 1024))
         .with_state(state)
 }
@@ -160,6 +163,17 @@ pub(crate) async fn commit_audited(
     Ok(axum::Json(body))
 }
 
+/// The `kind` label of a revocation's propagation time; `None` for other writes.
+fn revocation_kind(command: &Command) -> Option<&'static str> {
+    match command {
+        Command::RevokeSession { .. } => Some("session"),
+        Command::LogoutUser { .. } => Some("logout"),
+        Command::RevokeToken { .. } => Some("token"),
+        Command::DisableTenant { .. } => Some("tenant"),
+        _ => None,
+    }
+}
+
 /// Proposes a mutation and answers `{"commit_index"}` once committed, plus `closed` and
 /// `propagation_ms` with `wait`. A `NotFound` from apply becomes 404.
 pub(crate) async fn commit(
@@ -169,6 +183,7 @@ pub(crate) async fn commit(
     started: Instant,
 ) -> Result<(u64, Vec<RegistryEvent>, Value), ApiError> {
     let t0 = Instant::now();
+    let kind = revocation_kind(&command);
     let c = st.ctx.registry.propose(command).await?;
     st.ctx.metrics.observe_commit(t0.elapsed());
     if let Some(what) = c.events.iter().find_map(|e| match e {
@@ -180,8 +195,16 @@ pub(crate) async fn commit(
     let mut body = json!({ "commit_index": c.index });
     if wait {
         let (closed, pending) = wait_closed_everywhere(st, &c.events, c.index).await;
+        let took = started.elapsed();
+        if let Some(kind) = kind.filter(|_| pending == 0) {
+            st.ctx
+                .metrics
+                .revocation_propagation_seconds
+                .get_or_create(&crate::metrics::Kind { kind })
+                .observe(took.as_secs_f64());
+        }
         body["closed"] = json!(closed);
-        body["propagation_ms"] = json!(started.elapsed().as_secs_f64() * 1000.0);
+        body["propagation_ms"] = json!(took.as_secs_f64() * 1000.0);
         if pending > 0 {
             body["pending"] = json!(pending);
         }

@@ -63,10 +63,12 @@ impl FromRequestParts<Arc<AdminState>> for Admin {
                 Err(ApiError::forbidden("token carries no tether:admin scope"))
             }
             Err(e) => {
-                state.ctx.metrics.inc(
-                    "tether_admin_auth_failures_total",
-                    &[("reason", e.reason())],
-                );
+                state
+                    .ctx
+                    .metrics
+                    .admin_auth_failures
+                    .get_or_create(&crate::metrics::Reason { reason: e.reason() })
+                    .inc();
                 // The reason only: the token itself is never written anywhere.
                 state.ctx.audit.emit(AuditRecord {
                     kind: "admin_auth_fail",

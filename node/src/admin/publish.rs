@@ -74,8 +74,7 @@ pub async fn publish(
     let d = Arc::new(Delivery::new(channel, b.data, direct));
     // Across the cluster: subscribers and sessions may live on any node.
     let (delivered, unreachable) = publish::publish(ctx, &b.tenant, target, d).await;
-    ctx.metrics
-        .add("tether_deliveries_total", &[], delivered as u64);
+    ctx.metrics.deliveries.inc_by(delivered as u64);
     if unreachable > 0 {
         return Ok(Json(
             json!({ "delivered": delivered, "unreachable_nodes": unreachable }),

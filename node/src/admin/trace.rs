@@ -1,8 +1,11 @@
 //! One `admin.request` span per admin call (method, route, status), a child of the caller's
 //! W3C `traceparent`/`tracestate` headers when it sends them: a revocation's trace starts
-//! at the operator's own system and crosses every node from here.
+//! at the operator's own system and crosses every node from here. Its duration also goes to
+//! `tether_admin_request_seconds{route,status}`.
 
-use axum::extract::{MatchedPath, Request};
+use std::sync::Arc;
+
+use axum::extract::{MatchedPath, Request, State};
 use axum::http::HeaderMap;
 use axum::middleware::Next;
 use axum::response::Response;
@@ -10,7 +13,10 @@ use opentelemetry::propagation::Extractor;
 use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
-pub async fn span(req: Request, next: Next) -> Response {
+use crate::metrics::{AdminRequest, Metrics};
+
+pub async fn span(State(metrics): State<Arc<Metrics>>, req: Request, next: Next) -> Response {
+    let started = tokio::time::Instant::now();
     let route = req
         .extensions()
         .get::<MatchedPath>()
@@ -31,7 +37,12 @@ pub async fn span(req: Request, next: Next) -> Response {
         let _ = span.set_parent(parent);
     }
     let response = next.run(req).instrument(span.clone()).await;
-    span.record("status", response.status().as_u16());
+    let status = response.status().as_u16();
+    span.record("status", status);
+    metrics
+        .admin_request_seconds
+        .get_or_create(&AdminRequest { route, status })
+        .observe(started.elapsed().as_secs_f64());
     response
 }
 

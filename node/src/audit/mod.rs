@@ -115,7 +115,7 @@ impl Audit {
             while let Some(line) = rx.recv().await {
                 if let Err(e) = out.write(line.as_bytes()).await {
                     tracing::error!(error = %e, "audit log write failed");
-                    dropped.inc("tether_audit_dropped_total", &[]);
+                    dropped.audit_dropped.inc();
                 }
             }
         });
@@ -138,7 +138,7 @@ impl Audit {
         };
         s.push('\n');
         if self.tx.try_send(s).is_err() {
-            self.metrics.inc("tether_audit_dropped_total", &[]);
+            self.metrics.audit_dropped.inc();
         }
     }
 }

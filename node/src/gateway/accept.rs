@@ -12,7 +12,6 @@ use tokio::net::TcpStream;
 
 use super::{Gateway, admit, upgrade};
 use crate::limits::{ConnSlot, LimitError};
-use crate::metrics::CONNECTIONS_REFUSED as REFUSED_METRIC;
 use crate::net::read_proxy_header;
 
 /// See [`super::Edge::refusing`].
@@ -58,7 +57,7 @@ pub(super) async fn accept_one(gw: Arc<Gateway>, mut tcp: TcpStream, peer: Socke
 /// Counts a refusal at accept, also as a failed handshake (as it was counted when limits
 /// were checked after the request).
 fn refused(gw: &Gateway, reason: &'static str) {
-    gw.ctx.metrics.inc(REFUSED_METRIC, &[("reason", reason)]);
+    gw.ctx.metrics.refused(reason);
     super::handshake_failed(&gw.ctx, reason);
 }
 

@@ -18,7 +18,6 @@ use crate::audit::AuditRecord;
 use crate::auth::VerifiedToken;
 use crate::context::{NodeCtx, RegistryTenants};
 use crate::limits::ConnSlot;
-use crate::metrics::CONNECTIONS_REFUSED as REFUSED_METRIC;
 use crate::net::forwarded_client;
 use crate::session::{close_raw, denial_close_code};
 use tether_cluster::RegistryError;
@@ -51,7 +50,9 @@ pub(super) async fn handshake<S: ClientStream>(
         session_id = tracing::field::Empty,
         outcome = tracing::field::Empty
     );
-    handshake_in_span(gw, stream, client, slot)
+    let started = tokio::time::Instant::now();
+    super::HANDSHAKE_STARTED
+        .scope(started, handshake_in_span(gw, stream, client, slot))
         .instrument(span)
         .await;
 }
@@ -90,7 +91,7 @@ async fn handshake_in_span<S: ClientStream>(
         Ok(Ok(ws)) => ws,
         Ok(Err(_)) | Err(_) => {
             if let Some(e) = refused {
-                ctx.metrics.inc(REFUSED_METRIC, &[("reason", e.reason())]);
+                ctx.metrics.refused(e.reason());
             }
             let reason = refused.map(|e| e.reason()).unwrap_or("upgrade");
             return handshake_failed(ctx, reason);
@@ -321,7 +322,7 @@ pub(super) async fn admit<S: ClientStream>(
             }) {
                 fail("registry_denied");
                 if d == Denial::TooManySessions {
-                    ctx.metrics.inc(REFUSED_METRIC, &[("reason", "per_user")]);
+                    ctx.metrics.refused("per_user");
                 }
                 return close_raw(&mut ws, denial_close_code(d), ctx.conn.close_timeout).await;
             }

@@ -66,13 +66,26 @@ impl Gateway {
     }
 }
 
-/// Counts a failed handshake by `reason`, and marks the `gateway.handshake` span with it.
+tokio::task_local! {
+    /// When the handshake this task runs began (for `tether_handshake_seconds`).
+    static HANDSHAKE_STARTED: tokio::time::Instant;
+}
+
+/// Counts a failed handshake by `reason`, times it, and marks its span with the reason.
 fn handshake_failed(ctx: &NodeCtx, reason: &'static str) {
-    ctx.metrics.inc(
-        "tether_handshakes_total",
-        &[("outcome", "fail"), ("reason", reason)],
-    );
+    ctx.metrics.handshake_failed(reason);
+    handshake_done(ctx, crate::metrics::Outcome::fail(reason));
     tracing::Span::current().record("outcome", reason);
+}
+
+/// Records how long the handshake of this task took, with its outcome.
+fn handshake_done(ctx: &NodeCtx, outcome: crate::metrics::Outcome) {
+    if let Ok(started) = HANDSHAKE_STARTED.try_with(|t| *t) {
+        ctx.metrics
+            .handshake_seconds
+            .get_or_create(&outcome)
+            .observe(started.elapsed().as_secs_f64());
+    }
 }
 
 /// Accepts client connections until `shutdown` fires.

@@ -62,7 +62,9 @@ pub(super) async fn resume<S: ClientStream>(
         }) => {
             // Unknown, expired or not this client's: a fresh session, as the protocol says.
             ctx.metrics
-                .inc("tether_resumes_total", &[("where", "fresh")]);
+                .resumes
+                .get_or_create(&crate::metrics::Where { r#where: "fresh" })
+                .inc();
             return admit(gw, ws, t, client, slot).await;
         }
         Some(RegistryEvent::AdmissionDenied { reason, .. }) => {

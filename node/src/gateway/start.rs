@@ -81,6 +81,7 @@ pub(super) async fn start_session<S: ClientStream>(
     match Actor::spawn_linked(None, ConnectionActor, args, gw.supervisor.get_cell()).await {
         Ok((actor, _)) => {
             tracing::Span::current().record("outcome", "ok");
+            super::handshake_done(&ctx, crate::metrics::Outcome::OK);
             let _ = gw.supervisor.cast(SupervisorMsg::Track {
                 actor: actor.get_id(),
                 session_id,

@@ -21,7 +21,7 @@ impl AcceptBackoff {
         if self.delay.is_none() {
             tracing::warn!(error = %e, "accept failed; backing off");
         }
-        metrics.inc("tether_accept_errors_total", &[]);
+        metrics.accept_errors.inc();
         self.delay = Some(delay);
         tokio::time::sleep(delay).await;
     }
@@ -54,6 +54,6 @@ mod tests {
         let t = tokio::time::Instant::now();
         b.failed(&m, &e).await;
         assert_eq!(t.elapsed().as_millis(), 5);
-        assert_eq!(m.counter("tether_accept_errors_total", &[]), 11);
+        assert_eq!(m.accept_errors.get(), 11);
     }
 }

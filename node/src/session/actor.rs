@@ -114,10 +114,10 @@ impl Actor for ConnectionActor {
             ctx.metrics.connection_opened();
             // Counted here, before the welcome is queued, so a client that has its welcome can
             // already see its handshake in /metrics.
-            ctx.metrics.inc(
-                "tether_handshakes_total",
-                &[("outcome", "ok"), ("reason", "ok")],
-            );
+            ctx.metrics
+                .handshakes
+                .get_or_create(&crate::metrics::Outcome::OK)
+                .inc();
             let now = Instant::now();
             let perms = Permissions::parse(&auth.permissions);
             let (seq, epoch) = resumed
@@ -257,7 +257,9 @@ impl Actor for ConnectionActor {
         state
             .ctx
             .metrics
-            .inc("tether_closes_total", &[("code", &code.code().to_string())]);
+            .closes
+            .get_or_create(&crate::metrics::Code { code: code.code() })
+            .inc();
         if let Some(io) = state.io.take() {
             super::resume::reap_reader(io, state.ctx.conn.close_timeout);
         }

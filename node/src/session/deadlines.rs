@@ -117,7 +117,7 @@ impl ConnState {
         if now.duration_since(self.last_ping) >= self.ctx.conn.heartbeat_interval {
             self.last_ping = now;
             if io.out.try_send(Outbound::Ping).is_err() {
-                self.ctx.metrics.inc("tether_slow_consumers_total", &[]);
+                self.ctx.metrics.slow_consumers.inc();
                 self.close(myself, CloseCode::RateLimited, false).await;
             }
         }

@@ -102,7 +102,9 @@ impl EventSink for Dispatcher {
                         );
                     }
                     self.metrics
-                        .inc("tether_revocations_total", &[("kind", "session")]);
+                        .revocations
+                        .get_or_create(&crate::metrics::Kind { kind: "session" })
+                        .inc();
                 }
                 RegistryEvent::UserLoggedOut { tenant, user, .. } => {
                     close_all(
@@ -111,7 +113,9 @@ impl EventSink for Dispatcher {
                         &mut closed,
                     );
                     self.metrics
-                        .inc("tether_revocations_total", &[("kind", "logout")]);
+                        .revocations
+                        .get_or_create(&crate::metrics::Kind { kind: "logout" })
+                        .inc();
                 }
                 RegistryEvent::TokenRevoked {
                     tenant,
@@ -141,7 +145,9 @@ impl EventSink for Dispatcher {
                         }
                     }
                     self.metrics
-                        .inc("tether_revocations_total", &[("kind", "token")]);
+                        .revocations
+                        .get_or_create(&crate::metrics::Kind { kind: "token" })
+                        .inc();
                 }
                 RegistryEvent::TenantDisabled { tenant, .. }
                 | RegistryEvent::TenantDeleted { tenant, .. } => {
@@ -151,7 +157,9 @@ impl EventSink for Dispatcher {
                         &mut closed,
                     );
                     self.metrics
-                        .inc("tether_revocations_total", &[("kind", "tenant")]);
+                        .revocations
+                        .get_or_create(&crate::metrics::Kind { kind: "tenant" })
+                        .inc();
                 }
                 RegistryEvent::PermissionsChanged {
                     tenant,

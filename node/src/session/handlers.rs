@@ -71,9 +71,7 @@ impl ConnState {
                     let target = crate::session::rpc::Target::Channel;
                     crate::session::publish::publish_remote(&ctx, &tenant, target, delivery).await;
                 });
-                self.ctx
-                    .metrics
-                    .add("tether_deliveries_total", &[], n as u64);
+                self.ctx.metrics.deliveries.inc_by(n as u64);
                 self.send(myself, ServerFrame::ok(id).to_json()).await;
             }
             ClientFrame::Refresh { id, token } => self.start_refresh(myself, id, token),
@@ -109,7 +107,7 @@ impl ConnState {
         msg: &str,
     ) {
         self.protocol_errors += 1;
-        self.ctx.metrics.inc("tether_protocol_errors_total", &[]);
+        self.ctx.metrics.protocol_errors.inc();
         self.send(myself, ServerFrame::Error { code, message: msg }.to_json())
             .await;
         if self.protocol_errors >= self.ctx.conn.max_protocol_errors {
@@ -125,7 +123,7 @@ impl ConnState {
             Rate::StillOver => return false,
             Rate::Over { strikes } => strikes,
         };
-        self.ctx.metrics.inc("tether_rate_limited_total", &[]);
+        self.ctx.metrics.rate_limited.inc();
         if strikes >= self.ctx.conn.rate_limit_strikes {
             self.close(myself, CloseCode::RateLimited, false).await;
             return false;

@@ -79,7 +79,9 @@ impl ConnState {
             self.close_socket(code).await;
             self.ctx
                 .metrics
-                .inc("tether_closes_total", &[("code", &code.code().to_string())]);
+                .closes
+                .get_or_create(&crate::metrics::Code { code: code.code() })
+                .inc();
         }
         if let Some(io) = self.io.take() {
             reap_reader(io, self.ctx.conn.close_timeout);
@@ -154,7 +156,11 @@ impl ConnState {
             .collect();
         self.ctx
             .metrics
-            .inc("tether_resumes_total", &[("where", "same_node")]);
+            .resumes
+            .get_or_create(&crate::metrics::Where {
+                r#where: "same_node",
+            })
+            .inc();
         for json in replay {
             self.send(myself, json).await;
         }
@@ -234,7 +240,11 @@ impl ConnState {
         }
         self.ctx
             .metrics
-            .inc("tether_resumes_total", &[("where", "handover")]);
+            .resumes
+            .get_or_create(&crate::metrics::Where {
+                r#where: "handover",
+            })
+            .inc();
     }
 }
 
@@ -264,7 +274,9 @@ impl ConnState {
         };
         self.ctx
             .metrics
-            .inc("tether_resumes_total", &[("where", place)]);
+            .resumes
+            .get_or_create(&crate::metrics::Where { r#where: place })
+            .inc();
         match (handover, from.previous_node) {
             (Some(h), Some(node)) => {
                 self.restore(token, from.last_seq, h);

@@ -235,12 +235,17 @@ pub(super) async fn call(
         NodeRpc::Deliver { .. } => tracing::Span::none(),
         _ => tracing::info_span!("node.rpc", rpc = req.name(), peer = id),
     };
-    let bytes = ctx
+    let started = tokio::time::Instant::now();
+    let answer = ctx
         .registry
         .call_app(id, body, timeout)
         .instrument(span)
-        .await
-        .map_err(|e| e.to_string())?;
+        .await;
+    ctx.metrics
+        .peer_rpc_seconds
+        .get_or_create(&crate::metrics::Rpc { rpc: req.name() })
+        .observe(started.elapsed().as_secs_f64());
+    let bytes = answer.map_err(|e| e.to_string())?;
     codec::decode::<NodeRpcReply>(&bytes).map_err(|e| e.to_string())
 }
 

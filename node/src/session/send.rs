@@ -14,7 +14,7 @@ impl ConnState {
     pub(super) async fn send(&mut self, myself: &ActorRef<ConnMsg>, frame: String) {
         let Some(io) = &self.io else { return };
         if io.out.try_send(Outbound::Text(frame)).is_err() {
-            self.ctx.metrics.inc("tether_slow_consumers_total", &[]);
+            self.ctx.metrics.slow_consumers.inc();
             self.close(myself, CloseCode::RateLimited, false).await;
         }
     }

@@ -71,7 +71,7 @@ impl Actor for SessionSupervisor {
                     return Ok(());
                 };
                 tracing::error!(%session_id, error = %err, "connection actor failed");
-                state.ctx.metrics.inc("tether_actor_failures_total", &[]);
+                state.ctx.metrics.actor_failures.inc();
                 if state
                     .ctx
                     .directory
