@@ -9,8 +9,10 @@
    here: `helm lint` must report no error, the chart must render, and every rendered
    manifest must pass kubernetes-validate in strict mode against the oldest Kubernetes the
    chart supports (Chart.yaml kubeVersion) and the newest schema bundled.
-   cert-manager Certificates and ServiceMonitors are CRDs with no bundled schema: they get
-   a structural check here instead, and the summary says so.
+   cert-manager Certificates, ServiceMonitors and PrometheusRules are CRDs with no bundled
+   schema: they get a structural check here instead, and the summary says so. The Grafana
+   dashboard must parse, and it and the alert rules may query only metrics that a real
+   `tether serve` lists on its /metrics (observability_check.py).
 3. For every pod of the rendered StatefulSet, the file it reads (its args with $(POD_NAME)
    expanded: /etc/tether/<pod>.toml from the ConfigMap) is checked with
    `tether serve --check-config` under the environment the pod gets (TETHER_LOG, and
@@ -42,6 +44,9 @@ import tomllib
 import venv
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import observability_check  # noqa: E402
+
 PINS = ["helm-python-sdk==0.2.2", "kubernetes-validate==1.37.0"]
 ROOT = Path(__file__).resolve().parent.parent
 CHART = ROOT / "helm" / "tether"
@@ -49,6 +54,7 @@ VENV = ROOT / "target" / "helm-check-venv"
 CRD_KINDS = {
     ("cert-manager.io/v1", "Certificate"): ["secretName", "issuerRef"],
     ("monitoring.coreos.com/v1", "ServiceMonitor"): ["selector", "endpoints"],
+    ("monitoring.coreos.com/v1", "PrometheusRule"): ["groups"],
 }
 
 
@@ -101,8 +107,10 @@ class Checker:
             key=lambda v: tuple(int(x) for x in v.split(".")),
         )
         self.failures: list[str] = []
-        self.stats = {"renders": 0, "manifests": 0, "validations": 0, "crd": 0, "configs": 0}
+        self.stats = {"renders": 0, "manifests": 0, "validations": 0, "crd": 0, "configs": 0,
+                      "observability": 0}
         self.notes: list[str] = []
+        self.exported: set[str] | None = None
 
     def fail(self, where: str, msg: str) -> None:
         self.failures.append(f"{where}: {msg}")
@@ -142,7 +150,23 @@ class Checker:
         if len(set(names)) != len(names):
             self.fail(label, f"duplicate resources: {sorted(names)}")
         print(f"  rendered {len(docs)}: {', '.join(kinds)}")
+        self.check_observability(label, docs)
         return self.check_configs(label, docs, namespace)
+
+    def check_observability(self, label: str, docs: list) -> None:
+        """The dashboard parses, and it and the alert rules query only exported metrics."""
+        if not any(d.get("kind") == "PrometheusRule" or "tether.json" in (d.get("data") or {})
+                   for _, d in docs):
+            return
+        self.stats["observability"] += 1
+        if self.exported is None:
+            try:
+                self.exported = observability_check.exported_series(self.tether)
+            except RuntimeError as e:
+                self.fail(label, f"reading the node's metrics: {e}")
+                self.exported = set()
+        for problem in observability_check.check(docs, self.exported):
+            self.fail(label, problem)
 
     def validate(self, label: str, path: str, doc: dict) -> None:
         kind, api = doc.get("kind"), doc.get("apiVersion")
@@ -169,7 +193,8 @@ class Checker:
         for _, doc in docs:
             by_kind.setdefault(doc["kind"], {})[doc["metadata"]["name"]] = doc
         out = {"pods": [], "join": None, "timing": None, "voters": 0, "env": {}}
-        cms = by_kind.get("ConfigMap", {})
+        cms = {n: cm for n, cm in by_kind.get("ConfigMap", {}).items()
+               if "tether.json" not in (cm.get("data") or {})}
         if len(cms) != 1:
             self.fail(label, f"expected one ConfigMap, got {list(cms)}")
             return out
@@ -394,7 +419,9 @@ def main() -> int:
         "extraEnv": [{"name": "OTEL_EXPORTER_OTLP_HEADERS", "value": "x-api-key=k"}],
         "otel": {"endpoint": "http://otel:4318", "sampler": "parentbased_traceidratio",
                  "samplerArg": "0.25"},
-        "networkPolicy": {"enabled": True}, "metrics": {"serviceMonitor": {"enabled": True}},
+        "networkPolicy": {"enabled": True},
+        "metrics": {"serviceMonitor": {"enabled": True}, "dashboard": {"enabled": True},
+                    "prometheusRule": {"enabled": True, "revocationP99Seconds": 0.25}},
         "drain": {"preStopSleepSeconds": 0},
     }
     part = c.release("scenario inline-secrets", inline, "inline", "ns")
@@ -406,6 +433,8 @@ def main() -> int:
         got = {k: part["env"].get(k) for k in want}
         if got != want:
             c.fail("scenario inline-secrets", f"otel.* rendered as {got}, want {want}")
+        if c.stats["observability"] == 0:
+            c.fail("scenario inline-secrets", "the dashboard and alert rules were not rendered")
     single = {"replicas": 1, "voters": 1, "tls": {"peer": {"enabled": False}}}
     part = c.release("scenario single-node", single, "solo", "default")
     if part:
@@ -435,7 +464,8 @@ def main() -> int:
 
     s = c.stats
     print(f"== {s['renders']} renders, {s['manifests']} manifests: {s['validations']} strict "
-          f"kubernetes-validate passes, {s['crd']} CRD objects (Certificate, ServiceMonitor) "
+          f"kubernetes-validate passes, {s['crd']} CRD objects (Certificate, ServiceMonitor, "
+          f"PrometheusRule) "
           f"checked structurally only; {s['configs']} tether --check-config runs; "
           f"{time.monotonic() - began:.1f}s")
     for n in c.notes:

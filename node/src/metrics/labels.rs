@@ -70,6 +70,7 @@ pub struct Rpc {
 /// Refusal reasons besides the limits'.
 pub const REFUSED_REASONS: [&str; 3] = ["proxy_header", "admin_full", "per_user"];
 const REVOCATION_KINDS: [&str; 4] = ["session", "logout", "token", "tenant"];
+const PEER_RPCS: [&str; 5] = ["wait_closed", "status", "handover", "deliver", "flush"];
 const RESUME_WHERES: [&str; 5] = [
     "same_node",
     "other_node",
@@ -84,11 +85,22 @@ pub(super) fn create_known(m: &Metrics) {
         drop(m.refused.get_or_create(&Reason { reason }));
     }
     drop(m.handshakes.get_or_create(&Outcome::OK));
+    drop(m.handshake_seconds.get_or_create(&Outcome::OK));
     for kind in REVOCATION_KINDS {
         drop(m.revocations.get_or_create(&Kind { kind }));
+        drop(
+            m.revocation_propagation_seconds
+                .get_or_create(&Kind { kind }),
+        );
+    }
+    for rpc in PEER_RPCS {
+        drop(m.peer_rpc_seconds.get_or_create(&Rpc { rpc }));
     }
     for r#where in RESUME_WHERES {
         drop(m.resumes.get_or_create(&Where { r#where }));
+    }
+    for code in tether_protocol::CloseCode::ALL {
+        drop(m.closes.get_or_create(&Code { code: code.code() }));
     }
     for event in ["isolated", "recovered"] {
         drop(m.isolation_changes.get_or_create(&Event { event }));
