@@ -38,6 +38,7 @@ pub async fn metrics(State(st): State<Arc<AdminState>>) -> impl IntoResponse {
     let text = st.ctx.metrics.render(&Snapshot {
         registry_sessions: sessions as i64,
         detached_sessions: detached as i64,
+        subscriptions: st.ctx.directory.subscription_count() as i64,
         applied_index: s.applied_index.unwrap_or(0) as i64,
         term: s.term as i64,
         is_leader: s.leader == Some(s.node_id),

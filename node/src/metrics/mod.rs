@@ -39,6 +39,8 @@ type Latencies<L> = Family<L, Histogram, fn() -> Histogram>;
 pub struct Snapshot {
     pub registry_sessions: i64,
     pub detached_sessions: i64,
+    /// Channel subscriptions held by this node's sessions.
+    pub subscriptions: i64,
     pub applied_index: i64,
     pub term: i64,
     pub is_leader: bool,
@@ -63,6 +65,8 @@ pub struct Metrics {
     pub audit_dropped: Counter,
     pub deliveries: Counter,
     pub trace_spans_dropped: Counter,
+    /// Bytes of frames kept in this node's outboxes for resume (the outboxes keep it).
+    pub outbox_bytes: Gauge,
     commit: Histogram,
     pub handshake_seconds: Latencies<Outcome>,
     pub admin_request_seconds: Latencies<AdminRequest>,
@@ -76,6 +80,7 @@ pub struct Metrics {
 struct ScrapeGauges {
     registry_sessions: Gauge,
     detached_sessions: Gauge,
+    subscriptions: Gauge,
     applied_index: Gauge,
     term: Gauge,
     is_leader: Gauge,
@@ -111,6 +116,7 @@ impl Metrics {
             audit_dropped: Counter::default(),
             deliveries: Counter::default(),
             trace_spans_dropped: Counter::default(),
+            outbox_bytes: Gauge::default(),
             commit: latency(),
             handshake_seconds: Family::new_with_constructor(latency),
             admin_request_seconds: Family::new_with_constructor(latency),
@@ -211,6 +217,11 @@ impl Metrics {
             self.trace_spans_dropped.clone(),
         );
         r.register(
+            "tether_outbox_bytes",
+            "Bytes of frames this node's sessions keep for a resume",
+            self.outbox_bytes.clone(),
+        );
+        r.register(
             "tether_raft_commit_seconds",
             "Propose-to-apply latency of registry writes made on this node",
             self.commit.clone(),
@@ -245,6 +256,11 @@ impl Metrics {
             "tether_detached_sessions",
             "Detached (resumable) sessions in the registry (cluster-wide)",
             g.detached_sessions.clone(),
+        );
+        r.register(
+            "tether_subscriptions",
+            "Channel subscriptions held by this node's sessions",
+            g.subscriptions.clone(),
         );
         r.register(
             "tether_raft_applied_index",
@@ -309,6 +325,7 @@ impl Metrics {
         let g = &self.scrape;
         g.registry_sessions.set(s.registry_sessions);
         g.detached_sessions.set(s.detached_sessions);
+        g.subscriptions.set(s.subscriptions);
         g.applied_index.set(s.applied_index);
         g.term.set(s.term);
         g.is_leader.set(i64::from(s.is_leader));

@@ -6,6 +6,7 @@ fn snapshot() -> Snapshot {
     Snapshot {
         registry_sessions: 3,
         detached_sessions: 1,
+        subscriptions: 5,
         applied_index: 42,
         term: 2,
         is_leader: true,

@@ -128,6 +128,7 @@ impl Actor for ConnectionActor {
                 seq + 1,
                 ctx.conn.outbox_max_messages,
                 ctx.conn.outbox_max_bytes,
+                ctx.metrics.outbox_bytes.clone(),
             );
             let mut state = ConnState {
                 ctx,

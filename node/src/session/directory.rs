@@ -275,6 +275,11 @@ impl SessionDirectory {
         self.len() == 0
     }
 
+    /// Channel subscriptions held by this node's sessions.
+    pub fn subscription_count(&self) -> usize {
+        self.lock().channels_of.values().map(HashSet::len).sum()
+    }
+
     pub fn all(&self) -> Vec<(String, DirEntry)> {
         let g = self.lock();
         g.sessions

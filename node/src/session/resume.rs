@@ -216,6 +216,7 @@ impl ConnState {
             h.frames.first().map(|f| f.0).unwrap_or(h.seq + 1),
             self.ctx.conn.outbox_max_messages,
             self.ctx.conn.outbox_max_bytes,
+            self.ctx.metrics.outbox_bytes.clone(),
         );
         for (seq, channel, json) in &h.frames {
             self.outbox.push(*seq, channel.clone(), json.clone());
