@@ -67,7 +67,13 @@ async fn drain_under_load() {
         }
         n
     });
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Drain once events flow to every SDK client.
+    for (i, client) in sdk.iter_mut().enumerate() {
+        let st = client
+            .wait(Duration::from_secs(30), |st| st.events >= 3)
+            .await;
+        assert!(st.events >= 3, "SDK client {i} gets no events: {st:?}");
+    }
     c.drain(victim);
     // Hand-driven sessions: once closed, each goes to a survivor the seed picks.
     let end = Instant::now() + Duration::from_secs(60);
