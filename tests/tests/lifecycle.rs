@@ -71,7 +71,12 @@ async fn refresh_same_subject_ok_other_subject_refused() {
     let p = c.next_of("permissions").await;
     assert_eq!(p["dropped"], json!(["chat.room1"]));
     assert_eq!(c.subscribe("news.a", 4).await["ok"], true);
-    let audit = node.audit_lines("refresh_ok");
+    // Audit lines reach stdout through the node's writer task: wait for the line.
+    let audit = tether_tests::wait_for("the refresh_ok audit line", tether_tests::DEADLINE, || {
+        let lines = node.audit_lines("refresh_ok");
+        async move { (!lines.is_empty()).then_some(lines) }
+    })
+    .await;
     assert_eq!(audit.len(), 1);
 }
 

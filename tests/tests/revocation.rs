@@ -35,11 +35,13 @@ async fn revoke_session_closes_4004_and_reports_propagation() {
     // The revoked session id is gone from the registry; revoking again is idempotent.
     let again = call(&node, "POST", &format!("/v1/sessions/{sid}/revoke"), None).await;
     assert_eq!(again.status, 200, "{}", again.body);
-    let audit = node.audit_lines("revoke");
-    assert!(
-        audit.iter().any(|a| a["audit"]["session_id"] == sid),
-        "no audit line for the revoke"
-    );
+    // Audit lines reach stdout through the node's writer task: wait for the line.
+    tether_tests::wait_for("the revoke audit line", tether_tests::DEADLINE, || {
+        let audit = node.audit_lines("revoke");
+        let found = audit.iter().any(|a| a["audit"]["session_id"] == sid);
+        async move { found.then_some(()) }
+    })
+    .await;
 }
 
 /// Resuming a revoked session is refused with 4004, not silently turned into a new session.
