@@ -22,7 +22,7 @@ const QUEUE: usize = 4096;
 
 /// One audit record. `kind` is one of: auth_ok, auth_fail, refresh_ok, refresh_fail, revoke,
 /// logout, token_revoke, permissions, tenant, impersonation, publish, admin_auth_fail,
-/// membership, idp_signal.
+/// membership.
 #[derive(Debug, Serialize, Default)]
 pub struct AuditRecord<'a> {
     pub kind: &'a str,
