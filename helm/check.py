@@ -417,8 +417,8 @@ def main() -> int:
             "raft": {"snapshot_every": 10000},
         },
         "extraEnv": [{"name": "OTEL_EXPORTER_OTLP_HEADERS", "value": "x-api-key=k"}],
-        "otel": {"endpoint": "http://otel:4318", "sampler": "parentbased_traceidratio",
-                 "samplerArg": "0.25"},
+        "otel": {"endpoint": "http://otel:4317", "protocol": "grpc",
+                 "sampler": "parentbased_traceidratio", "samplerArg": "0.25"},
         "networkPolicy": {"enabled": True},
         "metrics": {"serviceMonitor": {"enabled": True}, "dashboard": {"enabled": True},
                     "prometheusRule": {"enabled": True, "revocationP99Seconds": 0.25}},
@@ -427,8 +427,8 @@ def main() -> int:
     part = c.release("scenario inline-secrets", inline, "inline", "ns")
     if part:
         c.cluster("scenario inline-secrets", [part])
-        want = {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://otel:4318",
-                "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+        want = {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://otel:4317",
+                "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc",
                 "OTEL_TRACES_SAMPLER": "parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0.25"}
         got = {k: part["env"].get(k) for k in want}
         if got != want:

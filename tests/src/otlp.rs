@@ -1,6 +1,7 @@
-//! A real OTLP/HTTP trace receiver: `POST /v1/traces` with a protobuf
-//! `ExportTraceServiceRequest`, decoded with `opentelemetry-proto` (what a collector runs),
-//! keeping every span with the `service.instance.id` of the process that sent it.
+//! A real OTLP trace receiver, over HTTP (`POST /v1/traces` with a protobuf
+//! `ExportTraceServiceRequest`) or over gRPC (the `TraceService/Export` call), decoded with
+//! `opentelemetry-proto` (what a collector runs), keeping every span with the
+//! `service.instance.id` of the process that sent it.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -10,7 +11,12 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
+    TraceService, TraceServiceServer,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 use prost::Message;
 
@@ -43,6 +49,24 @@ impl Receiver {
         Self::start_on("127.0.0.1:0").await
     }
 
+    /// Serves OTLP/gRPC instead (`OTEL_EXPORTER_OTLP_PROTOCOL=grpc`).
+    pub async fn start_grpc() -> Receiver {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind the OTLP/gRPC receiver");
+        let addr = listener.local_addr().expect("addr");
+        let spans = Spans::default();
+        let service = TraceServiceServer::new(Grpc(spans.clone()));
+        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+        let task = tokio::spawn(async move {
+            let _ = tonic::transport::Server::builder()
+                .add_service(service)
+                .serve_with_incoming(incoming)
+                .await;
+        });
+        Receiver { addr, spans, task }
+    }
+
     /// Listens on `addr` (e.g. `127.0.0.1:4318`).
     pub async fn start_on(addr: &str) -> Receiver {
         let listener = tokio::net::TcpListener::bind(addr)
@@ -59,7 +83,7 @@ impl Receiver {
         Receiver { addr, spans, task }
     }
 
-    /// `OTEL_EXPORTER_OTLP_ENDPOINT` for the nodes (the exporter appends `/v1/traces`).
+    /// `OTEL_EXPORTER_OTLP_ENDPOINT` for the nodes (the HTTP exporter appends `/v1/traces`).
     pub fn endpoint(&self) -> String {
         format!("http://{}", self.addr)
     }
@@ -90,6 +114,26 @@ async fn receive(State(spans): State<Spans>, headers: HeaderMap, body: Bytes) ->
     let Ok(req) = ExportTraceServiceRequest::decode(body) else {
         return StatusCode::BAD_REQUEST;
     };
+    keep(&spans, req);
+    StatusCode::OK
+}
+
+struct Grpc(Spans);
+
+#[tonic::async_trait]
+impl TraceService for Grpc {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportTraceServiceRequest>,
+    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        keep(&self.0, request.into_inner());
+        Ok(tonic::Response::new(ExportTraceServiceResponse {
+            partial_success: None,
+        }))
+    }
+}
+
+fn keep(spans: &Spans, req: ExportTraceServiceRequest) {
     let mut got = Vec::new();
     for rs in req.resource_spans {
         let attrs = rs.resource.map(|r| r.attributes).unwrap_or_default();
@@ -114,7 +158,6 @@ async fn receive(State(spans): State<Spans>, headers: HeaderMap, body: Bytes) ->
         }
     }
     spans.lock().unwrap_or_else(|p| p.into_inner()).extend(got);
-    StatusCode::OK
 }
 
 fn string_attr(attrs: &[KeyValue], key: &str) -> String {

@@ -178,3 +178,109 @@ async fn one_revocation_is_one_trace_across_three_nodes() {
         );
     }
 }
+
+/// Spans named `name` in `otlp` by the time they all arrived, or by the deadline.
+async fn wait_for_spans(otlp: &Receiver, names: &[&str]) -> Vec<ReceivedSpan> {
+    let end = tokio::time::Instant::now() + tether_tests::DEADLINE;
+    loop {
+        let spans = otlp.spans();
+        let all = names.iter().all(|n| spans.iter().any(|s| s.name == *n));
+        if all || tokio::time::Instant::now() >= end {
+            return spans;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// `OTEL_EXPORTER_OTLP_PROTOCOL=grpc` exports the same spans to a gRPC collector.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spans_reach_a_grpc_collector() {
+    let otlp = Receiver::start_grpc().await;
+    let env = vec![
+        ("OTEL_EXPORTER_OTLP_ENDPOINT".to_owned(), otlp.endpoint()),
+        ("OTEL_EXPORTER_OTLP_PROTOCOL".to_owned(), "grpc".to_owned()),
+        ("OTEL_BSP_SCHEDULE_DELAY".to_owned(), "100".to_owned()),
+    ];
+    let c = TestCluster::start_with_env(1, 0, "", &env).await;
+    let (mut client, welcome) = WsClient::connect(&c.node(1).ws_url(), &token("alice", &[])).await;
+    let sid = welcome["session_id"].as_str().expect("session id");
+    let r = tether_tests::admin::call(
+        c.node(1),
+        "POST",
+        &format!("/v1/sessions/{sid}/revoke"),
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(
+        client.closed_within(tether_tests::DEADLINE).await.0.code,
+        4004
+    );
+    let spans = wait_for_spans(
+        &otlp,
+        &["gateway.handshake", "admin.request", "session.close"],
+    )
+    .await;
+    let names: BTreeSet<&str> = spans.iter().map(|s| s.name.as_str()).collect();
+    for want in ["gateway.handshake", "admin.request", "session.close"] {
+        assert!(names.contains(want), "no {want} span: {names:?}");
+    }
+    assert!(
+        spans
+            .iter()
+            .all(|s| s.instance == "n1" && s.service == "tether")
+    );
+}
+
+/// A collector that is not there costs nothing but the dropped spans: the node admits and
+/// revokes as usual, and `/metrics` counts what could not be exported.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_collector_drops_and_counts() {
+    // A port that was just free: nothing listens there.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port");
+    let env = vec![
+        (
+            "OTEL_EXPORTER_OTLP_ENDPOINT".to_owned(),
+            format!("http://{dead}"),
+        ),
+        ("OTEL_BSP_SCHEDULE_DELAY".to_owned(), "100".to_owned()),
+        ("OTEL_EXPORTER_OTLP_TIMEOUT".to_owned(), "500".to_owned()),
+    ];
+    let c = TestCluster::start_with_env(1, 0, "", &env).await;
+    for user in ["alice", "bob", "carol"] {
+        let (mut client, welcome) = WsClient::connect(&c.node(1).ws_url(), &token(user, &[])).await;
+        let sid = welcome["session_id"].as_str().expect("session id");
+        let r = tether_tests::admin::call(
+            c.node(1),
+            "POST",
+            &format!("/v1/sessions/{sid}/revoke"),
+            None,
+        )
+        .await;
+        assert_eq!(r.status, 200, "{:?}", r.body);
+        assert_eq!(
+            client.closed_within(tether_tests::DEADLINE).await.0.code,
+            4004
+        );
+    }
+    let end = tokio::time::Instant::now() + tether_tests::DEADLINE;
+    let dropped = loop {
+        let metrics = tether_tests::admin::call(c.node(1), "GET", "/metrics", None)
+            .await
+            .body;
+        let dropped = metrics
+            .as_str()
+            .unwrap_or_default()
+            .lines()
+            .find_map(|l| l.strip_prefix("tether_trace_spans_dropped_total "))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .unwrap_or(0.0);
+        if dropped > 0.0 || tokio::time::Instant::now() >= end {
+            break dropped;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(dropped > 0.0, "no dropped spans counted");
+}

@@ -83,8 +83,8 @@ pub fn run(args: ServeArgs) -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    if telemetry.exporting() {
-        tracing::info!("exporting traces over OTLP/HTTP");
+    if let Some(how) = telemetry.exporting() {
+        tracing::info!("exporting traces over {how}");
     }
     // Every client socket is a descriptor: take all the process may have.
     let fds = crate::net::raise_nofile_limit();

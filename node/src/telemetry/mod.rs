@@ -1,5 +1,6 @@
 //! Logs and traces. Logs always go to stderr (`TETHER_LOG` filter). Spans are exported over
-//! OTLP/HTTP (protobuf) when the standard OpenTelemetry environment asks for it:
+//! OTLP (`OTEL_EXPORTER_OTLP_PROTOCOL`: `http/protobuf`, the default, or `grpc`) when the
+//! standard OpenTelemetry environment asks for it:
 //! `OTEL_EXPORTER_OTLP_ENDPOINT` or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` set, and neither
 //! `OTEL_SDK_DISABLED=true` nor `OTEL_TRACES_EXPORTER=none`. The SDK itself reads the rest:
 //! `OTEL_EXPORTER_OTLP_HEADERS` and `_TIMEOUT`, `OTEL_TRACES_SAMPLER`/`_ARG` (default
@@ -7,24 +8,25 @@
 //! `OTEL_RESOURCE_ATTRIBUTES`. `OTEL_SERVICE_NAME` defaults to `tether`.
 //!
 //! Export runs on the SDK's own thread with a bounded queue, so a dead collector never
-//! blocks the node: spans past the queue are dropped by the SDK, and spans whose export
-//! failed are counted in `tether_trace_spans_dropped_total`. Without export, no exporter,
-//! no propagator: `tether_cluster::trace` then does nothing.
+//! blocks the node: spans past the queue and spans whose export failed are dropped and
+//! counted in `tether_trace_spans_dropped_total`. Without export, no exporter, no
+//! propagator: `tether_cluster::trace` then does nothing.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+mod export;
+
+use std::sync::atomic::AtomicU64;
 
 use opentelemetry::KeyValue;
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_otlp::{Protocol, WithExportConfig};
 use opentelemetry_sdk::Resource;
-use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
-use opentelemetry_sdk::trace::{BatchSpanProcessor, SdkTracerProvider, SpanData, SpanExporter};
+use opentelemetry_sdk::trace::{BatchSpanProcessor, SdkTracerProvider};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
 
-/// Spans whose export failed (rendered by `/metrics`).
+/// Spans dropped: queue full or export failed (rendered by `/metrics`).
 pub static SPANS_DROPPED: AtomicU64 = AtomicU64::new(0);
 
 /// What the node reports itself as, on every exported span.
@@ -36,12 +38,21 @@ pub struct Identity<'a> {
 /// Keeps the exporter alive; `shutdown` flushes what is queued.
 pub struct Telemetry {
     provider: Option<SdkTracerProvider>,
+    /// The gRPC exporter's own runtime: it outlives the node's, so the last flush at
+    /// shutdown still has a reactor.
+    grpc: Option<tokio::runtime::Runtime>,
 }
 
 impl Telemetry {
     /// Whether spans are exported.
-    pub fn exporting(&self) -> bool {
-        self.provider.is_some()
+    pub fn exporting(&self) -> Option<&'static str> {
+        self.provider.as_ref().map(|_| {
+            if self.grpc.is_some() {
+                "OTLP/gRPC"
+            } else {
+                "OTLP/HTTP"
+            }
+        })
     }
 
     /// Flushes queued spans (bounded by the SDK's export timeout) and stops the exporter.
@@ -51,13 +62,16 @@ impl Telemetry {
         {
             tracing::warn!(error = %e, "trace exporter shutdown");
         }
+        if let Some(rt) = self.grpc {
+            rt.shutdown_timeout(std::time::Duration::from_secs(1));
+        }
     }
 }
 
 /// Why export was not switched on although asked for.
 #[derive(Debug, thiserror::Error)]
 pub enum TelemetryError {
-    #[error("OTEL_EXPORTER_OTLP_PROTOCOL={0}: only http/protobuf is supported")]
+    #[error("OTEL_EXPORTER_OTLP_PROTOCOL={0}: use http/protobuf or grpc")]
     Protocol(String),
     #[error("OTLP exporter: {0}")]
     Exporter(String),
@@ -74,10 +88,11 @@ pub fn init(
     let logs = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_filter(filter);
-    let provider = if export_wanted(&var) {
-        Some(provider(who, &var)?)
+    let (provider, grpc) = if export_wanted(&var) {
+        let (p, rt) = provider(who, &var)?;
+        (Some(p), rt)
     } else {
-        None
+        (None, None)
     };
     let traces = provider.as_ref().map(|p| {
         opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
@@ -90,7 +105,7 @@ pub fn init(
         .with(logs)
         .with(traces)
         .try_init();
-    Ok(Telemetry { provider })
+    Ok(Telemetry { provider, grpc })
 }
 
 fn export_wanted(var: &impl Fn(&str) -> Option<String>) -> bool {
@@ -106,19 +121,50 @@ fn export_wanted(var: &impl Fn(&str) -> Option<String>) -> bool {
 fn provider(
     who: &Identity<'_>,
     var: &impl Fn(&str) -> Option<String>,
-) -> Result<SdkTracerProvider, TelemetryError> {
+) -> Result<(SdkTracerProvider, Option<tokio::runtime::Runtime>), TelemetryError> {
     let protocol = var("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
         .or_else(|| var("OTEL_EXPORTER_OTLP_PROTOCOL"))
         .unwrap_or_else(|| "http/protobuf".into());
-    if protocol.trim() != "http/protobuf" {
-        return Err(TelemetryError::Protocol(protocol));
-    }
-    let exporter = opentelemetry_otlp::SpanExporter::builder()
-        .with_http()
-        .with_protocol(Protocol::HttpBinary)
-        .build()
-        .map_err(|e| TelemetryError::Exporter(e.to_string()))?;
-    let processor = BatchSpanProcessor::builder(Counting(exporter)).build();
+    let exporter_error = |e: &dyn std::fmt::Display| TelemetryError::Exporter(e.to_string());
+    let pending = export::Pending::default();
+    let (exporter, grpc) = match protocol.trim() {
+        "http/protobuf" => {
+            let e = opentelemetry_otlp::SpanExporter::builder()
+                .with_http()
+                .with_protocol(Protocol::HttpBinary)
+                .build()
+                .map_err(|e| exporter_error(&e))?;
+            (export::Counting::new(e, pending.clone(), None), None)
+        }
+        "grpc" => {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .thread_name("otlp-grpc")
+                .enable_all()
+                .build()
+                .map_err(|e| exporter_error(&e))?;
+            // The channel is built lazily on this runtime and driven by it.
+            let e = {
+                let _in = rt.enter();
+                opentelemetry_otlp::SpanExporter::builder()
+                    .with_tonic()
+                    .build()
+                    .map_err(|e| exporter_error(&e))?
+            };
+            let handle = rt.handle().clone();
+            (
+                export::Counting::new(e, pending.clone(), Some(handle)),
+                Some(rt),
+            )
+        }
+        _ => return Err(TelemetryError::Protocol(protocol)),
+    };
+    // The same bound the SDK reads for its own queue.
+    let cap = var("OTEL_BSP_MAX_QUEUE_SIZE")
+        .and_then(|v| v.trim().parse().ok())
+        .filter(|&n: &usize| n > 0)
+        .unwrap_or(export::DEFAULT_QUEUE);
+    let processor = export::Gate::new(BatchSpanProcessor::builder(exporter).build(), pending, cap);
     let mut resource = Resource::builder();
     let named = var("OTEL_SERVICE_NAME").is_some()
         || var("OTEL_RESOURCE_ATTRIBUTES").is_some_and(|a| a.contains("service.name="));
@@ -132,37 +178,11 @@ fn provider(
             KeyValue::new("tether.region", who.region.to_owned()),
         ])
         .build();
-    Ok(SdkTracerProvider::builder()
+    let provider = SdkTracerProvider::builder()
         .with_span_processor(processor)
         .with_resource(resource)
-        .build())
-}
-
-/// The OTLP exporter, counting the spans of every failed export.
-#[derive(Debug)]
-struct Counting<E>(E);
-
-impl<E: SpanExporter> SpanExporter for Counting<E> {
-    async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
-        let n = batch.len() as u64;
-        let r = self.0.export(batch).await;
-        if r.is_err() {
-            SPANS_DROPPED.fetch_add(n, Ordering::Relaxed);
-        }
-        r
-    }
-
-    fn shutdown_with_timeout(&self, timeout: std::time::Duration) -> OTelSdkResult {
-        self.0.shutdown_with_timeout(timeout)
-    }
-
-    fn force_flush(&self) -> OTelSdkResult {
-        self.0.force_flush()
-    }
-
-    fn set_resource(&mut self, resource: &Resource) {
-        self.0.set_resource(resource);
-    }
+        .build();
+    Ok((provider, grpc))
 }
 
 #[cfg(test)]
@@ -214,12 +234,12 @@ mod tests {
             &who,
             &env(&[
                 ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4318"),
-                ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+                ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json"),
             ]),
         )
         .err()
         .map(|e| e.to_string())
         .unwrap_or_default();
-        assert!(e.contains("OTEL_EXPORTER_OTLP_PROTOCOL=grpc"), "{e}");
+        assert!(e.contains("OTEL_EXPORTER_OTLP_PROTOCOL=http/json"), "{e}");
     }
 }
