@@ -15,7 +15,14 @@ use crate::transport::Handler;
 
 /// Node-level RPCs carried opaquely by the registry's transport (the node crate encodes them).
 pub trait AppRpc: Send + Sync + 'static {
-    fn handle(&self, from: NodeId, body: Vec<u8>) -> Pin<Box<dyn Future<Output = Vec<u8>> + Send>>;
+    /// `traceparent`: the caller's span, for the answer's span to follow
+    /// ([`crate::trace::follow`]).
+    fn handle(
+        &self,
+        from: NodeId,
+        body: Vec<u8>,
+        traceparent: Option<String>,
+    ) -> Pin<Box<dyn Future<Output = Vec<u8>> + Send>>;
 }
 
 pub struct PeerService {
@@ -88,7 +95,9 @@ impl Handler<PeerRequest, PeerResponse> for PeerService {
                 PeerRequest::ReadIndex => PeerResponse::ReadIndex(
                     registry.read_index_here().await.map_err(RemoteError::from),
                 ),
-                PeerRequest::App(body) => PeerResponse::App(app.handle(from, body).await),
+                PeerRequest::App { body, traceparent } => {
+                    PeerResponse::App(app.handle(from, body, traceparent).await)
+                }
             }
         }
     }

@@ -31,8 +31,12 @@ pub enum PeerRequest {
     /// Linearizable read barrier: the leader confirms it still leads and answers the log
     /// index a read must have applied to see every committed write.
     ReadIndex,
-    /// A node-level RPC (publish forwarding, close acks, backlog fetch), opaque here.
-    App(Vec<u8>),
+    /// A node-level RPC (publish forwarding, close acks, backlog fetch), opaque here, with
+    /// the caller's trace context.
+    App {
+        body: Vec<u8>,
+        traceparent: Option<String>,
+    },
     /// AppendEntries from a leader that lost its quorum lease (fenced): handled like
     /// `AppendEntries`, but the receiver does not count it as contact with a healthy
     /// registry, so nodes cut off with that leader still fail closed. The leader keeps

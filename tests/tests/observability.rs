@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use tether_tests::client::WsClient;
+use tether_tests::client::{WsClient, request};
 use tether_tests::cluster::TestCluster;
 use tether_tests::otlp::{ReceivedSpan, Receiver};
 use tether_tests::tokens::*;
@@ -75,7 +75,8 @@ async fn one_revocation_is_one_trace_across_three_nodes() {
         let complete = on(&spans, "registry.apply") == want_apply
             && on(&spans, "session.close").contains(&n(owner))
             && on(&spans, "registry.leader_propose").contains(&n(leader))
-            && on(&spans, "admin.request").contains(&n(admin_node));
+            && on(&spans, "admin.request").contains(&n(admin_node))
+            && on(&spans, "node.rpc.answer").contains(&n(owner));
         if complete || tokio::time::Instant::now() >= end {
             break spans;
         }
@@ -132,9 +133,14 @@ async fn one_revocation_is_one_trace_across_three_nodes() {
         metrics.contains(r#"tether_peer_rpc_seconds_count{rpc="wait_closed"}"#),
         "{metrics}"
     );
-    // `?wait=closed` asked the owner over a node RPC, in the same trace.
+    // `?wait=closed` asked the owner over a node RPC, in the same trace, and the owner's
+    // answer is in it too.
     assert!(
         on(&spans, "node.rpc").contains(&n(admin_node)),
+        "{summary:?}"
+    );
+    assert!(
+        on(&spans, "node.rpc.answer").contains(&n(owner)),
         "{summary:?}"
     );
     // The client's own connect was traced too: a handshake span with who it was and how it
@@ -283,4 +289,79 @@ async fn a_dead_collector_drops_and_counts() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     assert!(dropped > 0.0, "no dropped spans counted");
+}
+
+/// A resume on another node is one trace too: the new node's handshake and `session.resume`,
+/// its handover call, and on the previous owner the call's answer and the actor's
+/// `session.handover`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cross_node_resume_is_one_trace() {
+    let otlp = Receiver::start().await;
+    let env = vec![
+        ("OTEL_EXPORTER_OTLP_ENDPOINT".to_owned(), otlp.endpoint()),
+        ("OTEL_BSP_SCHEDULE_DELAY".to_owned(), "100".to_owned()),
+    ];
+    let c = TestCluster::start_with_env(3, 0, "", &env).await;
+    let t = token("erin", &[]);
+    let (mut old, w) = WsClient::connect(&c.node(1).ws_url(), &t).await;
+    let sid = w["session_id"].as_str().expect("session id").to_owned();
+    let mut moved = WsClient::upgrade(request(&c.node(2).ws_url(), Some(&t), None, None))
+        .await
+        .expect("upgrade");
+    moved
+        .send_json(&serde_json::json!({"type": "hello", "resume": {
+            "session_id": sid,
+            "resume_token": w["resume_token"],
+            "last_seq": 0,
+        }}))
+        .await;
+    let welcome = moved.next_json().await;
+    assert_eq!(
+        (welcome["resumed"].as_bool(), welcome["recovered"].as_bool()),
+        (Some(true), Some(true)),
+        "{welcome}"
+    );
+    assert_eq!(old.closed_within(tether_tests::DEADLINE).await.0.code, 4009);
+
+    let spans = wait_for_spans(&otlp, &["session.resume", "session.handover"]).await;
+    let summary: Vec<(&str, &str)> = spans
+        .iter()
+        .map(|s| (s.instance.as_str(), s.name.as_str()))
+        .collect();
+    let handshake = spans
+        .iter()
+        .find(|s| {
+            s.name == "gateway.handshake"
+                && s.instance == "n2"
+                && s.attributes
+                    .iter()
+                    .any(|(k, v)| k == "session_id" && *v == sid)
+        })
+        .unwrap_or_else(|| panic!("no resume handshake on n2: {summary:?}"));
+    let trace: Vec<&ReceivedSpan> = spans
+        .iter()
+        .filter(|s| s.trace_id == handshake.trace_id)
+        .collect();
+    let has = |instance: &str, name: &str| {
+        trace
+            .iter()
+            .any(|s| s.instance == instance && s.name == name)
+    };
+    for (instance, name) in [
+        ("n2", "session.resume"),
+        ("n2", "node.rpc"),
+        ("n1", "node.rpc.answer"),
+        ("n1", "session.handover"),
+    ] {
+        assert!(has(instance, name), "no {name} on {instance}: {summary:?}");
+    }
+    let ids: BTreeSet<&str> = trace.iter().map(|s| s.span_id.as_str()).collect();
+    for s in trace.iter().filter(|s| s.span_id != handshake.span_id) {
+        assert!(
+            ids.contains(s.parent_span_id.as_str()),
+            "{} on {} has a parent outside the trace",
+            s.name,
+            s.instance
+        );
+    }
 }

@@ -197,7 +197,13 @@ impl Registry {
     ) -> Result<Vec<u8>, RegistryError> {
         let peer = self.peer_of(id)?;
         match peer
-            .call(PeerRequest::App(body), timeout)
+            .call(
+                PeerRequest::App {
+                    body,
+                    traceparent: crate::trace::current(),
+                },
+                timeout,
+            )
             .await
             .map_err(transport_error)?
         {

@@ -15,7 +15,7 @@ use crate::NodeId;
 use crate::codec;
 
 /// Bumped whenever `Frame` or the app message enums change incompatibly.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// First frame in each direction. Its layout is frozen across versions (a `u32` then a
 /// `u64`) so that any two versions can at least tell each other they disagree.

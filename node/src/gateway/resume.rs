@@ -90,6 +90,7 @@ pub(super) async fn resume<S: ClientStream>(
                 last_seq: r.last_seq,
                 resume_token: new_token,
                 epoch,
+                cause: tracing::Span::current(),
             };
             if entry.actor.cast(ConnMsg::Resume(Box::new(attach))).is_err() {
                 // It ended in between; the client sees its socket drop and reconnects.
@@ -131,6 +132,7 @@ pub(super) async fn resume<S: ClientStream>(
                 epoch,
                 previous_node: (previous_node != ctx.node_id).then_some(previous_node),
                 carried,
+                cause: tracing::Span::current(),
             };
             start_session(&gw, ws, slot, t, r.session_id, new_token, Some(from)).await;
         }

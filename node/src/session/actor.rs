@@ -47,6 +47,8 @@ pub struct ResumedFrom {
     /// Messages a stale actor of this session on this node kept for the previous owner
     /// (the session came back before that owner fetched them); taken after the handover.
     pub carried: Vec<super::Relayed>,
+    /// The handshake's span, the parent of the actor's `session.resume` span.
+    pub cause: tracing::Span,
 }
 
 pub struct ConnState {
@@ -178,7 +180,16 @@ impl Actor for ConnectionActor {
     ) -> Result<(), ActorProcessingErr> {
         Box::pin(async move {
             if let Some((token, from)) = state.pending_resume.take() {
-                state.complete_remote_resume(&myself, &token, from).await;
+                let span = tracing::info_span!(
+                    parent: &from.cause,
+                    "session.resume",
+                    session_id = %state.auth.session_id,
+                    from = "other_node"
+                );
+                state
+                    .complete_remote_resume(&myself, &token, from)
+                    .instrument(span)
+                    .await;
             }
             // The session was admitted by the log, but a revocation may have been applied between
             // that commit and our directory registration above, when no dispatcher could find us.
@@ -317,7 +328,15 @@ impl ConnState {
                 self.close(myself, CloseCode::Normal, false).await
             }
             ConnMsg::TooBig(_) | ConnMsg::ClientGone(_) | ConnMsg::ClientClosed(_) => {}
-            ConnMsg::Resume(r) => self.on_resume(myself, *r).await,
+            ConnMsg::Resume(r) => {
+                let span = tracing::info_span!(
+                    parent: &r.cause,
+                    "session.resume",
+                    session_id = %self.auth.session_id,
+                    from = "this_node"
+                );
+                self.on_resume(myself, *r).instrument(span).await
+            }
             ConnMsg::TakenOver { epoch } => self.on_taken_over(myself, epoch).await,
             ConnMsg::ResumeWindowOver { epoch } if epoch == self.epoch && self.io.is_none() => {
                 self.end(myself, CloseCode::Normal, false).await
@@ -328,19 +347,17 @@ impl ConnState {
                 after_seq,
                 from,
                 reply,
+                cause,
             } => {
-                let state_out = self.hand_over(epoch, after_seq);
-                let handed = state_out.is_some();
-                let _ = reply.send(state_out);
-                if handed {
-                    // Until the new owner ends the relay, messages still reaching this node
-                    // for the session are kept for its flushes, in order (it drops the ones it
-                    // already has).
-                    self.on_taken_over(myself, epoch).await;
-                    self.relay = Some(Box::new(super::handover::Relay::new(epoch)));
-                    self.ctx.directory.set_relay(&self.auth.session_id);
-                    tracing::debug!(session_id = %self.auth.session_id, to = from, "handed over; relaying");
-                }
+                let span = tracing::info_span!(
+                    parent: &cause,
+                    "session.handover",
+                    session_id = %self.auth.session_id,
+                    to = from
+                );
+                self.on_handover(myself, epoch, after_seq, from, reply)
+                    .instrument(span)
+                    .await
             }
             ConnMsg::LingerOver => self.end(myself, CloseCode::SessionTakenOver, true).await,
             ConnMsg::Drain { after_ms } => {

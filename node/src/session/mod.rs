@@ -161,6 +161,8 @@ pub struct ResumeAttach {
     /// New resume token (plaintext, for the welcome; the registry keeps its hash).
     pub resume_token: String,
     pub epoch: u64,
+    /// The handshake's span, the parent of the actor's `session.resume` span.
+    pub cause: tracing::Span,
 }
 
 impl std::fmt::Debug for ResumeAttach {
@@ -217,6 +219,8 @@ pub enum ConnMsg {
         /// The node asking (the new owner).
         from: tether_cluster::NodeId,
         reply: ractor::RpcReplyPort<Option<HandoverState>>,
+        /// The RPC's span, the parent of the actor's `session.handover` span.
+        cause: tracing::Span,
     },
     /// A fenced-off owner waited long enough for a handover request.
     LingerOver,

@@ -190,8 +190,31 @@ impl ConnState {
         self.detach_timer = Some(myself.send_after(HANDOVER_LINGER, || ConnMsg::LingerOver));
     }
 
+    /// The new owner (`from`, at `epoch`) asks for the session's state: answer, then close
+    /// the socket and keep relaying.
+    pub(super) async fn on_handover(
+        &mut self,
+        myself: &ActorRef<ConnMsg>,
+        epoch: u64,
+        after_seq: u64,
+        from: tether_cluster::NodeId,
+        reply: ractor::RpcReplyPort<Option<super::HandoverState>>,
+    ) {
+        let state_out = self.hand_over(epoch, after_seq);
+        let handed = state_out.is_some();
+        let _ = reply.send(state_out);
+        if handed {
+            // Until the new owner ends the relay, messages still reaching this node for the
+            // session are kept for its flushes, in order (it drops the ones it already has).
+            self.on_taken_over(myself, epoch).await;
+            self.relay = Some(Box::new(super::handover::Relay::new(epoch)));
+            self.ctx.directory.set_relay(&self.auth.session_id);
+            tracing::debug!(session_id = %self.auth.session_id, to = from, "handed over; relaying");
+        }
+    }
+
     /// The state the new owner (at `epoch`) needs; `None` if the request is stale.
-    pub(super) fn hand_over(&mut self, epoch: u64, after_seq: u64) -> Option<super::HandoverState> {
+    fn hand_over(&mut self, epoch: u64, after_seq: u64) -> Option<super::HandoverState> {
         if epoch <= self.epoch {
             return None;
         }

@@ -155,6 +155,7 @@ impl PeerApp {
                         after_seq,
                         from,
                         reply,
+                        cause: tracing::Span::current(),
                     },
                     Some(HANDOVER_TIMEOUT),
                 );
@@ -210,13 +211,31 @@ impl PeerApp {
 }
 
 impl AppRpc for PeerApp {
-    fn handle(&self, from: NodeId, body: Vec<u8>) -> Pin<Box<dyn Future<Output = Vec<u8>> + Send>> {
+    fn handle(
+        &self,
+        from: NodeId,
+        body: Vec<u8>,
+        traceparent: Option<String>,
+    ) -> Pin<Box<dyn Future<Output = Vec<u8>> + Send>> {
         let ctx = self.ctx.clone();
         let dispatch = self.dispatch.clone();
         Box::pin(async move {
             let reply = match codec::decode::<NodeRpc>(&body) {
                 Err(e) => NodeRpcReply::Error(format!("bad request: {e}")),
-                Ok(req) => PeerApp::answer(ctx, dispatch, from, req).await,
+                Ok(req) => {
+                    // The callee's half of the caller's `node.rpc` span (none for `Deliver`,
+                    // whose caller has none either).
+                    let span = match traceparent {
+                        Some(_) => {
+                            tracing::info_span!("node.rpc.answer", rpc = req.name(), peer = from)
+                        }
+                        None => tracing::Span::none(),
+                    };
+                    tether_cluster::trace::follow(&span, traceparent.as_deref());
+                    PeerApp::answer(ctx, dispatch, from, req)
+                        .instrument(span)
+                        .await
+                }
             };
             codec::encode(&reply).unwrap_or_default()
         })
