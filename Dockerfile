@@ -1,6 +1,6 @@
 # syntax=docker/dockerfile:1
 # Tether node image: `tether` on distroless/cc, run as uid 65532.
-#   docker build -t registry.example.com/tether:0.1.0 .
+#   docker build --build-arg TETHER_GIT_COMMIT=$(git rev-parse --short=12 HEAD) -t registry.example.com/tether:0.1.0 .
 # Runtime base: gcr.io/distroless/cc-debian12 has glibc and libgcc_s (the binary links them;
 # aws-lc is built in), the CA bundle (JWKS fetches over HTTPS), /etc/passwd with the
 # `nonroot` user, and no shell or package manager. The chart needs no shell: each pod
@@ -18,6 +18,9 @@ COPY client client
 COPY tests tests
 COPY chaos chaos
 COPY bench bench
+# The context has no .git: tether_build_info's commit comes as a build argument (above).
+ARG TETHER_GIT_COMMIT=unknown
+ENV TETHER_GIT_COMMIT=${TETHER_GIT_COMMIT}
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
     cargo build --locked --release -p tether-node --bin tether \
