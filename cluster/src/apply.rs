@@ -141,13 +141,15 @@ pub fn apply(state: &mut RegistryState, command: &Command, meta: &EntryMeta) -> 
             jti,
             iat,
             exp,
+            sid,
         } => vec![refresh_session(
             state,
             session_id,
             jti.as_deref(),
-            *iat,
-            *exp,
+            (*iat, *exp),
+            sid.as_deref(),
         )],
+        Command::IdpSignal(signal) => idp::idp_signal(state, signal, meta),
     }
 }
 
@@ -184,7 +186,7 @@ fn revoke_session(
     vec![not_found("session", session_id)]
 }
 
-fn logout_user(
+pub(super) fn logout_user(
     state: &mut RegistryState,
     tenant: &str,
     user: &str,
@@ -235,7 +237,7 @@ fn revoke_token(
     }
 }
 
-fn set_permissions(
+pub(super) fn set_permissions(
     state: &mut RegistryState,
     tenant: &str,
     user: &str,
@@ -277,7 +279,12 @@ fn expire(state: &mut RegistryState, meta: &EntryMeta) -> RegistryEvent {
             || s.detached_until_ms.is_some_and(|until| until < meta.at_ms)
     });
     remove_sessions(state, stale, None);
-    RegistryEvent::Expired { jtis, tombstones }
+    let idp = state.expire_idp(meta.at_ms);
+    RegistryEvent::Expired {
+        jtis,
+        tombstones,
+        idp,
+    }
 }
 
 fn jti_expired(exp: u64, meta: &EntryMeta) -> bool {
@@ -285,7 +292,7 @@ fn jti_expired(exp: u64, meta: &EntryMeta) -> bool {
 }
 
 /// Removes the given live sessions, tombstoning them (with the cause) when `revoked` is set.
-fn remove_sessions(
+pub(super) fn remove_sessions(
     state: &mut RegistryState,
     ids: Vec<String>,
     revoked: Option<(&EntryMeta, Denial)>,
@@ -321,6 +328,7 @@ pub(super) fn not_found(kind: &str, id: &str) -> RegistryEvent {
     }
 }
 
+mod idp;
 mod sessions;
 
 #[cfg(test)]

@@ -55,6 +55,8 @@ pub struct OpenSession {
     pub client: ClientInfo,
     /// Impersonating actor (`act.sub`), if any.
     pub act: Option<String>,
+    /// The IdP session id the token carried (the tenant's `idp.sid_claim`).
+    pub sid: Option<String>,
     /// Cluster-wide cap on attached sessions of this user (detached ones are bounded by
     /// `max_detached_per_user` instead); 0 = unlimited. Carried in the command (not read from
     /// local config) so apply stays deterministic.
@@ -81,6 +83,8 @@ pub struct BindSession {
     pub jti: Option<String>,
     pub iat: u64,
     pub exp: u64,
+    /// Its IdP session id.
+    pub sid: Option<String>,
     /// The cap on the user's attached sessions, as in `OpenSession`: re-attaching may not
     /// take the user over it.
     pub max_sessions_per_user: u32,
@@ -141,6 +145,8 @@ pub enum Command {
         jti: Option<String>,
         iat: u64,
         exp: u64,
+        /// The new token's IdP session id.
+        sid: Option<String>,
     },
     /// The connection dropped without ending the session: it stays resumable for
     /// `resume_window_ms` after this entry.
@@ -151,11 +157,43 @@ pub enum Command {
         epoch: u64,
     },
     BindSession(BindSession),
+    /// A signal from the tenant's identity provider, verified by the node that received it.
+    IdpSignal(IdpSignal),
     /// Group commit: proposals that queued up on the leader while earlier entries were being
     /// written, committed as one entry (one log append, one fsync). Applied in order, each at
     /// the entry's `at_ms`; each proposer gets back its own events ([`crate::Applied::parts`]).
     /// A `Batch` inside a `Batch` is ignored.
     Batch(Vec<Batched>),
+}
+
+/// A back-channel logout token or a Security Event Token, as what it asks for. Applied all or
+/// nothing: a `jti` already applied changes nothing ([`RegistryEvent::IdpSignalReplayed`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdpSignal {
+    pub tenant: String,
+    /// The token's `jti`, remembered until `keep_until` (seconds since the epoch).
+    pub jti: String,
+    pub keep_until: u64,
+    /// In order; a SET may carry several events.
+    pub actions: Vec<IdpAction>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum IdpAction {
+    /// Ends (4004) the live sessions whose token carried IdP session id `sid` (only `user`'s
+    /// when given) and denies that sid at connect, refresh and resume for `deny_secs`.
+    EndIdpSession {
+        sid: String,
+        user: Option<String>,
+        deny_secs: u64,
+    },
+    /// As [`Command::LogoutUser`] (4005).
+    LogoutUser { user: String },
+    /// As [`Command::SetPermissions`].
+    SetPermissions {
+        user: String,
+        permissions: Vec<String>,
+    },
 }
 
 /// One proposal inside a [`Command::Batch`].
@@ -183,6 +221,7 @@ impl Command {
             Command::RefreshSession { .. } => "refresh_session",
             Command::DetachSession { .. } => "detach_session",
             Command::BindSession(_) => "bind_session",
+            Command::IdpSignal(_) => "idp_signal",
             Command::Expire => "expire",
             Command::Batch(_) => "batch",
         }
@@ -204,6 +243,8 @@ pub enum Denial {
     TooManySessions,
     /// No resumable session matches (unknown id, wrong token or subject, window passed).
     ResumeUnknown,
+    /// The token's IdP session was logged out at the IdP.
+    IdpSessionEnded,
 }
 
 /// A session touched by an event, with the node that owns its connection.
@@ -292,6 +333,18 @@ pub enum RegistryEvent {
     Expired {
         jtis: usize,
         tombstones: usize,
+        /// IdP sid denials and signal jtis.
+        idp: usize,
+    },
+    /// An IdP signal was applied; the events of its actions precede this one.
+    IdpSignalApplied {
+        tenant: String,
+        jti: String,
+    },
+    /// An IdP signal whose `jti` was applied before: nothing changed.
+    IdpSignalReplayed {
+        tenant: String,
+        jti: String,
     },
     /// Apply found nothing to act on (unknown session, user, tenant): the proposer answers 404.
     NotFound {

@@ -12,6 +12,8 @@ use crate::NodeId;
 use crate::command::{ClientInfo, Denial, SessionRef};
 use crate::tenant::TenantConfig;
 
+mod idp;
+
 /// A tenant as the registry knows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TenantRecord {
@@ -45,6 +47,8 @@ pub struct SessionRecord {
     pub node: NodeId,
     pub client: ClientInfo,
     pub act: Option<String>,
+    /// The IdP session id its current token carried (the tenant's `idp.sid_claim`).
+    pub sid: Option<String>,
     /// Entry time of the admitting `OpenSession`.
     pub opened_at_ms: u64,
     /// Bumped by every `BindSession`: the owner with the highest epoch is the only owner.
@@ -79,6 +83,14 @@ pub struct RegistryState {
     /// (tenant, user, session_id) of every live session: the user → sessions index.
     /// Derived from `sessions`; maintained only by `insert_session`/`remove_session`.
     by_user: BTreeSet<(String, String, String)>,
+    /// (tenant, IdP sid, session_id) of every live session whose token carried a sid.
+    /// Derived like `by_user`.
+    by_sid: BTreeSet<(String, String, String)>,
+    /// (tenant, IdP sid) logged out at the IdP → denied until this entry time (ms).
+    ended_sids: BTreeMap<(String, String), u64>,
+    /// (tenant, jti) of every IdP signal applied → kept until this time (seconds), so a
+    /// replay is refused.
+    idp_jtis: BTreeMap<(String, String), u64>,
 }
 
 impl RegistryState {
@@ -91,7 +103,8 @@ impl RegistryState {
     }
 
     /// The admission rules that do not depend on the session id: tenant exists and is
-    /// enabled, the token is not older than the user's logout, and its jti is not deny-listed.
+    /// enabled, the token is not older than the user's logout, its jti is not deny-listed,
+    /// and the IdP session it belongs to (`sid`) was not logged out.
     /// `OpenSession` runs exactly this inside apply; the node runs it before proposing (and on
     /// refresh/resume) against its local copy.
     pub fn check_admission(
@@ -100,6 +113,7 @@ impl RegistryState {
         user: &str,
         iat: u64,
         jti: Option<&str>,
+        sid: Option<&str>,
     ) -> Result<(), Denial> {
         let record = self.tenants.get(tenant).ok_or(Denial::UnknownTenant)?;
         if !record.enabled {
@@ -113,6 +127,9 @@ impl RegistryState {
         }
         if jti.is_some_and(|jti| self.is_jti_revoked(tenant, jti)) {
             return Err(Denial::TokenRevoked);
+        }
+        if sid.is_some_and(|sid| self.is_sid_ended(tenant, sid)) {
+            return Err(Denial::IdpSessionEnded);
         }
         Ok(())
     }
@@ -264,6 +281,8 @@ impl RegistryState {
         }
         self.users.retain(|(t, _), _| t != tenant);
         self.revoked_jtis.retain(|(t, _), _| t != tenant);
+        // Kept like tombstones: a re-created tenant must not readmit a logged-out IdP
+        // session or accept a replayed signal.
         true
     }
 
@@ -274,12 +293,25 @@ impl RegistryState {
             .or_default()
     }
 
+    /// Inserts or replaces a session (a replacement may carry another sid).
     pub(crate) fn insert_session(&mut self, record: SessionRecord) {
+        if let Some(old) = self.sessions.get(&record.session_id)
+            && old.sid != record.sid
+        {
+            self.unindex_sid(&old.tenant.clone(), old.sid.clone(), &record.session_id);
+        }
         self.by_user.insert((
             record.tenant.clone(),
             record.user.clone(),
             record.session_id.clone(),
         ));
+        if let Some(sid) = &record.sid {
+            self.by_sid.insert((
+                record.tenant.clone(),
+                sid.clone(),
+                record.session_id.clone(),
+            ));
+        }
         self.sessions.insert(record.session_id.clone(), record);
     }
 
@@ -290,7 +322,15 @@ impl RegistryState {
             record.user.clone(),
             record.session_id.clone(),
         ));
+        self.unindex_sid(&record.tenant, record.sid.clone(), session_id);
         Some(record)
+    }
+
+    fn unindex_sid(&mut self, tenant: &str, sid: Option<String>, session_id: &str) {
+        if let Some(sid) = sid {
+            self.by_sid
+                .remove(&(tenant.to_owned(), sid, session_id.to_owned()));
+        }
     }
 
     pub(crate) fn add_tombstone(&mut self, session_id: &str, tombstone: Tombstone) {

@@ -21,6 +21,36 @@ pub struct TenantConfig {
     /// Inline verification keys, selected by `kid`.
     pub keys: Vec<KeySpec>,
     pub limits: TenantLimits,
+    /// How the tenant's identity provider ends sessions directly; `None`: it cannot.
+    pub idp: Option<IdpConfig>,
+}
+
+/// `[tenants.idp]`: OpenID Connect back-channel logout and Shared Signals.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct IdpConfig {
+    /// `aud` values of logout tokens; empty: the back-channel logout endpoint answers 404.
+    pub backchannel_logout_audiences: Vec<String>,
+    /// The access-token claim holding the IdP session id, recorded at admission and refresh.
+    pub sid_claim: String,
+    /// How long a logged-out IdP session id stays denied.
+    pub sid_ttl_secs: u64,
+    /// `None`: the SSF endpoint answers 404.
+    pub ssf: Option<SsfConfig>,
+}
+
+/// `[tenants.idp.ssf]`: the Shared Signals transmitter whose Security Event Tokens are
+/// accepted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct SsfConfig {
+    /// `iss` of the SETs.
+    pub issuer: String,
+    /// `aud` of the SETs.
+    pub audience: String,
+    /// The transmitter's JWKS; with no `keys` either, the tenant's own keys verify SETs.
+    pub jwks_uri: Option<String>,
+    pub keys: Vec<KeySpec>,
+    /// When set, pushes must carry `Authorization: Bearer <this>`.
+    pub push_bearer: Option<String>,
 }
 
 /// One verification key. Exactly one of `secret`, `public_key_pem`, `jwk` is set.

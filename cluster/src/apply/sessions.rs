@@ -27,6 +27,7 @@ pub(super) fn open_session(
         node: open.node,
         client: open.client.clone(),
         act: open.act.clone(),
+        sid: open.sid.clone(),
         opened_at_ms: meta.at_ms,
         epoch: 1,
         resume_hash: open.resume_hash.clone(),
@@ -64,7 +65,13 @@ fn evict_detached(state: &mut RegistryState, open: &OpenSession) -> Vec<Registry
 }
 
 fn admit(state: &RegistryState, open: &OpenSession) -> Result<(), Denial> {
-    state.check_admission(&open.tenant, &open.user, open.iat, open.jti.as_deref())?;
+    state.check_admission(
+        &open.tenant,
+        &open.user,
+        open.iat,
+        open.jti.as_deref(),
+        open.sid.as_deref(),
+    )?;
     if state.is_session_revoked(&open.session_id) {
         return Err(Denial::SessionRevoked);
     }
@@ -145,7 +152,13 @@ pub(super) fn bind_session(
         return deny(Denial::ResumeUnknown);
     }
     if let Err(reason) = state
-        .check_admission(&bind.tenant, &bind.user, bind.iat, bind.jti.as_deref())
+        .check_admission(
+            &bind.tenant,
+            &bind.user,
+            bind.iat,
+            bind.jti.as_deref(),
+            bind.sid.as_deref(),
+        )
         .and_then(|()| {
             let cap = bind.max_sessions_per_user;
             check_attached_cap(state, &bind.tenant, &bind.user, cap, &bind.session_id)
@@ -163,6 +176,7 @@ pub(super) fn bind_session(
         jti: bind.jti.clone(),
         iat: bind.iat,
         exp: bind.exp,
+        sid: bind.sid.clone(),
         ..record
     });
     RegistryEvent::SessionBound {
@@ -177,13 +191,13 @@ pub(super) fn bind_session(
 
 /// A live session took a new token: admission is re-checked for the new token at this log
 /// position, and the record follows it (so revocation by the new `jti`, and expiry GC by the
-/// new `exp`, find the session).
+/// new `exp`, and an IdP logout by the new `sid`, find the session).
 pub(super) fn refresh_session(
     state: &mut RegistryState,
     session_id: &str,
     jti: Option<&str>,
-    iat: u64,
-    exp: u64,
+    (iat, exp): (u64, u64),
+    sid: Option<&str>,
 ) -> RegistryEvent {
     let Some(record) = state.session(session_id).cloned() else {
         return match state.tombstone(session_id) {
@@ -194,7 +208,7 @@ pub(super) fn refresh_session(
             None => not_found("session", session_id),
         };
     };
-    if let Err(reason) = state.check_admission(&record.tenant, &record.user, iat, jti) {
+    if let Err(reason) = state.check_admission(&record.tenant, &record.user, iat, jti, sid) {
         return RegistryEvent::AdmissionDenied {
             session_id: session_id.to_owned(),
             reason,
@@ -204,6 +218,7 @@ pub(super) fn refresh_session(
         jti: jti.map(str::to_owned),
         iat,
         exp,
+        sid: sid.map(str::to_owned),
         ..record
     });
     RegistryEvent::SessionRefreshed {

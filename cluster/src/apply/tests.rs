@@ -7,6 +7,7 @@ use crate::command::{BindSession, OpenSession};
 use crate::tenant::TenantConfig;
 
 mod detached;
+mod idp;
 
 pub(super) const T0: u64 = 1_700_000_000_000;
 
@@ -32,6 +33,7 @@ pub(super) fn open(session_id: &str, user: &str, jti: Option<&str>, iat: u64) ->
         node: 7,
         client: ClientInfo::default(),
         act: None,
+        sid: None,
         max_sessions_per_user: 0,
         max_detached_per_user: 0,
         resume_hash: format!("h-{session_id}"),
@@ -438,7 +440,7 @@ fn disable_and_enable_tenant() {
         }]
     );
     assert_eq!(
-        state.check_admission("acme", "alice", T0 / 1000, None),
+        state.check_admission("acme", "alice", T0 / 1000, None, None),
         Ok(())
     );
 
@@ -569,7 +571,8 @@ fn expire() {
         apply(&mut state, &Command::Expire, &later),
         vec![RegistryEvent::Expired {
             jtis: 1,
-            tombstones: 0
+            tombstones: 0,
+            idp: 0
         }]
     );
     assert!(!state.is_jti_revoked("acme", "alive"));
@@ -579,7 +582,8 @@ fn expire() {
         apply(&mut tomb, &Command::Expire, &meta(50, T0)),
         vec![RegistryEvent::Expired {
             jtis: 0,
-            tombstones: 1
+            tombstones: 1,
+            idp: 0
         }]
     );
     assert!(!tomb.is_session_revoked("t1") && tomb.is_session_revoked("t2"));
@@ -651,6 +655,7 @@ fn refresh(session_id: &str, jti: Option<&str>, iat: u64) -> Command {
         jti: jti.map(Into::into),
         iat,
         exp: iat + 7200,
+        sid: None,
     }
 }
 
@@ -758,6 +763,7 @@ pub(super) fn bind(session_id: &str, user: &str, hash: &str, node: u64, iat: u64
         jti: Some("j-new".into()),
         iat,
         exp: iat + 3600,
+        sid: None,
         max_sessions_per_user: 0,
     })
 }

@@ -150,6 +150,9 @@ pub struct VerifiedToken {
     pub permissions: Vec<String>,
     /// RFC 8693 `act.sub`: who is acting on the user's behalf (impersonation; audited).
     pub act: Option<String>,
+    /// The IdP session id, from the tenant's `idp.sid_claim` (only for a tenant with an
+    /// `idp` section: nothing else reads it).
+    pub sid: Option<String>,
     /// The key that verified the signature.
     pub kid: String,
 }

@@ -91,6 +91,10 @@ impl Authenticator {
             nbf: times.nbf,
             permissions: permissions(&claims)?,
             act: actor(&claims)?,
+            sid: match &tenant.idp {
+                Some(idp) => jwt::string_claim(&claims, &idp.sid_claim)?,
+                None => None,
+            },
             kid: key.kid().to_owned(),
         })
     }
@@ -271,10 +275,43 @@ mod tests {
                 nbf: None,
                 permissions: vec!["sub:chat.*".into(), "pub:chat.room1".into()],
                 act: None,
+                sid: None,
                 kid: kid.into(),
             };
             assert_eq!(v, Ok(expected), "{kid}");
         }
+    }
+
+    /// The IdP session id is read from the tenant's `sid_claim`, and only for a tenant with
+    /// an `idp` section.
+    #[tokio::test]
+    async fn sid_comes_from_the_configured_claim() {
+        let mut c = claims();
+        if let Some(o) = c.as_object_mut() {
+            o.insert("sid".into(), json!("idp-1"));
+            o.insert("https://acme/sid".into(), json!("idp-2"));
+        }
+        let token = sign(Algorithm::HS256, Some("hs"), &c);
+        let with = |sid_claim: Option<&str>| {
+            let mut t = acme();
+            t.idp = sid_claim.map(|claim| tether_cluster::tenant::IdpConfig {
+                sid_claim: claim.into(),
+                ..Default::default()
+            });
+            StaticTenants::with([t])
+        };
+        let sid = |v: Result<VerifiedToken, AuthError>| v.map(|t| t.sid);
+        let a = auth();
+        assert_eq!(sid(a.verify(&token, &with(None)).await), Ok(None));
+        assert_eq!(
+            sid(a.verify(&token, &with(Some("sid"))).await),
+            Ok(Some("idp-1".into()))
+        );
+        assert_eq!(
+            sid(a.verify(&token, &with(Some("https://acme/sid"))).await),
+            Ok(Some("idp-2".into()))
+        );
+        assert_eq!(sid(a.verify(&token, &with(Some("other"))).await), Ok(None));
     }
 
     /// `scope` is the fallback for permissions, `act.sub` is the actor, `aud` may be an array.

@@ -59,6 +59,7 @@ impl TenantSection {
                 messages_per_conn_per_sec: self.limits.messages_per_conn_per_sec,
                 session_max_lifetime_secs: self.limits.session_max_lifetime_secs,
             },
+            idp: None,
         }
     }
 

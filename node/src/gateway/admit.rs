@@ -286,10 +286,15 @@ pub(super) async fn admit<S: ClientStream>(
     let ctx = gw.ctx.clone();
     let fail = |reason: &'static str| handshake_failed(&ctx, reason);
     // Cheap local pre-check: most refusals need no commit.
-    if let Err(d) = ctx
-        .registry
-        .read(|s| s.check_admission(&t.tenant, &t.user, t.iat, t.jti.as_deref()))
-    {
+    if let Err(d) = ctx.registry.read(|s| {
+        s.check_admission(
+            &t.tenant,
+            &t.user,
+            t.iat,
+            t.jti.as_deref(),
+            t.sid.as_deref(),
+        )
+    }) {
         fail("registry_precheck");
         return close_raw(&mut ws, denial_close_code(d), ctx.conn.close_timeout).await;
     }
@@ -307,6 +312,7 @@ pub(super) async fn admit<S: ClientStream>(
         node: ctx.node_id,
         client,
         act: t.act.clone(),
+        sid: t.sid.clone(),
         max_sessions_per_user: max_sessions,
         max_detached_per_user: max_detached,
         resume_hash: resume_hash(&resume_token),

@@ -40,6 +40,7 @@ pub(super) async fn resume<S: ClientStream>(
         jti: t.jti.clone(),
         iat: t.iat,
         exp: t.exp,
+        sid: t.sid.clone(),
         max_sessions_per_user: user_caps(&ctx, &t.tenant).0,
     };
     let committed = match ctx.registry.propose(Command::BindSession(bind)).await {

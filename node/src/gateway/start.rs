@@ -60,6 +60,7 @@ pub(super) async fn start_session<S: ClientStream>(
         permissions,
         perms_version,
         act: t.act,
+        sid: t.sid,
     };
     let io_cfg = crate::session::IoConfig::of(&ctx.conn);
     // The slot lives as long as the socket's reader: dropping it frees the per-IP count.

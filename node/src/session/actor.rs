@@ -199,7 +199,13 @@ impl Actor for ConnectionActor {
                 let denial = match s.tombstone(&a.session_id) {
                     Some(t) => Some(denial_close_code(t.cause)),
                     None => s
-                        .check_admission(&a.tenant, &a.user, a.iat, a.jti.as_deref())
+                        .check_admission(
+                            &a.tenant,
+                            &a.user,
+                            a.iat,
+                            a.jti.as_deref(),
+                            a.sid.as_deref(),
+                        )
                         .err()
                         .map(denial_close_code),
                 };
@@ -299,7 +305,9 @@ pub fn denial_close_code(d: Denial) -> CloseCode {
         Denial::UnknownTenant => CloseCode::Unauthorized,
         Denial::TenantDisabled => CloseCode::TenantDisabled,
         Denial::LoggedOut => CloseCode::LoggedOut,
-        Denial::TokenRevoked | Denial::SessionRevoked => CloseCode::SessionRevoked,
+        Denial::TokenRevoked | Denial::SessionRevoked | Denial::IdpSessionEnded => {
+            CloseCode::SessionRevoked
+        }
         Denial::SessionExists => CloseCode::ProtocolError,
         Denial::TooManySessions => CloseCode::RateLimited,
         Denial::ResumeUnknown => CloseCode::Unauthorized,

@@ -83,6 +83,7 @@ mod tests {
             node,
             client: ClientInfo::default(),
             act: None,
+            sid: None,
             opened_at_ms: 0,
             epoch,
             resume_hash: String::new(),

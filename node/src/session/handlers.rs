@@ -245,6 +245,7 @@ impl ConnState {
                     jti: t.jti.clone(),
                     iat: t.iat,
                     exp: t.exp,
+                    sid: t.sid.clone(),
                 };
                 let c = ctx
                     .registry
@@ -315,6 +316,7 @@ impl ConnState {
                 self.auth.iat = t.iat;
                 self.auth.exp = t.exp;
                 self.auth.act = t.act;
+                self.auth.sid = t.sid;
                 self.auth.token_permissions = t.permissions;
                 self.auth.permissions = permissions;
                 self.auth.perms_version = version;

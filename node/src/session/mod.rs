@@ -55,6 +55,8 @@ pub struct AuthContext {
     pub perms_version: u64,
     /// Impersonating actor (`act.sub`).
     pub act: Option<String>,
+    /// The IdP session id of the current token.
+    pub sid: Option<String>,
 }
 
 /// A message published to a channel or addressed to a user/session, shared by every recipient.

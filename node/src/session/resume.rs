@@ -127,6 +127,7 @@ impl ConnState {
         self.auth.jti = t.jti;
         self.auth.iat = t.iat;
         self.auth.exp = t.exp;
+        self.auth.sid = t.sid;
         self.auth.act = t.act;
         self.auth.token_permissions = t.permissions;
         let a = &self.auth;
