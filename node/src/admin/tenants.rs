@@ -8,6 +8,7 @@ use axum::extract::{OriginalUri, Path, State};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tether_cluster::command::Command;
+use tether_cluster::tenant::KeySpec;
 use tokio::time::Instant;
 
 use super::error::ApiError;
@@ -186,9 +187,39 @@ pub async fn get(
     };
     let c = rec.config;
     // Secrets never leave the registry through the API.
-    let keys: Vec<Value> = c
-        .keys
-        .iter()
+    let idp = c.idp.as_ref().map(|idp| {
+        json!({
+            "backchannel_logout_audiences": idp.backchannel_logout_audiences,
+            "sid_claim": idp.sid_claim,
+            "sid_ttl_secs": idp.sid_ttl_secs,
+            "ssf": idp.ssf.as_ref().map(|ssf| json!({
+                "issuer": ssf.issuer,
+                "audience": ssf.audience,
+                "jwks_uri": ssf.jwks_uri,
+                "keys": redacted_keys(&ssf.keys),
+                "push_bearer": ssf.push_bearer.as_ref().map(|_| "<redacted>"),
+            })),
+        })
+    });
+    Ok(Json(json!({
+        "id": c.id,
+        "enabled": rec.enabled,
+        "issuer": c.issuer,
+        "audiences": c.audiences,
+        "jwks_uri": c.jwks_uri,
+        "allowed_origins": c.allowed_origins,
+        "keys": redacted_keys(&c.keys),
+        "limits": {
+            "max_connections_per_user": c.limits.max_connections_per_user,
+            "messages_per_conn_per_sec": c.limits.messages_per_conn_per_sec,
+            "session_max_lifetime_secs": c.limits.session_max_lifetime_secs,
+        },
+        "idp": idp,
+    })))
+}
+
+fn redacted_keys(keys: &[KeySpec]) -> Vec<Value> {
+    keys.iter()
         .map(|k| {
             json!({
                 "kid": k.kid,
@@ -198,21 +229,7 @@ pub async fn get(
                 "jwk": k.jwk.as_deref().and_then(|j| serde_json::from_str::<Value>(j).ok()),
             })
         })
-        .collect();
-    Ok(Json(json!({
-        "id": c.id,
-        "enabled": rec.enabled,
-        "issuer": c.issuer,
-        "audiences": c.audiences,
-        "jwks_uri": c.jwks_uri,
-        "allowed_origins": c.allowed_origins,
-        "keys": keys,
-        "limits": {
-            "max_connections_per_user": c.limits.max_connections_per_user,
-            "messages_per_conn_per_sec": c.limits.messages_per_conn_per_sec,
-            "session_max_lifetime_secs": c.limits.session_max_lifetime_secs,
-        },
-    })))
+        .collect()
 }
 
 pub async fn delete(

@@ -6,6 +6,7 @@
 //! and validated exactly like a key written in the file.
 
 mod env;
+mod idp;
 mod keys;
 mod sections;
 mod tenant;
@@ -16,6 +17,8 @@ mod fixtures;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod tests_idp;
+#[cfg(test)]
 mod tests_validate;
 
 use std::collections::BTreeMap;
@@ -25,6 +28,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 pub use env::{NON_CONFIG_ENV, NON_CONFIG_ENV_PREFIXES};
+pub use idp::{IdpSection, SsfSection};
 pub use keys::{ALGORITHMS, KeySection, MIN_SECRET_BYTES};
 pub use sections::{
     AdminSection, AuditSection, AuditSinkKind, AuthSection, ClusterSection, LimitsSection,

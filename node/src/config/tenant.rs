@@ -6,6 +6,7 @@ use tether_cluster::tenant::{TenantConfig, TenantLimits};
 use url::Url;
 
 use super::ConfigError;
+use super::idp::IdpSection;
 use super::keys::{KeySection, validate_keys};
 
 /// One tenant, as written in the config file or sent as JSON to the admin API.
@@ -30,6 +31,9 @@ pub struct TenantSection {
     pub keys: Vec<KeySection>,
     #[serde(default)]
     pub limits: TenantLimitsSection,
+    /// How the tenant's identity provider ends sessions directly.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idp: Option<IdpSection>,
 }
 
 /// Per-tenant overrides of `[limits]`; absent keys fall back to the node's limits.
@@ -59,7 +63,7 @@ impl TenantSection {
                 messages_per_conn_per_sec: self.limits.messages_per_conn_per_sec,
                 session_max_lifetime_secs: self.limits.session_max_lifetime_secs,
             },
-            idp: None,
+            idp: self.idp.as_ref().map(IdpSection::to_idp_config),
         }
     }
 
@@ -104,6 +108,9 @@ impl TenantSection {
             ));
         }
         validate_keys(&key("keys"), &self.keys)?;
+        if let Some(idp) = &self.idp {
+            idp.validate(&key, &|uri| check_jwks_uri(uri, allow_http_jwks))?;
+        }
         let limits = &self.limits;
         let positive = [
             (
