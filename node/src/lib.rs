@@ -33,6 +33,7 @@ pub mod config;
 pub mod context;
 pub mod dev;
 pub mod gateway;
+pub mod idp;
 pub mod isolation;
 pub mod limits;
 pub mod metrics;

@@ -11,13 +11,15 @@
 //! - `proxy`: `Proxy`, an in-process TCP fault proxy that can cut the client link.
 //! - `cluster`: `TestCluster`, several nodes forming one cluster over mutual TLS.
 //! - `drain_load`: SDK sessions that record what they saw, and a steady publisher (drain).
-//! - `otlp`: `Receiver`, a real OTLP/HTTP trace receiver (protobuf, `opentelemetry-proto`).
+//! - `otlp`: `Receiver`, a real OTLP trace receiver (HTTP or gRPC, `opentelemetry-proto`).
+//! - `idp`: the harness as an identity provider: JWKS server, logout tokens, SETs, posts.
 
 pub mod admin;
 pub mod client;
 pub mod cluster;
 pub mod config;
 pub mod drain_load;
+pub mod idp;
 pub mod node;
 pub mod otlp;
 pub mod proxy;

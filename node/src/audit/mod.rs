@@ -22,7 +22,7 @@ const QUEUE: usize = 4096;
 
 /// One audit record. `kind` is one of: auth_ok, auth_fail, refresh_ok, refresh_fail, revoke,
 /// logout, token_revoke, permissions, tenant, impersonation, publish, admin_auth_fail,
-/// membership.
+/// membership, idp_signal.
 #[derive(Debug, Serialize, Default)]
 pub struct AuditRecord<'a> {
     pub kind: &'a str,
@@ -47,6 +47,15 @@ pub struct AuditRecord<'a> {
     /// The channel an admin publish went to.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub channel: Option<&'a str>,
+    /// An IdP signal's IdP session id, event, issuer and token id (`idp_signal`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sid: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub event: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jti: Option<&'a str>,
 }
 
 #[derive(Clone)]

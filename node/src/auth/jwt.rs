@@ -20,6 +20,8 @@ pub(crate) type Claims = Map<String, Value>;
 pub(crate) struct Header {
     pub alg: Algorithm,
     pub kid: Option<String>,
+    /// The media type (`logout+jwt`, `secevent+jwt`), when the token says.
+    pub typ: Option<String>,
 }
 
 /// Splits `token` into its three base64url parts, after the size cap.
@@ -60,12 +62,16 @@ pub(crate) fn parse_header(token: &str, max_bytes: usize) -> Result<Header, Auth
     if signature.is_empty() {
         return Err(AuthError::Malformed);
     }
-    let kid = match header.get("kid") {
-        None => None,
-        Some(Value::String(kid)) => Some(kid.clone()),
-        Some(_) => return Err(AuthError::Malformed),
+    let text = |name: &str| match header.get(name) {
+        None => Ok(None),
+        Some(Value::String(v)) => Ok(Some(v.clone())),
+        Some(_) => Err(AuthError::Malformed),
     };
-    Ok(Header { alg, kid })
+    Ok(Header {
+        alg,
+        kid: text("kid")?,
+        typ: text("typ")?,
+    })
 }
 
 /// The payload WITHOUT signature verification: only for choosing which tenant's keys to try.
@@ -136,7 +142,7 @@ pub(crate) fn check_times(
 }
 
 /// A NumericDate (RFC 7519 §2): seconds, possibly fractional; negative or non-numeric is junk.
-fn numeric_date(claims: &Claims, name: &'static str) -> Result<Option<u64>, AuthError> {
+pub(crate) fn numeric_date(claims: &Claims, name: &'static str) -> Result<Option<u64>, AuthError> {
     match claims.get(name) {
         None => Ok(None),
         Some(Value::Number(n)) => match (n.as_u64(), n.as_f64()) {
@@ -190,14 +196,20 @@ mod tests {
     /// The header yields alg and kid; `none` in any case, unknown algs and `crit` are refused.
     #[test]
     fn header_rules() {
-        let h = parse_header(&token(json!({"alg": "ES256", "kid": "k"})), 8192);
+        let h = parse_header(
+            &token(json!({"alg": "ES256", "kid": "k", "typ": "logout+jwt"})),
+            8192,
+        );
         assert_eq!(
             h,
             Ok(Header {
                 alg: Algorithm::ES256,
-                kid: Some("k".into())
+                kid: Some("k".into()),
+                typ: Some("logout+jwt".into()),
             })
         );
+        let typ = parse_header(&token(json!({"alg": "ES256", "typ": 7})), 8192);
+        assert_eq!(typ, Err(AuthError::Malformed));
         for alg in ["none", "None", "NONE", "nOnE", "HS512", "PS256"] {
             let r = parse_header(&token(json!({"alg": alg})), 8192);
             assert_eq!(r, Err(AuthError::AlgorithmNotAllowed), "{alg}");

@@ -14,7 +14,7 @@
 
 mod admin;
 mod jwks;
-mod jwt;
+pub(crate) mod jwt;
 mod key_cache;
 mod keys;
 mod mint;
@@ -34,6 +34,7 @@ pub use jwks::{JwksCache, JwksSettings};
 pub use keys::{VerifyingKey, build_key, parse_alg, validate_keys};
 pub use mint::{TokenClaims, generate_hs256_secret, mint_admin_hs256, mint_hs256};
 pub use verify::Authenticator;
+pub(crate) use verify::KeySource;
 
 /// Why a token was refused. Callers match on it (close code 4001 vs 4100, audit reason).
 ///

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use serde_json::Value;
 use tether_cluster::clock::SharedClock;
-use tether_cluster::tenant::TenantConfig;
+use tether_cluster::tenant::{KeySpec, TenantConfig};
 
 use super::jwks::JwksCache;
 use super::jwt::{self, Claims};
@@ -57,7 +57,7 @@ impl Authenticator {
         tenants: &dyn TenantLookup,
     ) -> Result<VerifiedToken, AuthError> {
         let settings = &self.inner.settings;
-        let header = jwt::parse_header(token, settings.max_token_bytes)?;
+        jwt::parse_header(token, settings.max_token_bytes)?;
         let tenant_id = {
             let unverified = jwt::unverified_claims(token, settings.max_token_bytes)?;
             tenant_claim(&unverified, &settings.tenant_claim)?
@@ -65,13 +65,9 @@ impl Authenticator {
         let tenant = tenants
             .tenant_config(&tenant_id)
             .ok_or(AuthError::UnknownTenant)?;
-        let key = self.select_key(&tenant, header.kid.as_deref()).await?;
-        if key.alg() != header.alg {
-            // The key decides the algorithm, never the token: this is what stops RS/ES→HS
-            // confusion and downgrades.
-            return Err(AuthError::AlgorithmNotAllowed);
-        }
-        let claims = jwt::verify_signature(token, &key)?;
+        let (key, _, claims) = self
+            .verify_signed(token, &KeySource::tenant(&tenant))
+            .await?;
 
         // Everything below reads verified claims.
         if tenant_claim(&claims, &settings.tenant_claim)? != tenant.id {
@@ -99,16 +95,40 @@ impl Authenticator {
         })
     }
 
-    /// Picks the key: inline keys by `kid`, then the tenant's JWKS. Without a `kid` only an
-    /// unambiguous tenant (exactly one inline key, no JWKS) has a key to offer.
+    /// The allowed clock skew, for callers checking time claims of their own.
+    pub fn leeway_secs(&self) -> u64 {
+        self.inner.settings.leeway_secs
+    }
+
+    /// Verifies the signature of `token` with a key of `source` and returns the key, the
+    /// header and the (now trustworthy) claims; nothing but the signature is checked. Access
+    /// tokens, IdP logout tokens and Security Event Tokens all pass here.
+    pub(crate) async fn verify_signed(
+        &self,
+        token: &str,
+        source: &KeySource<'_>,
+    ) -> Result<(Arc<VerifyingKey>, jwt::Header, jwt::Claims), AuthError> {
+        let header = jwt::parse_header(token, self.inner.settings.max_token_bytes)?;
+        let key = self.select_key(source, header.kid.as_deref()).await?;
+        if key.alg() != header.alg {
+            // The key decides the algorithm, never the token: this is what stops RS/ES→HS
+            // confusion and downgrades.
+            return Err(AuthError::AlgorithmNotAllowed);
+        }
+        let claims = jwt::verify_signature(token, &key)?;
+        Ok((key, header, claims))
+    }
+
+    /// Picks the key: inline keys by `kid`, then the JWKS. Without a `kid` only an
+    /// unambiguous source (exactly one inline key, no JWKS) has a key to offer.
     async fn select_key(
         &self,
-        tenant: &TenantConfig,
+        source: &KeySource<'_>,
         kid: Option<&str>,
     ) -> Result<Arc<VerifyingKey>, AuthError> {
         let Some(kid) = kid else {
-            return match (tenant.keys.as_slice(), &tenant.jwks_uri) {
-                ([only], None) => self.inner.keys.get(&tenant.id, only),
+            return match (source.keys, source.jwks_uri) {
+                ([only], None) => self.inner.keys.get(source.cache_id, only),
                 _ => Err(AuthError::MissingKid),
             };
         };
@@ -116,10 +136,10 @@ impl Authenticator {
         if !is_plausible_kid(kid) {
             return Err(AuthError::UnknownKid);
         }
-        if let Some(spec) = tenant.keys.iter().find(|k| k.kid == kid) {
-            return self.inner.keys.get(&tenant.id, spec);
+        if let Some(spec) = source.keys.iter().find(|k| k.kid == kid) {
+            return self.inner.keys.get(source.cache_id, spec);
         }
-        match &tenant.jwks_uri {
+        match source.jwks_uri {
             Some(uri) => self
                 .inner
                 .jwks
@@ -127,6 +147,25 @@ impl Authenticator {
                 .await?
                 .ok_or(AuthError::UnknownKid),
             None => Err(AuthError::UnknownKid),
+        }
+    }
+}
+
+/// Where the keys that may sign a token come from.
+pub(crate) struct KeySource<'a> {
+    /// Names the key cache's entries (a tenant id, or the tenant's SSF transmitter).
+    pub cache_id: &'a str,
+    pub keys: &'a [KeySpec],
+    pub jwks_uri: Option<&'a str>,
+}
+
+impl<'a> KeySource<'a> {
+    /// The tenant's own keys: they sign its access tokens and its IdP's logout tokens.
+    pub(crate) fn tenant(tenant: &'a TenantConfig) -> Self {
+        KeySource {
+            cache_id: &tenant.id,
+            keys: &tenant.keys,
+            jwks_uri: tenant.jwks_uri.as_deref(),
         }
     }
 }

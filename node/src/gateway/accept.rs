@@ -10,7 +10,8 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use super::{Gateway, admit, upgrade};
+use super::sniff::{Route, sniff};
+use super::{ClientStream, Gateway, admit, upgrade};
 use crate::limits::{ConnSlot, LimitError};
 use crate::net::read_proxy_header;
 
@@ -43,14 +44,23 @@ pub(super) async fn accept_one(gw: Arc<Gateway>, mut tcp: TcpStream, peer: Socke
         }
     };
     match gw.tls.clone() {
-        None => admit::handshake(gw, tcp, client, slot).await,
+        None => route(gw, tcp, client, slot).await,
         Some(acceptor) => {
             let t = gw.ctx.conn.upgrade_timeout;
             match tokio::time::timeout(t, acceptor.accept(tcp)).await {
-                Ok(Ok(tls)) => admit::handshake(gw, tls, client, slot).await,
+                Ok(Ok(tls)) => route(gw, tls, client, slot).await,
                 _ => super::handshake_failed(&gw.ctx, "tls"),
             }
         }
+    }
+}
+
+/// Hands the socket to the WebSocket handshake or to the IdP endpoints, by its request line.
+async fn route<S: ClientStream>(gw: Arc<Gateway>, stream: S, client: SocketAddr, slot: ConnSlot) {
+    match sniff(stream, gw.ctx.conn.upgrade_timeout).await {
+        Ok((Route::WebSocket, stream)) => admit::handshake(gw, stream, client, slot).await,
+        Ok((Route::Idp, stream)) => crate::idp::serve(gw, stream, client, slot).await,
+        Err(_) => super::handshake_failed(&gw.ctx, "upgrade"),
     }
 }
 

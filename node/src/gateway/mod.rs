@@ -4,6 +4,7 @@
 mod accept;
 mod admit;
 mod resume;
+mod sniff;
 mod start;
 mod upgrade;
 

@@ -62,6 +62,28 @@ pub struct AdminRequest {
     pub status: u16,
 }
 
+/// An identity-provider signal: `kind` (`backchannel_logout`, `ssf`) and how it ended.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct IdpSignal {
+    pub kind: &'static str,
+    pub outcome: &'static str,
+}
+
+/// Every `tether_idp_signals_total` outcome: `applied` (committed), `invalid` (refused
+/// with 400 before anything was committed), `replayed` (its jti was used), `unauthorized`
+/// (SSF push bearer), `not_found`, `too_large`, `rate_limited` (the client listener's per-IP
+/// limits), `unavailable` (no commit, 503).
+pub const IDP_OUTCOMES: [&str; 8] = [
+    "applied",
+    "invalid",
+    "replayed",
+    "unauthorized",
+    "not_found",
+    "too_large",
+    "rate_limited",
+    "unavailable",
+];
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct Rpc {
     pub rpc: &'static str,
@@ -104,5 +126,10 @@ pub(super) fn create_known(m: &Metrics) {
     }
     for event in ["isolated", "recovered"] {
         drop(m.isolation_changes.get_or_create(&Event { event }));
+    }
+    for kind in ["backchannel_logout", "ssf"] {
+        for outcome in IDP_OUTCOMES {
+            drop(m.idp_signals.get_or_create(&IdpSignal { kind, outcome }));
+        }
     }
 }

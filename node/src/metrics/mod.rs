@@ -22,7 +22,10 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
 
-pub use labels::{AdminRequest, Code, Event, Kind, Outcome, REFUSED_REASONS, Reason, Rpc, Where};
+pub use labels::{
+    AdminRequest, Code, Event, IDP_OUTCOMES, IdpSignal, Kind, Outcome, REFUSED_REASONS, Reason,
+    Rpc, Where,
+};
 
 /// Upper bounds (seconds) of the latency histograms: half a millisecond to five seconds.
 const LATENCY_BUCKETS: [f64; 12] = [
@@ -57,6 +60,7 @@ pub struct Metrics {
     pub resumes: Family<Where, Counter>,
     pub closes: Family<Code, Counter>,
     pub isolation_changes: Family<Event, Counter>,
+    pub idp_signals: Family<IdpSignal, Counter>,
     pub accept_errors: Counter,
     pub actor_failures: Counter,
     pub protocol_errors: Counter,
@@ -108,6 +112,7 @@ impl Metrics {
             resumes: Family::default(),
             closes: Family::default(),
             isolation_changes: Family::default(),
+            idp_signals: Family::default(),
             accept_errors: Counter::default(),
             actor_failures: Counter::default(),
             protocol_errors: Counter::default(),
@@ -160,6 +165,11 @@ impl Metrics {
             "tether_revocations",
             "Revocations applied on this node, by kind (session, logout, token, tenant)",
             self.revocations.clone(),
+        );
+        r.register(
+            "tether_idp_signals",
+            "Identity-provider signals received, by kind (backchannel_logout, ssf) and outcome",
+            self.idp_signals.clone(),
         );
         r.register(
             "tether_resumes",
