@@ -65,11 +65,15 @@ enum AdminCmd {
     Sessions { tenant: String, user: String },
     /// Show one session.
     Session { session_id: String },
-    /// Disable or enable a tenant.
+    /// Show, disable or enable a tenant, or `put` its whole config (idp section included)
+    /// from a JSON file: the `PUT /v1/tenants/{t}` body.
     Tenant {
         tenant: String,
-        #[arg(value_parser = ["disable", "enable", "get"])]
+        #[arg(value_parser = ["disable", "enable", "get", "put"])]
         action: String,
+        /// For `put`: the tenant as JSON (`-` reads standard input).
+        #[arg(long, required_if_eq("action", "put"))]
+        file: Option<PathBuf>,
     },
     /// Cluster status.
     Cluster,
@@ -157,6 +161,16 @@ pub fn run(a: AdminArgs) -> ExitCode {
     }
 }
 
+/// The JSON body of `tenant put`, read from `path` (`-`: standard input).
+fn tenant_file(path: &std::path::Path) -> Result<Value, String> {
+    let text = if path.as_os_str() == "-" {
+        std::io::read_to_string(std::io::stdin()).map_err(|e| format!("reading stdin: {e}"))?
+    } else {
+        std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?
+    };
+    serde_json::from_str(&text).map_err(|e| format!("{}: not JSON: {e}", path.display()))
+}
+
 fn enc(s: &str) -> String {
     url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
@@ -225,8 +239,20 @@ fn request(cmd: AdminCmd) -> Result<(reqwest::Method, String, Option<Value>), St
             format!("/v1/sessions/{}", enc(&session_id)),
             None,
         ),
-        AdminCmd::Tenant { tenant, action } => match action.as_str() {
+        AdminCmd::Tenant {
+            tenant,
+            action,
+            file,
+        } => match action.as_str() {
             "get" => (Method::GET, format!("/v1/tenants/{}", enc(&tenant)), None),
+            "put" => {
+                let file = file.ok_or("tenant put needs --file")?;
+                (
+                    Method::PUT,
+                    format!("/v1/tenants/{}", enc(&tenant)),
+                    Some(tenant_file(&file)?),
+                )
+            }
             a => (
                 Method::POST,
                 format!("/v1/tenants/{}/{a}", enc(&tenant)),
