@@ -64,6 +64,10 @@ impl Admin {
         }
     }
 
+    pub(crate) fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
     /// Like [`Admin::new`], with an explicit admin bearer token (e.g. one issued in the past,
     /// for a node whose clock is behind).
     pub fn with_token(history: &History, token: String) -> Admin {
@@ -75,15 +79,6 @@ impl Admin {
 
     /// Makes and records one call.
     pub async fn call(&self, c: Call<'_>) -> Outcome {
-        let op = self.history.next_id();
-        self.history.record(Event::AdminInvoke {
-            op,
-            node: c.node,
-            kind: c.kind.to_owned(),
-            target: c.target,
-            n: c.n,
-            wall_ms: wall_ms(),
-        });
         let mut req = self
             .http
             .request(c.method, format!("http://{}{}", c.admin_addr, c.path))
@@ -91,6 +86,27 @@ impl Admin {
         if let Some(b) = c.body {
             req = req.json(&b);
         }
+        self.send(c.node, c.kind, c.target, c.n, req).await
+    }
+
+    /// Sends `req` and records it as operation `kind` on `target` at `node`.
+    pub(crate) async fn send(
+        &self,
+        node: u64,
+        kind: &str,
+        target: String,
+        n: Option<u64>,
+        req: reqwest::RequestBuilder,
+    ) -> Outcome {
+        let op = self.history.next_id();
+        self.history.record(Event::AdminInvoke {
+            op,
+            node,
+            kind: kind.to_owned(),
+            target,
+            n,
+            wall_ms: wall_ms(),
+        });
         let outcome = match req.send().await {
             Err(e) => Outcome::Fail {
                 status: None,

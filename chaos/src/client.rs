@@ -37,11 +37,19 @@ pub struct Token {
     pub iat: u64,
 }
 
+/// The IdP session id every token of `user` carries.
+pub fn idp_sid(user: &str) -> String {
+    format!("idp-{user}")
+}
+
 impl Token {
-    /// A valid token for `user` in the test tenant with `perms`, valid 10 minutes.
+    /// A valid token for `user` in the test tenant with `perms`, valid 10 minutes. Every
+    /// token of a user carries the IdP session id `idp-<user>` (read only by a tenant with
+    /// an `idp` section), so an IdP logout of that session covers all of them.
     pub fn new(user: &str, perms: &[&str]) -> Token {
         use tether_tests::tokens::{TENANT_KID, TENANT_SECRET, claims, sign_hs};
-        let c = claims(user, 600, perms);
+        let mut c = claims(user, 600, perms);
+        c["sid"] = serde_json::Value::String(idp_sid(user));
         Token {
             user: user.to_owned(),
             jwt: sign_hs(TENANT_KID, TENANT_SECRET, &c),

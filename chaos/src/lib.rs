@@ -10,6 +10,7 @@
 //! - `client`: `Conn` and `Session`, WebSocket clients that record what they see, and
 //!   `SdkClient`, a client driven by the Rust SDK and recorded the same way.
 //! - `admin`: `Admin`, recorded admin API calls that never panic.
+//! - `idp`: the identity provider's signals (back-channel logout, SET), recorded the same way.
 //! - `cluster`: `ChaosCluster`, nodes wired through proxies; SIGKILL/SIGTERM/SIGSTOP/restart.
 //! - `checkers`: the six invariants, one per file, and `check_all`.
 //! - `scenario`: `Scenario` (seed, serial run, checks, summary row, dump on failure).
@@ -21,6 +22,7 @@ pub mod checkers;
 pub mod client;
 pub mod cluster;
 pub mod history;
+pub mod idp;
 pub mod net;
 pub mod netns;
 pub mod proxy;

@@ -254,6 +254,8 @@ pub enum Revoked {
     User { token: Token },
     /// A deny-listed token.
     Jti { token: Token },
+    /// A user whose IdP session the IdP ended: every token of it (this one is fresh).
+    IdpSession { token: Token },
 }
 
 impl Revoked {
@@ -275,9 +277,9 @@ impl Revoked {
                     let resume = Some((sid.clone(), resume_token.clone(), 0));
                     probe_settled(c, id, token, resume, within).await
                 }
-                Revoked::User { token } | Revoked::Jti { token } => {
-                    probe_settled(c, id, token, None, within).await
-                }
+                Revoked::User { token }
+                | Revoked::Jti { token }
+                | Revoked::IdpSession { token } => probe_settled(c, id, token, None, within).await,
             }
         });
         futures_util::future::join_all(probes).await;

@@ -122,6 +122,16 @@ pub fn sign_typed(typ: Option<&str>, claims: &Value) -> String {
     jsonwebtoken::encode(&h, claims, &key).expect("signing a test token")
 }
 
+/// Signs `claims` with the tenant's HS256 key `k1` and header `typ` (an IdP sharing the
+/// tenant's secret; `sign_hs` says `typ: JWT`, which an IdP endpoint refuses).
+pub fn sign_hs_typed(typ: &str, claims: &Value) -> String {
+    let mut h = Header::new(Algorithm::HS256);
+    h.kid = Some(TENANT_KID.to_owned());
+    h.typ = Some(typ.to_owned());
+    let key = EncodingKey::from_secret(TENANT_SECRET.as_bytes());
+    jsonwebtoken::encode(&h, claims, &key).expect("signing a test token")
+}
+
 /// A logout token as an IdP sends it (`typ: logout+jwt`).
 pub fn logout_token(claims: &Value) -> String {
     sign_typed(Some("logout+jwt"), claims)

@@ -4,16 +4,12 @@
 //!    higher log index. A lost (truncated) entry lets a later write reuse its index.
 //! 2. After the last `restart` fault, every acknowledged revocation must be re-verified:
 //!    some probe connection (`probe: true`, started after the restart) that it covers got
-//!    the expected refusal (4004 for a session or token, 4005 for a logout), and no such
+//!    the expected refusal (4004 for a session, token or IdP session, 4005 for a logout), and no such
 //!    probe was welcomed.
 
-use super::{Index, OpInfo, Violation, WRITES};
+use super::{Index, Violation, WRITES};
 
 pub const NAME: &str = "durability";
-
-fn expected_code(op: &OpInfo) -> u16 {
-    if op.kind == "logout" { 4005 } else { 4004 }
-}
 
 pub fn check(ix: &Index) -> Vec<Violation> {
     let mut out = Vec::new();
@@ -93,18 +89,15 @@ pub fn check(ix: &Index) -> Vec<Violation> {
             });
         }
         let verified = probes.iter().any(|p| {
-            p.welcome.is_none() && p.end.is_some_and(|(_, c)| c == Some(expected_code(op)))
+            p.welcome.is_none() && p.end.is_some_and(|(_, c)| c == Some(op.refusal_code(p)))
         });
         if !verified {
             out.push(Violation {
                 checker: NAME,
                 t_us: restart,
                 message: format!(
-                    "{} {} (op {}) was not verified after the last restart: no probe got {}",
-                    op.kind,
-                    op.target,
-                    op.op,
-                    expected_code(op)
+                    "{} {} (op {}) was not verified after the last restart: no probe it covers was refused with its close code",
+                    op.kind, op.target, op.op
                 ),
             });
         }
