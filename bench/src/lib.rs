@@ -80,6 +80,9 @@ pub struct Opts {
     /// Fan-out: publishes (one at a time, each waiting for all its deliveries).
     #[arg(long, default_value_t = 50)]
     pub publishes: usize,
+    /// IdP: back-channel logouts posted one after another (one held session each).
+    #[arg(long, default_value_t = 500)]
+    pub idp_signals: usize,
 }
 
 /// What every scenario gets.

@@ -2,6 +2,7 @@
 
 pub mod connect_rate;
 pub mod fanout;
+pub mod idp;
 pub mod memory;
 pub mod revocation;
 pub mod revocation_rtt;
@@ -13,9 +14,10 @@ use crate::report::{ScenarioReport, Status};
 
 /// Names accepted on the command line, in the order `all` runs them. `revocation-rtt` (root
 /// tier, `TETHER_CHAOS_NETNS=1`) is not part of `all`: name it.
-pub const ALL: [&str; 6] = [
+pub const ALL: [&str; 7] = [
     "sizes",
     "revocation",
+    "idp",
     "fanout",
     "connect-rate",
     "storm",
@@ -34,6 +36,7 @@ pub async fn run(name: &str, ctx: &Ctx) -> ScenarioReport {
         "connect-rate" => connect_rate::run(ctx).await,
         "storm" => storm::run(ctx).await,
         "fanout" => fanout::run(ctx).await,
+        "idp" => idp::run(ctx).await,
         other => Err(anyhow::anyhow!("unknown scenario {other}")),
     };
     let mut rep = r.unwrap_or_else(|e| {
