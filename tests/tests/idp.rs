@@ -277,3 +277,63 @@ async fn a_logout_posted_anywhere_closes_the_session_everywhere() {
         assert_eq!(again.closed().await.code, 4004, "node {id}");
     }
 }
+
+/// A logged-out IdP session is refused at refresh and at resume too: a live session cannot
+/// take a token of it in-band, and a detached session cannot be resumed with one.
+#[tokio::test]
+async fn an_ended_idp_session_is_refused_at_refresh_and_resume() {
+    let jwks = JwksServer::start().await;
+    let node = TestNode::start_with(LIMITS, &tenant_idp_toml(&jwks, 60)).await;
+    let url = node.ws_url();
+    let (mut live_client, _) = WsClient::connect(&url, &access_token_in("alice", "s-live")).await;
+    let (gone_client, w) = WsClient::connect(&url, &access_token_in("alice", "s-detached")).await;
+    drop(gone_client);
+    let detached = session_id(&w);
+    tether_tests::wait_for(
+        "the session to be detached",
+        tether_tests::DEADLINE,
+        || async {
+            let s = call(&node, "GET", &format!("/v1/sessions/{detached}"), None).await;
+            (s.body["detached_until_ms"].as_u64().is_some() || s.body["state"] == "detached")
+                .then_some(())
+        },
+    )
+    .await;
+    let a = post_logout(
+        &node.client_addr,
+        TENANT,
+        &logout_token(&logout_claims(Some("s-ended"), None)),
+    )
+    .await;
+    assert_eq!(a.status, 200, "{a:?}");
+
+    let ended = access_token_in("alice", "s-ended");
+    let reply = live_client.refresh(&ended, 7).await;
+    assert_eq!(reply["ok"], false, "{reply}");
+    assert!(
+        reply["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("session_revoked")),
+        "{reply}"
+    );
+    // The refused refresh changed nothing: the session still holds its own IdP session.
+    assert_eq!(live_client.subscribe("chat.x", 8).await["type"], "reply");
+
+    let mut resumed = WsClient::upgrade(tether_tests::client::request(
+        &url,
+        Some(&ended),
+        None,
+        None,
+    ))
+    .await
+    .expect("upgrade");
+    resumed
+        .send_json(&json!({"type": "hello", "resume": {
+            "session_id": detached, "resume_token": w["resume_token"], "last_seq": 0}}))
+        .await;
+    assert_eq!(resumed.closed().await.code, 4004);
+    assert!(
+        live(&node, &detached).await,
+        "the refused resume ended the session"
+    );
+}
