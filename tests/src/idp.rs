@@ -147,14 +147,20 @@ pub struct Answer {
 
 /// POSTs `body` with `content_type` to `path` on the client listener at `client_addr`.
 pub async fn post(client_addr: &str, path: &str, content_type: &str, body: Vec<u8>) -> Answer {
-    let r = reqwest::Client::new()
+    let req = reqwest::Client::new()
         .post(format!("http://{client_addr}{path}"))
         .header("content-type", content_type)
-        .body(body)
+        .body(body);
+    send(req).await
+}
+
+/// Sends `req` (within the deadline) and reads the answer.
+async fn send(req: reqwest::RequestBuilder) -> Answer {
+    let r = req
         .timeout(crate::DEADLINE)
         .send()
         .await
-        .expect("post to the IdP endpoint");
+        .expect("a request to an IdP endpoint");
     let status = r.status().as_u16();
     let cache_control = r
         .headers()
@@ -162,11 +168,10 @@ pub async fn post(client_addr: &str, path: &str, content_type: &str, body: Vec<u
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
     let text = r.text().await.unwrap_or_default();
-    let body = serde_json::from_str(&text).unwrap_or(Value::Null);
     Answer {
         status,
         cache_control,
-        body,
+        body: serde_json::from_str(&text).unwrap_or(Value::Null),
     }
 }
 
@@ -251,22 +256,18 @@ pub async fn push_set_as(
     let mut req = reqwest::Client::new()
         .post(format!("http://{client_addr}/v1/idp/{tenant}/ssf"))
         .header("content-type", content_type)
-        .body(token.to_owned())
-        .timeout(crate::DEADLINE);
+        .body(token.to_owned());
     if let Some(b) = bearer {
         req = req.bearer_auth(b);
     }
-    let r = req.send().await.expect("push a SET");
-    let status = r.status().as_u16();
-    let cache_control = r
-        .headers()
-        .get("cache-control")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
-    let text = r.text().await.unwrap_or_default();
-    Answer {
-        status,
-        cache_control,
-        body: serde_json::from_str(&text).unwrap_or(Value::Null),
-    }
+    send(req).await
+}
+
+/// Waits until `node` has written `n` `idp_signal` audit lines, and returns them.
+pub async fn idp_audit(node: &crate::node::TestNode, n: usize) -> Vec<Value> {
+    crate::wait_for("idp_signal audit lines", crate::DEADLINE, || async {
+        let lines = node.audit_lines("idp_signal");
+        (lines.len() >= n).then_some(lines)
+    })
+    .await
 }

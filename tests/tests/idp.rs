@@ -29,15 +29,6 @@ fn session_id(welcome: &Value) -> String {
         .to_owned()
 }
 
-/// Waits until `node` has written `n` `idp_signal` audit lines, and returns them.
-async fn idp_audit(node: &TestNode, n: usize) -> Vec<Value> {
-    tether_tests::wait_for("idp_signal audit lines", tether_tests::DEADLINE, || async {
-        let lines = node.audit_lines("idp_signal");
-        (lines.len() >= n).then_some(lines)
-    })
-    .await
-}
-
 /// A logout token naming an IdP session (`sid`, with `sub`) ends that user's sessions of
 /// that IdP session with 4004 and nothing else; afterwards an access token of that IdP
 /// session is refused at connect. A token naming only `sub` logs the user out (4005).

@@ -28,14 +28,6 @@ async fn push(node: &TestNode, claims: &Value) -> Answer {
     .await
 }
 
-async fn idp_audit(node: &TestNode, n: usize) -> Vec<Value> {
-    tether_tests::wait_for("idp_signal audit lines", tether_tests::DEADLINE, || async {
-        let lines = node.audit_lines("idp_signal");
-        (lines.len() >= n).then_some(lines)
-    })
-    .await
-}
-
 /// Each event type does what the contract's table says: session-revoked with a session
 /// subject ends that IdP session (4004, and it stays out); credential-change and the RISC
 /// events log the user out (4005); token-claims-change sets permissions live; an unknown

@@ -198,6 +198,17 @@ async fn wait_for_spans(otlp: &Receiver, names: &[&str]) -> Vec<ReceivedSpan> {
     }
 }
 
+/// Connects `user` to node 1 and revokes the session there (the client sees 4004).
+async fn connect_and_revoke(c: &TestCluster, user: &str) {
+    let (mut client, welcome) = WsClient::connect(&c.node(1).ws_url(), &token(user, &[])).await;
+    let sid = welcome["session_id"].as_str().expect("session id");
+    let path = format!("/v1/sessions/{sid}/revoke");
+    let r = tether_tests::admin::call(c.node(1), "POST", &path, None).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let closed = client.closed_within(tether_tests::DEADLINE).await.0;
+    assert_eq!(closed.code, 4004);
+}
+
 /// `OTEL_EXPORTER_OTLP_PROTOCOL=grpc` exports the same spans to a gRPC collector.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spans_reach_a_grpc_collector() {
@@ -208,20 +219,7 @@ async fn spans_reach_a_grpc_collector() {
         ("OTEL_BSP_SCHEDULE_DELAY".to_owned(), "100".to_owned()),
     ];
     let c = TestCluster::start_with_env(1, 0, "", &env).await;
-    let (mut client, welcome) = WsClient::connect(&c.node(1).ws_url(), &token("alice", &[])).await;
-    let sid = welcome["session_id"].as_str().expect("session id");
-    let r = tether_tests::admin::call(
-        c.node(1),
-        "POST",
-        &format!("/v1/sessions/{sid}/revoke"),
-        None,
-    )
-    .await;
-    assert_eq!(r.status, 200, "{:?}", r.body);
-    assert_eq!(
-        client.closed_within(tether_tests::DEADLINE).await.0.code,
-        4004
-    );
+    connect_and_revoke(&c, "alice").await;
     let spans = wait_for_spans(
         &otlp,
         &["gateway.handshake", "admin.request", "session.close"],
@@ -256,20 +254,7 @@ async fn a_dead_collector_drops_and_counts() {
     ];
     let c = TestCluster::start_with_env(1, 0, "", &env).await;
     for user in ["alice", "bob", "carol"] {
-        let (mut client, welcome) = WsClient::connect(&c.node(1).ws_url(), &token(user, &[])).await;
-        let sid = welcome["session_id"].as_str().expect("session id");
-        let r = tether_tests::admin::call(
-            c.node(1),
-            "POST",
-            &format!("/v1/sessions/{sid}/revoke"),
-            None,
-        )
-        .await;
-        assert_eq!(r.status, 200, "{:?}", r.body);
-        assert_eq!(
-            client.closed_within(tether_tests::DEADLINE).await.0.code,
-            4004
-        );
+        connect_and_revoke(&c, user).await;
     }
     let end = tokio::time::Instant::now() + tether_tests::DEADLINE;
     let dropped = loop {

@@ -1,5 +1,6 @@
 //! Reading the verified claims of a logout token or a Security Event Token.
 
+use http::HeaderMap;
 use serde_json::Value;
 
 use crate::auth::jwt::Claims;
@@ -36,4 +37,13 @@ pub fn audience_matches(claims: &Claims, accepted: &[String]) -> bool {
 pub fn typ_is(typ: &str, media: &str) -> bool {
     let typ = typ.to_ascii_lowercase();
     typ == media || typ.strip_prefix("application/") == Some(media)
+}
+
+/// Whether the request's `Content-Type` is `media` (parameters such as `charset` aside).
+pub fn content_type_is(headers: &HeaderMap, media: &str) -> bool {
+    headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case(media))
 }

@@ -7,7 +7,7 @@ use tether_cluster::command::{IdpAction, IdpSignal};
 
 use super::Verified;
 use super::answer::{Answer, Error, Flavor};
-use super::claims::{audience_matches, typ_is};
+use super::claims::{audience_matches, content_type_is, typ_is};
 use crate::auth::jwt::{Claims, numeric_date};
 use crate::auth::{AuthError, KeySource};
 use crate::context::NodeCtx;
@@ -26,15 +26,7 @@ pub(super) async fn verify(
     headers: &HeaderMap,
     body: &[u8],
 ) -> Result<Verified, Answer> {
-    let form = headers
-        .get(http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .is_some_and(|v| {
-            v.trim()
-                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
-        });
-    if !form {
+    if !content_type_is(headers, "application/x-www-form-urlencoded") {
         return Err(invalid(
             "the content type must be application/x-www-form-urlencoded",
         ));

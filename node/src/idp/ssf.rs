@@ -10,7 +10,7 @@ use tether_cluster::tenant::{IdpConfig, SsfConfig, TenantConfig};
 
 use super::Verified;
 use super::answer::{Answer, Error, Flavor};
-use super::claims::{audience_matches, id, text, typ_is};
+use super::claims::{audience_matches, content_type_is, id, text, typ_is};
 use crate::auth::jwt::{Claims, numeric_date};
 use crate::auth::{AuthError, KeySource};
 use crate::context::NodeCtx;
@@ -53,12 +53,7 @@ pub(super) async fn verify(
     {
         return Err(Answer::unauthorized(Flavor::Ssf));
     }
-    let set = headers
-        .get(http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/secevent+jwt"));
-    if !set {
+    if !content_type_is(headers, "application/secevent+jwt") {
         return Err(bad_request(
             "the content type must be application/secevent+jwt",
         ));
