@@ -10,6 +10,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::Instrument;
 
+use super::close::denial_close_code;
 use super::deadlines::Deadline;
 use super::directory::DirEntry;
 use super::io::IoHandles;
@@ -18,7 +19,6 @@ use super::rate::RateWindow;
 use super::{AuthContext, ConnMsg, IoStarter, PermsUpdate};
 use crate::context::NodeCtx;
 use crate::perms::Permissions;
-use tether_cluster::command::Denial;
 
 pub struct ConnectionActor;
 
@@ -296,21 +296,6 @@ impl Actor for ConnectionActor {
             "connection closed"
         );
         Ok(())
-    }
-}
-
-/// The close code a client gets when the registry refuses its session.
-pub fn denial_close_code(d: Denial) -> CloseCode {
-    match d {
-        Denial::UnknownTenant => CloseCode::Unauthorized,
-        Denial::TenantDisabled => CloseCode::TenantDisabled,
-        Denial::LoggedOut => CloseCode::LoggedOut,
-        Denial::TokenRevoked | Denial::SessionRevoked | Denial::IdpSessionEnded => {
-            CloseCode::SessionRevoked
-        }
-        Denial::SessionExists => CloseCode::ProtocolError,
-        Denial::TooManySessions => CloseCode::RateLimited,
-        Denial::ResumeUnknown => CloseCode::Unauthorized,
     }
 }
 

@@ -1,9 +1,11 @@
 //! Ending a connection: close with a code (detaching when it is reconnect-class), end the
-//! session, and send the close frame past a full outbound queue.
+//! session, and send the close frame past a full outbound queue; the code a registry
+//! refusal closes with.
 
 use std::sync::atomic::Ordering;
 
 use ractor::ActorRef;
+use tether_cluster::command::Denial;
 use tether_protocol::CloseCode;
 
 use super::ConnMsg;
@@ -54,5 +56,20 @@ impl ConnState {
             // The writer sends the close frame within close_timeout or gives up on the socket.
             let _ = tokio::time::timeout(self.ctx.conn.close_timeout * 2, writer).await;
         }
+    }
+}
+
+/// The close code a client gets when the registry refuses its session.
+pub fn denial_close_code(d: Denial) -> CloseCode {
+    match d {
+        Denial::UnknownTenant => CloseCode::Unauthorized,
+        Denial::TenantDisabled => CloseCode::TenantDisabled,
+        Denial::LoggedOut => CloseCode::LoggedOut,
+        Denial::TokenRevoked | Denial::SessionRevoked | Denial::IdpSessionEnded => {
+            CloseCode::SessionRevoked
+        }
+        Denial::SessionExists => CloseCode::ProtocolError,
+        Denial::TooManySessions => CloseCode::RateLimited,
+        Denial::ResumeUnknown => CloseCode::Unauthorized,
     }
 }

@@ -6,7 +6,8 @@ use ractor::ActorRef;
 use tether_protocol::{ClientFrame, CloseCode, FrameError, ServerFrame};
 use tokio::time::Instant;
 
-use super::actor::{ConnState, denial_close_code};
+use super::actor::ConnState;
+use super::close::denial_close_code;
 use super::rate::Rate;
 use super::{ConnMsg, Delivery, PermsUpdate, RefreshResult};
 use crate::audit::AuditRecord;

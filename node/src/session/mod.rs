@@ -33,7 +33,8 @@ use tether_protocol::CloseCode;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
-pub use actor::{ConnArgs, ConnectionActor, ResumedFrom, denial_close_code};
+pub use actor::{ConnArgs, ConnectionActor, ResumedFrom};
+pub use close::denial_close_code;
 pub use io::{IoConfig, IoHandles, IoStarter, close_raw, spawn_io};
 pub use supervisor::{SessionSupervisor, SupervisorMsg};
 
