@@ -52,6 +52,8 @@ pub enum MembershipChange {
     AddLearner { node_id: NodeId, node: TetherNode },
     /// Make learners voters.
     Promote { node_ids: Vec<NodeId> },
+    /// Make voters learners (they keep replicating).
+    Demote { node_ids: Vec<NodeId> },
     /// Remove nodes from the cluster (voters are demoted first).
     Remove { node_ids: Vec<NodeId> },
 }

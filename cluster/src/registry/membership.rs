@@ -1,5 +1,5 @@
-//! Membership: adding, promoting and removing members (on the leader, forwarded from
-//! elsewhere), joining a cluster through its seeds, and the member list.
+//! Membership: adding (or moving), promoting, demoting and removing members (on the leader,
+//! forwarded from elsewhere), joining a cluster through its seeds, and the member list.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -46,9 +46,29 @@ impl Registry {
         }
         let raft = &self.inner.raft;
         let result = match change {
+            // A member that moved is updated in place: `add_learner` keeps a known node's
+            // old address.
+            MembershipChange::AddLearner { node_id, node }
+                if self.members().iter().any(|m| m.id == node_id) =>
+            {
+                let nodes = std::collections::BTreeMap::from([(node_id, node)]);
+                tokio::time::timeout(
+                    MEMBERSHIP_TIMEOUT,
+                    raft.change_membership(ChangeMembers::SetNodes(nodes), false),
+                )
+                .await
+            }
             MembershipChange::AddLearner { node_id, node } => {
                 tokio::time::timeout(MEMBERSHIP_TIMEOUT, raft.add_learner(node_id, node, true))
                     .await
+            }
+            MembershipChange::Demote { node_ids } => {
+                let ids: BTreeSet<NodeId> = node_ids.into_iter().collect();
+                tokio::time::timeout(
+                    MEMBERSHIP_TIMEOUT,
+                    raft.change_membership(ChangeMembers::RemoveVoters(ids), true),
+                )
+                .await
             }
             MembershipChange::Promote { node_ids } => {
                 let ids: BTreeSet<NodeId> = node_ids.into_iter().collect();

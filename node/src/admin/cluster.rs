@@ -141,6 +141,54 @@ pub async fn add_member(
     ))
 }
 
+/// `POST /v1/cluster/members/{id}/promote` and `…/demote`: a learner becomes a voter, or a
+/// voter a learner that keeps replicating. A demotion that would leave fewer voters than a
+/// majority of the voters there are now is refused (409): the cluster could no longer
+/// commit with one more node down than before. Nothing to change answers `commit_index` 0.
+pub async fn set_voter(
+    State(st): State<Arc<AdminState>>,
+    admin: Admin,
+    axum::extract::Path((id, action)): axum::extract::Path<(u64, String)>,
+) -> Result<Json<Value>, ApiError> {
+    admin.require_cluster()?;
+    let voter = match action.as_str() {
+        "promote" => true,
+        "demote" => false,
+        other => return Err(ApiError::not_found(format!("no action {other}"))),
+    };
+    let members = st.ctx.registry.members();
+    let Some(member) = members.iter().find(|m| m.id == id) else {
+        return Err(ApiError::not_found(format!("node {id} is not a member")));
+    };
+    let voters = members.iter().filter(|m| m.voter).count();
+    if member.voter && !voter && voters - 1 < voters / 2 + 1 {
+        return Err(ApiError::conflict(format!(
+            "demoting node {id} would leave {} of {voters} voters, less than a majority",
+            voters - 1
+        )));
+    }
+    let mut index = 0;
+    if member.voter != voter {
+        let node_ids = vec![id];
+        let change = if voter {
+            MembershipChange::Promote { node_ids }
+        } else {
+            MembershipChange::Demote { node_ids }
+        };
+        index = st.ctx.registry.change_membership(change).await?;
+    }
+    st.ctx.audit.emit(crate::audit::AuditRecord {
+        kind: "membership",
+        operator: Some(admin.sub()),
+        reason: Some(if voter { "promote" } else { "demote" }),
+        commit_index: Some(index),
+        ..Default::default()
+    });
+    Ok(Json(
+        json!({ "commit_index": index, "node_id": id, "voter": voter }),
+    ))
+}
+
 /// `DELETE /v1/cluster/members/{id}`: removes a node from the cluster (a voter is demoted
 /// first). Refuses to remove the last voter.
 pub async fn remove_member(

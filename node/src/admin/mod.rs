@@ -59,6 +59,10 @@ pub fn router(state: Arc<AdminState>) -> Router {
             "/v1/cluster/members/{id}",
             axum::routing::delete(cluster::remove_member),
         )
+        .route(
+            "/v1/cluster/members/{id}/{action}",
+            post(cluster::set_voter),
+        )
         .route("/v1/sessions/{sid}", get(sessions::get_session))
         .route("/v1/sessions/{sid}/revoke", post(sessions::revoke))
         .route(

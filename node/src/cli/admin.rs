@@ -75,8 +75,11 @@ enum AdminCmd {
         #[arg(long, required_if_eq("action", "put"))]
         file: Option<PathBuf>,
     },
-    /// Cluster status.
-    Cluster,
+    /// Cluster status, or a membership change.
+    Cluster {
+        #[command(subcommand)]
+        change: Option<ClusterCmd>,
+    },
     /// Publish to a channel, a user or a session.
     Publish {
         #[arg(long)]
@@ -91,6 +94,27 @@ enum AdminCmd {
         #[arg(long)]
         data: String,
     },
+}
+
+#[derive(Subcommand)]
+enum ClusterCmd {
+    /// Add a learner (waits for it to catch up); a known node id with a new address moves.
+    Add {
+        node_id: u64,
+        /// Its peer address, host:port.
+        addr: String,
+        /// Promote it to voter once it caught up.
+        #[arg(long)]
+        voter: bool,
+        #[arg(long)]
+        region: Option<String>,
+    },
+    /// Make a learner a voter.
+    Promote { node_id: u64 },
+    /// Make a voter a learner (refused below a majority of the current voters).
+    Demote { node_id: u64 },
+    /// Remove a member (a voter is demoted first).
+    Remove { node_id: u64 },
 }
 
 pub fn run(a: AdminArgs) -> ExitCode {
@@ -259,7 +283,34 @@ fn request(cmd: AdminCmd) -> Result<(reqwest::Method, String, Option<Value>), St
                 None,
             ),
         },
-        AdminCmd::Cluster => (Method::GET, "/v1/cluster".to_owned(), None),
+        AdminCmd::Cluster { change } => match change {
+            None => (Method::GET, "/v1/cluster".to_owned(), None),
+            Some(ClusterCmd::Add {
+                node_id,
+                addr,
+                voter,
+                region,
+            }) => (
+                Method::POST,
+                "/v1/cluster/members".to_owned(),
+                Some(json!({"node_id": node_id, "addr": addr, "voter": voter, "region": region})),
+            ),
+            Some(ClusterCmd::Promote { node_id }) => (
+                Method::POST,
+                format!("/v1/cluster/members/{node_id}/promote"),
+                None,
+            ),
+            Some(ClusterCmd::Demote { node_id }) => (
+                Method::POST,
+                format!("/v1/cluster/members/{node_id}/demote"),
+                None,
+            ),
+            Some(ClusterCmd::Remove { node_id }) => (
+                Method::DELETE,
+                format!("/v1/cluster/members/{node_id}"),
+                None,
+            ),
+        },
         AdminCmd::Publish {
             tenant,
             channel,
