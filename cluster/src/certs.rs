@@ -66,9 +66,24 @@ pub fn generate_node_cert(
     Ok((cert.pem(), key.serialize_pem()))
 }
 
-/// Writes a CA and one certificate per `(node_name, sans)` into `dir`: `ca.pem`,
-/// `ca-key.pem`, `<node>.pem`, `<node>-key.pem`. Keys are created with mode 0600.
-pub fn write_dev_pki(dir: &Path, nodes: &[(String, Vec<String>)]) -> Result<(), CertError> {
+/// Where the CA that signed a run's node certificates came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CaSource {
+    /// `ca.pem` and `ca-key.pem` were already in the directory: nodes added later join the
+    /// same cluster.
+    Reused,
+    Created,
+}
+
+/// Writes one certificate per `(node_name, sans)` into `dir` (`<node>.pem`,
+/// `<node>-key.pem`), signed by the CA already there (`ca.pem`, `ca-key.pem`), or by a new
+/// one when there is none or `new_ca`. Keys are created with mode 0600. Half a CA (one
+/// file of the two) is an error, not a reason to replace it.
+pub fn write_dev_pki(
+    dir: &Path,
+    nodes: &[(String, Vec<String>)],
+    new_ca: bool,
+) -> Result<CaSource, CertError> {
     for (name, _) in nodes {
         let plain = !name.is_empty()
             && name
@@ -83,15 +98,34 @@ pub fn write_dev_pki(dir: &Path, nodes: &[(String, Vec<String>)]) -> Result<(), 
         path: dir.to_path_buf(),
         source,
     })?;
-    let (ca_cert, ca_key) = generate_ca("Tether dev cluster CA")?;
-    write_file(&dir.join("ca.pem"), &ca_cert, false)?;
-    write_file(&dir.join("ca-key.pem"), &ca_key, true)?;
+    let (cert_path, key_path) = (dir.join("ca.pem"), dir.join("ca-key.pem"));
+    let read = |path: &Path| {
+        std::fs::read_to_string(path).map_err(|source| CertError::Io {
+            path: path.to_path_buf(),
+            source,
+        })
+    };
+    let (ca_cert, ca_key, source) = match (cert_path.exists(), key_path.exists(), new_ca) {
+        (true, true, false) => (read(&cert_path)?, read(&key_path)?, CaSource::Reused),
+        (false, false, _) | (_, _, true) => {
+            let (cert, key) = generate_ca("Tether dev cluster CA")?;
+            write_file(&cert_path, &cert, false)?;
+            write_file(&key_path, &key, true)?;
+            (cert, key, CaSource::Created)
+        }
+        (true, false, false) | (false, true, false) => {
+            return Err(CertError::BadCa(format!(
+                "{} has only one of ca.pem and ca-key.pem; restore the other, or make a new CA",
+                dir.display()
+            )));
+        }
+    };
     for (name, sans) in nodes {
         let (cert, key) = generate_node_cert(&ca_cert, &ca_key, name, sans)?;
         write_file(&dir.join(format!("{name}.pem")), &cert, false)?;
         write_file(&dir.join(format!("{name}-key.pem")), &key, true)?;
     }
-    Ok(())
+    Ok(source)
 }
 
 fn write_file(path: &Path, contents: &str, secret: bool) -> Result<(), CertError> {
@@ -246,7 +280,7 @@ mod tests {
         for name in ["../x", "a/b", "", ".hidden"] {
             let nodes = [(name.to_string(), vec![])];
             assert!(matches!(
-                write_dev_pki(dir, &nodes),
+                write_dev_pki(dir, &nodes, false),
                 Err(CertError::BadNodeName(_))
             ));
         }

@@ -11,7 +11,7 @@ use futures_util::future::join_all;
 use futures_util::{SinkExt, StreamExt};
 use serde::{Deserialize, Serialize};
 use tether_cluster::NodeId;
-use tether_cluster::certs::write_dev_pki;
+use tether_cluster::certs::{CaSource, write_dev_pki};
 use tether_cluster::codec;
 use tether_cluster::transport::wire::{Hello, PROTOCOL_VERSION, frame_codec};
 use tether_cluster::transport::{
@@ -115,7 +115,12 @@ fn client(cfg: TransportConfig, addr: impl ToString) -> Client {
 /// A dev PKI for nodes `a` and `b` (both reachable as 127.0.0.1) in `dir`.
 fn pki(dir: &Path) {
     let sans = vec!["127.0.0.1".to_string(), "localhost".to_string()];
-    write_dev_pki(dir, &[("a".into(), sans.clone()), ("b".into(), sans)]).expect("dev pki");
+    write_dev_pki(
+        dir,
+        &[("a".into(), sans.clone()), ("b".into(), sans)],
+        false,
+    )
+    .expect("dev pki");
 }
 
 fn tls(dir: &Path, node: &str) -> PeerTls {
@@ -196,6 +201,34 @@ async fn mtls_echo_round_trip() {
     let err = wrong.call(Req::Echo("x".into()), CALL).await;
     assert!(matches!(err, Err(TransportError::Unreachable(ref m)) if m.contains("node 1")));
     server.stop().await;
+}
+
+/// A second run in the same directory signs new nodes with the CA already there, so they
+/// join the same cluster; `new_ca` replaces it; half a CA is refused.
+#[tokio::test]
+async fn a_later_certs_run_reuses_the_ca() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    pki(dir.path());
+    let ca = std::fs::read(dir.path().join("ca.pem")).expect("ca.pem");
+    let sans = vec!["127.0.0.1".to_string()];
+    let later = write_dev_pki(dir.path(), &[("c".into(), sans.clone())], false);
+    assert_eq!(later.ok(), Some(CaSource::Reused));
+    assert_eq!(
+        std::fs::read(dir.path().join("ca.pem")).ok(),
+        Some(ca.clone())
+    );
+    let server = Server::start(config(1, Some(tls(dir.path(), "a")))).await;
+    let cfg = Arc::new(config(3, Some(tls(dir.path(), "c"))));
+    let c: Client = PeerClient::new(cfg, server.addr.to_string(), Some(1));
+    let resp = c.call(Req::Echo("later".into()), CALL).await;
+    assert_eq!(resp.expect("call"), echo("later", 3));
+    server.stop().await;
+
+    let fresh = write_dev_pki(dir.path(), &[("d".into(), sans.clone())], true);
+    assert_eq!(fresh.ok(), Some(CaSource::Created));
+    assert_ne!(std::fs::read(dir.path().join("ca.pem")).ok(), Some(ca));
+    std::fs::remove_file(dir.path().join("ca-key.pem")).expect("remove the CA key");
+    assert!(write_dev_pki(dir.path(), &[("e".into(), sans)], false).is_err());
 }
 
 /// 1000 concurrent calls share one connection and each gets its own answer.

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::Args;
 
 use super::EXIT_CONFIG;
+use tether_cluster::certs::CaSource;
 
 #[derive(Args)]
 pub struct CertsArgs {
@@ -18,6 +19,10 @@ pub struct CertsArgs {
     /// Extra subject alternative names for every node cert (IPs or DNS names).
     #[arg(long = "san", default_values_t = ["127.0.0.1".to_owned(), "localhost".to_owned()])]
     sans: Vec<String>,
+    /// Make a new CA even if `--out` has one (certificates of the old CA stop working with
+    /// nodes that trust the new one). Without it, the CA in `--out` signs the new nodes.
+    #[arg(long)]
+    new_ca: bool,
 }
 
 pub fn run(a: CertsArgs) -> ExitCode {
@@ -30,10 +35,14 @@ pub fn run(a: CertsArgs) -> ExitCode {
             (n.clone(), sans)
         })
         .collect();
-    match tether_cluster::certs::write_dev_pki(&a.out, &nodes) {
-        Ok(_) => {
+    match tether_cluster::certs::write_dev_pki(&a.out, &nodes, a.new_ca) {
+        Ok(source) => {
+            let ca = match source {
+                CaSource::Reused => "signed by the CA already there",
+                CaSource::Created => "and a new dev CA",
+            };
             println!(
-                "wrote a dev CA and {} node certificate(s) to {}",
+                "wrote {} node certificate(s) {ca} to {}",
                 nodes.len(),
                 a.out.display()
             );
