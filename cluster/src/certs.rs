@@ -9,11 +9,15 @@ use std::fs::OpenOptions;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use rcgen::string::PrintableString;
+use rcgen::string::{Ia5String, PrintableString};
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, DnValue,
     ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, PKCS_ECDSA_P256_SHA256,
+    SanType,
 };
+
+use crate::NodeId;
+use crate::transport::identity::node_uri;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CertError {
@@ -39,21 +43,36 @@ pub fn generate_ca(common_name: &str) -> Result<(String, String), CertError> {
     Ok((cert.pem(), key.serialize_pem()))
 }
 
+/// One node certificate to make.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeCert {
+    /// Common name, and the file name stem (`<name>.pem`).
+    pub name: String,
+    /// The node id the certificate binds (SAN URI `urn:tether:node:<id>`); `None` only for
+    /// certificates that are not a node's (or for peers told to accept them, see
+    /// `TransportConfig::allow_missing_node_id`).
+    pub id: Option<NodeId>,
+    /// The IPs and DNS names peers dial it by, e.g. `127.0.0.1`, `tether-0.tether-peers`.
+    pub sans: Vec<String>,
+}
+
 /// A node certificate signed by the CA, usable both as TLS server and client certificate
-/// (every peer connection is mutual TLS). `sans` are the IPs and DNS names peers dial it by,
-/// e.g. `127.0.0.1`, `localhost`, `tether-0.tether-peers`. Returns `(cert_pem, key_pem)`.
+/// (every peer connection is mutual TLS). Returns `(cert_pem, key_pem)`.
 pub fn generate_node_cert(
     ca_cert_pem: &str,
     ca_key_pem: &str,
-    node_name: &str,
-    sans: &[String],
+    node: &NodeCert,
 ) -> Result<(String, String), CertError> {
     let ca_key = KeyPair::from_pem(ca_key_pem)?;
     let issuer = Issuer::new(ca_params(ca_subject(ca_cert_pem)?), ca_key);
 
-    let mut params = CertificateParams::new(sans.to_vec())?;
+    let mut params = CertificateParams::new(node.sans.clone())?;
+    if let Some(id) = node.id {
+        let uri = Ia5String::try_from(node_uri(id))?;
+        params.subject_alt_names.push(SanType::URI(uri));
+    }
     let mut name = DistinguishedName::new();
-    name.push(DnType::CommonName, node_name);
+    name.push(DnType::CommonName, node.name.as_str());
     params.distinguished_name = name;
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     params.extended_key_usages = vec![
@@ -75,16 +94,11 @@ pub enum CaSource {
     Created,
 }
 
-/// Writes one certificate per `(node_name, sans)` into `dir` (`<node>.pem`,
-/// `<node>-key.pem`), signed by the CA already there (`ca.pem`, `ca-key.pem`), or by a new
+/// Writes one certificate per node into `dir` (`<name>.pem`, `<name>-key.pem`), signed by the CA already there (`ca.pem`, `ca-key.pem`), or by a new
 /// one when there is none or `new_ca`. Keys are created with mode 0600. Half a CA (one
 /// file of the two) is an error, not a reason to replace it.
-pub fn write_dev_pki(
-    dir: &Path,
-    nodes: &[(String, Vec<String>)],
-    new_ca: bool,
-) -> Result<CaSource, CertError> {
-    for (name, _) in nodes {
+pub fn write_dev_pki(dir: &Path, nodes: &[NodeCert], new_ca: bool) -> Result<CaSource, CertError> {
+    for NodeCert { name, .. } in nodes {
         let plain = !name.is_empty()
             && name
                 .chars()
@@ -120,10 +134,10 @@ pub fn write_dev_pki(
             )));
         }
     };
-    for (name, sans) in nodes {
-        let (cert, key) = generate_node_cert(&ca_cert, &ca_key, name, sans)?;
-        write_file(&dir.join(format!("{name}.pem")), &cert, false)?;
-        write_file(&dir.join(format!("{name}-key.pem")), &key, true)?;
+    for node in nodes {
+        let (cert, key) = generate_node_cert(&ca_cert, &ca_key, node)?;
+        write_file(&dir.join(format!("{}.pem", node.name)), &cert, false)?;
+        write_file(&dir.join(format!("{}-key.pem", node.name)), &key, true)?;
     }
     Ok(source)
 }
@@ -278,7 +292,11 @@ mod tests {
     fn odd_node_names_are_refused() {
         let dir = Path::new("/nonexistent-never-created");
         for name in ["../x", "a/b", "", ".hidden"] {
-            let nodes = [(name.to_string(), vec![])];
+            let nodes = [NodeCert {
+                name: name.to_string(),
+                id: None,
+                sans: vec![],
+            }];
             assert!(matches!(
                 write_dev_pki(dir, &nodes, false),
                 Err(CertError::BadNodeName(_))

@@ -49,6 +49,11 @@ impl PeerPool {
         }
     }
 
+    /// The transport settings every peer client of this pool (and the node's server) uses.
+    pub fn transport(&self) -> &TransportConfig {
+        &self.cfg
+    }
+
     pub fn set_fenced(&self, fenced: bool) {
         self.fenced
             .store(fenced, std::sync::atomic::Ordering::Release);

@@ -1,136 +1,24 @@
-//! Peer transport over real sockets on 127.0.0.1: round trips (plaintext and mutual TLS),
-//! multiplexing, timeouts, refusals, reconnects and protocol limits.
+//! Peer transport over real sockets on 127.0.0.1: round trips, multiplexing, timeouts, refusals, reconnects and protocol limits.
 
 use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use futures_util::future::join_all;
 use futures_util::{SinkExt, StreamExt};
-use serde::{Deserialize, Serialize};
-use tether_cluster::NodeId;
-use tether_cluster::certs::{CaSource, write_dev_pki};
 use tether_cluster::codec;
+use tether_cluster::transport::TransportError;
 use tether_cluster::transport::wire::{Hello, PROTOCOL_VERSION, frame_codec};
-use tether_cluster::transport::{
-    Handler, PeerClient, PeerTls, TransportConfig, TransportError, serve,
-};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::task::JoinHandle;
 use tokio::time::{Instant, sleep, timeout};
 use tokio_util::bytes::Bytes;
 use tokio_util::codec::{Framed, LengthDelimitedCodec};
-use tokio_util::sync::CancellationToken;
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-enum Req {
-    Echo(String),
-    Hang,
-    Panic,
-    Blob(Vec<u8>),
-}
+mod common;
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-enum Resp {
-    Echo { text: String, from: NodeId },
-    Len(usize),
-}
-
-#[derive(Default)]
-struct TestHandler {
-    calls: AtomicUsize,
-}
-
-impl Handler<Req, Resp> for TestHandler {
-    async fn handle(&self, from: NodeId, req: Req) -> Resp {
-        self.calls.fetch_add(1, Ordering::SeqCst);
-        match req {
-            Req::Echo(text) => Resp::Echo { text, from },
-            Req::Hang => std::future::pending().await,
-            Req::Panic => panic!("handler panics on purpose"),
-            Req::Blob(bytes) => Resp::Len(bytes.len()),
-        }
-    }
-}
-
-type Client = PeerClient<Req, Resp>;
-
-const CALL: Duration = Duration::from_secs(5);
-
-fn config(node_id: NodeId, tls: Option<PeerTls>) -> TransportConfig {
-    let mut cfg = TransportConfig::new(node_id, tls);
-    cfg.backoff_min = Duration::from_millis(20);
-    cfg.backoff_max = Duration::from_millis(100);
-    cfg
-}
-
-struct Server {
-    addr: SocketAddr,
-    handler: Arc<TestHandler>,
-    shutdown: CancellationToken,
-    task: JoinHandle<()>,
-}
-
-impl Server {
-    async fn start(cfg: TransportConfig) -> Server {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        Server::start_on(listener, cfg)
-    }
-
-    fn start_on(listener: TcpListener, cfg: TransportConfig) -> Server {
-        let addr = listener.local_addr().expect("local addr");
-        let handler = Arc::new(TestHandler::default());
-        let shutdown = CancellationToken::new();
-        let task = tokio::spawn(serve::<Req, Resp, _>(
-            listener,
-            Arc::new(cfg),
-            handler.clone(),
-            shutdown.clone(),
-        ));
-        Server {
-            addr,
-            handler,
-            shutdown,
-            task,
-        }
-    }
-
-    async fn stop(self) {
-        self.shutdown.cancel();
-        self.task.await.expect("serve task");
-    }
-
-    fn calls(&self) -> usize {
-        self.handler.calls.load(Ordering::SeqCst)
-    }
-}
-
-fn client(cfg: TransportConfig, addr: impl ToString) -> Client {
-    PeerClient::new(Arc::new(cfg), addr.to_string(), None)
-}
-
-/// A dev PKI for nodes `a` and `b` (both reachable as 127.0.0.1) in `dir`.
-fn pki(dir: &Path) {
-    let sans = vec!["127.0.0.1".to_string(), "localhost".to_string()];
-    write_dev_pki(
-        dir,
-        &[("a".into(), sans.clone()), ("b".into(), sans)],
-        false,
-    )
-    .expect("dev pki");
-}
-
-fn tls(dir: &Path, node: &str) -> PeerTls {
-    PeerTls::from_pem_files(
-        &dir.join("ca.pem"),
-        &dir.join(format!("{node}.pem")),
-        &dir.join(format!("{node}-key.pem")),
-    )
-    .expect("peer tls")
-}
+use common::*;
 
 /// A TCP forwarder that counts the connections it accepted.
 async fn counting_proxy(target: SocketAddr) -> (SocketAddr, Arc<AtomicUsize>) {
@@ -168,13 +56,6 @@ async fn raw_hello(
     (framed, codec::decode(&reply).expect("decode hello"))
 }
 
-fn echo(text: &str, from: NodeId) -> Resp {
-    Resp::Echo {
-        text: text.into(),
-        from,
-    }
-}
-
 /// A plaintext call reaches the handler, which sees the caller's node id, and comes back.
 #[tokio::test]
 async fn plaintext_echo_round_trip() {
@@ -183,52 +64,6 @@ async fn plaintext_echo_round_trip() {
     let resp = c.call(Req::Echo("hi".into()), CALL).await;
     assert_eq!(resp.expect("call"), echo("hi", 2));
     server.stop().await;
-}
-
-/// With mutual TLS from the dev PKI, a call round-trips; the client checks the server's
-/// node id when told which node to expect.
-#[tokio::test]
-async fn mtls_echo_round_trip() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    pki(dir.path());
-    let server = Server::start(config(1, Some(tls(dir.path(), "a")))).await;
-    let cfg = Arc::new(config(2, Some(tls(dir.path(), "b"))));
-    let c: Client = PeerClient::new(cfg.clone(), server.addr.to_string(), Some(1));
-    let resp = c.call(Req::Echo("secure".into()), CALL).await;
-    assert_eq!(resp.expect("call"), echo("secure", 2));
-
-    let wrong: Client = PeerClient::new(cfg, server.addr.to_string(), Some(9));
-    let err = wrong.call(Req::Echo("x".into()), CALL).await;
-    assert!(matches!(err, Err(TransportError::Unreachable(ref m)) if m.contains("node 1")));
-    server.stop().await;
-}
-
-/// A second run in the same directory signs new nodes with the CA already there, so they
-/// join the same cluster; `new_ca` replaces it; half a CA is refused.
-#[tokio::test]
-async fn a_later_certs_run_reuses_the_ca() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    pki(dir.path());
-    let ca = std::fs::read(dir.path().join("ca.pem")).expect("ca.pem");
-    let sans = vec!["127.0.0.1".to_string()];
-    let later = write_dev_pki(dir.path(), &[("c".into(), sans.clone())], false);
-    assert_eq!(later.ok(), Some(CaSource::Reused));
-    assert_eq!(
-        std::fs::read(dir.path().join("ca.pem")).ok(),
-        Some(ca.clone())
-    );
-    let server = Server::start(config(1, Some(tls(dir.path(), "a")))).await;
-    let cfg = Arc::new(config(3, Some(tls(dir.path(), "c"))));
-    let c: Client = PeerClient::new(cfg, server.addr.to_string(), Some(1));
-    let resp = c.call(Req::Echo("later".into()), CALL).await;
-    assert_eq!(resp.expect("call"), echo("later", 3));
-    server.stop().await;
-
-    let fresh = write_dev_pki(dir.path(), &[("d".into(), sans.clone())], true);
-    assert_eq!(fresh.ok(), Some(CaSource::Created));
-    assert_ne!(std::fs::read(dir.path().join("ca.pem")).ok(), Some(ca));
-    std::fs::remove_file(dir.path().join("ca-key.pem")).expect("remove the CA key");
-    assert!(write_dev_pki(dir.path(), &[("e".into(), sans)], false).is_err());
 }
 
 /// 1000 concurrent calls share one connection and each gets its own answer.
@@ -260,58 +95,6 @@ async fn unanswered_call_times_out_and_connection_stays_usable() {
     let resp = c.call(Req::Echo("after".into()), CALL).await;
     assert_eq!(resp.expect("call"), echo("after", 2));
     assert_eq!(connections.load(Ordering::SeqCst), 1);
-    server.stop().await;
-}
-
-/// A server whose certificate comes from another CA is refused by the client.
-#[tokio::test]
-async fn server_cert_from_another_ca_is_refused() {
-    let (ours, theirs) = (
-        tempfile::tempdir().expect("dir"),
-        tempfile::tempdir().expect("dir"),
-    );
-    pki(ours.path());
-    pki(theirs.path());
-    let server = Server::start(config(1, Some(tls(theirs.path(), "a")))).await;
-    let c = client(config(2, Some(tls(ours.path(), "b"))), server.addr);
-    let err = c.call(Req::Echo("x".into()), CALL).await;
-    assert!(
-        matches!(err, Err(TransportError::Unreachable(ref m)) if m.contains("TLS handshake failed")),
-        "{err:?}"
-    );
-    assert_eq!(server.calls(), 0);
-    server.stop().await;
-}
-
-/// A client whose certificate comes from another CA is refused by the server, whose
-/// handler never runs.
-#[tokio::test]
-async fn client_cert_from_another_ca_is_refused() {
-    let (ours, theirs) = (
-        tempfile::tempdir().expect("dir"),
-        tempfile::tempdir().expect("dir"),
-    );
-    pki(ours.path());
-    pki(theirs.path());
-    let server = Server::start(config(1, Some(tls(ours.path(), "a")))).await;
-    // Trusts the right CA (so the server looks fine) but presents a foreign certificate.
-    let read = |p: &Path| std::fs::read(p).expect("read pem");
-    let impostor = PeerTls::from_pem(
-        &read(&ours.path().join("ca.pem")),
-        &read(&theirs.path().join("b.pem")),
-        &read(&theirs.path().join("b-key.pem")),
-    )
-    .expect("impostor tls");
-    let c = client(config(2, Some(impostor)), server.addr);
-    let err = c.call(Req::Echo("x".into()), CALL).await;
-    assert!(
-        matches!(
-            err,
-            Err(TransportError::Unreachable(_) | TransportError::Tls(_))
-        ),
-        "{err:?}"
-    );
-    assert_eq!(server.calls(), 0);
     server.stop().await;
 }
 

@@ -19,6 +19,7 @@ pub fn transport_config(config: &Config) -> anyhow::Result<(Arc<TransportConfig>
         .as_deref()
         .and_then(|ip| ip.parse().ok());
     let tls = &config.tls;
+    t.allow_missing_node_id = tls.peer_allow_missing_node_id;
     match (&tls.peer_ca, &tls.peer_cert, &tls.peer_key) {
         (Some(ca), Some(cert), Some(key)) => {
             t.tls = Some(PeerTls::from_pem_files(ca, cert, key).context("peer TLS (tls.peer_*)")?);

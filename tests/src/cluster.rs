@@ -21,12 +21,13 @@ pub fn tls_lines(dir: &std::path::Path, id: u64) -> String {
     )
 }
 
-/// Makes a dev CA and certificates for nodes n1..=n`count` in `dir` with `tether certs`.
+/// Makes a dev CA and certificates for nodes n1..=n`count` (node ids 1..=`count`) in `dir`
+/// with `tether certs`.
 pub fn make_certs(dir: &std::path::Path, count: u64) {
     let mut cmd = Command::new(tether_bin());
     cmd.args(["certs", "--out"]).arg(dir);
     for id in 1..=count {
-        cmd.args(["--node", &format!("n{id}")]);
+        cmd.args(["--node", &format!("n{id}"), "--node-id", &id.to_string()]);
     }
     let out = cmd.output().expect("running tether certs");
     assert!(

@@ -121,13 +121,13 @@ async fn wait_ready(node: &TestNode, within: Duration) {
     .await;
 }
 
-/// A dev CA and a certificate per node whose SANs are every node address (the certificate
-/// does not identify the node anyway, cluster.md §5).
+/// A dev CA and a certificate per node (binding its node id) whose SANs are every node
+/// address.
 fn make_certs(net: &Net, dir: &std::path::Path) {
     let mut cmd = std::process::Command::new(tether_bin());
     cmd.args(["certs", "--out"]).arg(dir);
     for i in 1..=net.len() {
-        cmd.args(["--node", &format!("n{i}")]);
+        cmd.args(["--node", &format!("n{i}"), "--node-id", &i.to_string()]);
     }
     for n in &net.nodes {
         cmd.args(["--san", &n.ip.to_string()]);

@@ -207,6 +207,13 @@ impl Registry {
         }
     }
 
+    /// Peer connections refused (both directions) because a peer claimed a node id its
+    /// certificate does not name.
+    pub fn peer_identity_refusals(&self) -> u64 {
+        let refusals = &self.inner.pool.transport().identity_refusals;
+        refusals.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     pub fn raft(&self) -> &Raft {
         &self.inner.raft
     }

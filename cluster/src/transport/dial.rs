@@ -12,7 +12,7 @@ use tracing::debug;
 use super::wire::{
     Hello, PROTOCOL_VERSION, PeerFramed, PeerIo, frame_codec, recv_hello, send_hello,
 };
-use super::{HANDSHAKE_TIMEOUT, TransportConfig, tls};
+use super::{HANDSHAKE_TIMEOUT, TransportConfig, identity, tls};
 use crate::NodeId;
 
 /// Opens a connection to `addr` and checks the peer's hello. `expect` is the node id the
@@ -81,16 +81,22 @@ async fn handshake(
     expect: Option<NodeId>,
     tcp: TcpStream,
 ) -> Result<PeerFramed, String> {
-    let io: Box<dyn PeerIo> = match &cfg.tls {
+    // The server's certificate, when TLS is on: it must name the id its hello claims.
+    let (io, cert): (Box<dyn PeerIo>, _) = match &cfg.tls {
         Some(peer_tls) => {
             let name = tls::server_name(addr).map_err(|e| e.to_string())?;
             let stream = TlsConnector::from(peer_tls.client.clone())
                 .connect(name, tcp)
                 .await
                 .map_err(|e| format!("{addr}: TLS handshake failed: {e}"))?;
-            Box::new(stream)
+            let cert = stream
+                .get_ref()
+                .1
+                .peer_certificates()
+                .map(|c| c.first().cloned());
+            (Box::new(stream), Some(cert.flatten()))
         }
-        None => Box::new(tcp),
+        None => (Box::new(tcp), None),
     };
     let mut framed = Framed::new(io, frame_codec(cfg.max_frame_bytes));
     let ours = Hello {
@@ -118,6 +124,9 @@ async fn handshake(
             "{addr}: peer is node {}, expected node {expected}",
             theirs.node_id
         ));
+    }
+    if let Some(cert) = cert {
+        identity::check(cfg, cert.as_ref(), theirs.node_id).map_err(|e| format!("{addr}: {e}"))?;
     }
     Ok(framed)
 }

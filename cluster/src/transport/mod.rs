@@ -3,6 +3,7 @@
 //! # Layout
 //! - `mod.rs` (this file): `TransportConfig`, `TransportError`, the server-side `Handler`.
 //! - `tls`: `PeerTls`, the mutual-TLS configuration built from the cluster CA and node cert.
+//! - `identity`: the node id a certificate binds, checked against the id a peer claims.
 //! - `wire`: what travels on the socket (`Hello`, `Frame`, the length-delimited codec).
 //! - `dial`: client side of connection setup (TCP connect, TLS, hello exchange).
 //! - `backoff`: reconnect delays with jitter.
@@ -12,7 +13,8 @@
 //!
 //! # Protocol
 //! After TCP (and TLS) the client sends a `Hello {protocol, node_id}` frame and the server
-//! answers with its own; a version mismatch closes the connection on both sides. Then the
+//! answers with its own; a version mismatch closes the connection on both sides, and so does
+//! a `node_id` that is not the one the sender's certificate names (with TLS). Then the
 //! client sends `Frame::Request {id, body}` and the server answers `Frame::Response {id, body}`
 //! (or `Frame::Failed {id, reason}`) in any order, so many calls share one connection.
 //!
@@ -25,11 +27,14 @@ mod backoff;
 mod client;
 mod conn;
 mod dial;
+pub mod identity;
 mod server;
 mod tls;
 pub mod wire;
 
 use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 pub use client::PeerClient;
@@ -62,6 +67,12 @@ pub struct TransportConfig {
     /// `None` lets the kernel choose. Lets a host with several addresses pick the one its
     /// firewall rules expect, and lets the chaos suite's fault proxy tell which node dialed.
     pub source_addr: Option<std::net::IpAddr>,
+    /// Accept peer certificates that name no node id (`tls.peer_allow_missing_node_id`):
+    /// only while migrating from certificates made before ids were bound to them.
+    pub allow_missing_node_id: bool,
+    /// Peer connections refused because the claimed node id was not the certificate's
+    /// (both directions); the node exports it as a metric.
+    pub identity_refusals: Arc<AtomicU64>,
 }
 
 /// How long a peer gets to finish TLS and the hello exchange.
@@ -81,6 +92,8 @@ impl TransportConfig {
             backoff_max: Duration::from_secs(2),
             ping_interval: Duration::from_secs(5),
             source_addr: None,
+            allow_missing_node_id: false,
+            identity_refusals: Arc::new(AtomicU64::new(0)),
         }
     }
 

@@ -25,7 +25,7 @@ use super::wire::{
     Frame, Hello, PROTOCOL_VERSION, PeerFramed, PeerIo, decode_frame, encode_frame, frame_codec,
     recv_hello, send_hello,
 };
-use super::{HANDSHAKE_TIMEOUT, Handler, TransportConfig};
+use super::{HANDSHAKE_TIMEOUT, Handler, TransportConfig, identity};
 use crate::NodeId;
 
 /// Accepts peer connections on an already-bound listener until `shutdown`; each request is
@@ -158,17 +158,29 @@ async fn handshake(
     acceptor: Option<TlsAcceptor>,
     cfg: &TransportConfig,
 ) -> Result<(PeerFramed, NodeId), String> {
-    let io: Box<dyn PeerIo> = match acceptor {
-        Some(acceptor) => Box::new(
-            acceptor
+    // The client's certificate, when TLS is on: it must name the id the hello claims.
+    let (io, cert): (Box<dyn PeerIo>, _) = match acceptor {
+        Some(acceptor) => {
+            let stream = acceptor
                 .accept(tcp)
                 .await
-                .map_err(|e| format!("TLS handshake failed: {e}"))?,
-        ),
-        None => Box::new(tcp),
+                .map_err(|e| format!("TLS handshake failed: {e}"))?;
+            let cert = stream
+                .get_ref()
+                .1
+                .peer_certificates()
+                .map(|c| c.first().cloned());
+            (Box::new(stream), Some(cert.flatten()))
+        }
+        None => (Box::new(tcp), None),
     };
     let mut framed = Framed::new(io, frame_codec(cfg.max_frame_bytes));
     let theirs = recv_hello(&mut framed).await?;
+    // A claim the certificate does not back gets no hello back: the impostor learns nothing
+    // about this node, and its dial fails as unreachable.
+    if let Some(cert) = cert {
+        identity::check(cfg, cert.as_ref(), theirs.node_id)?;
+    }
     // Answer even a mismatched version, so the client can report what it met.
     let ours = Hello {
         protocol: PROTOCOL_VERSION,

@@ -43,6 +43,7 @@ pub async fn metrics(State(st): State<Arc<AdminState>>) -> impl IntoResponse {
         term: s.term as i64,
         is_leader: s.leader == Some(s.node_id),
         isolated: st.ctx.isolation.is_isolated(),
+        peer_identity_refusals: st.ctx.registry.peer_identity_refusals(),
     });
     let content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8";
     ([("content-type", content_type)], text)

@@ -102,6 +102,7 @@ fn schema() -> Result<Table, ConfigError> {
             peer_ca: empty.clone(),
             peer_cert: empty.clone(),
             peer_key: empty,
+            ..TlsSection::default()
         },
         // Optional keys are absent by default; give them a value of their type here so
         // `TETHER_CLUSTER_ADVERTISE` and friends are known keys.

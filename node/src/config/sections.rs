@@ -145,6 +145,10 @@ pub struct TlsSection {
     pub peer_ca: Option<PathBuf>,
     pub peer_cert: Option<PathBuf>,
     pub peer_key: Option<PathBuf>,
+    /// Accept peer certificates without a `urn:tether:node:<id>` SAN URI (each such
+    /// connection is logged as a warning). Only to migrate a cluster whose certificates
+    /// predate node ids; with it any holder of a cluster certificate can claim any node id.
+    pub peer_allow_missing_node_id: bool,
 }
 
 /// `[auth]`: client token verification.

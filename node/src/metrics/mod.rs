@@ -48,6 +48,8 @@ pub struct Snapshot {
     pub term: i64,
     pub is_leader: bool,
     pub isolated: bool,
+    /// Total so far of `Registry::peer_identity_refusals`.
+    pub peer_identity_refusals: u64,
 }
 
 pub struct Metrics {
@@ -69,6 +71,7 @@ pub struct Metrics {
     pub audit_dropped: Counter,
     pub deliveries: Counter,
     pub trace_spans_dropped: Counter,
+    peer_identity_refused: Counter,
     /// Bytes of frames kept in this node's outboxes for resume (the outboxes keep it).
     pub outbox_bytes: Gauge,
     commit: Histogram,
@@ -121,6 +124,7 @@ impl Metrics {
             audit_dropped: Counter::default(),
             deliveries: Counter::default(),
             trace_spans_dropped: Counter::default(),
+            peer_identity_refused: Counter::default(),
             outbox_bytes: Gauge::default(),
             commit: latency(),
             handshake_seconds: Family::new_with_constructor(latency),
@@ -225,6 +229,11 @@ impl Metrics {
             "tether_trace_spans_dropped",
             "Spans whose OTLP export failed",
             self.trace_spans_dropped.clone(),
+        );
+        r.register(
+            "tether_peer_identity_refused",
+            "Peer connections refused because the claimed node id is not the one the peer's certificate names",
+            self.peer_identity_refused.clone(),
         );
         r.register(
             "tether_outbox_bytes",
@@ -347,6 +356,9 @@ impl Metrics {
         let spans = crate::telemetry::SPANS_DROPPED.load(Ordering::Relaxed);
         let seen = self.trace_spans_dropped.get();
         self.trace_spans_dropped.inc_by(spans.saturating_sub(seen));
+        let refused = self.peer_identity_refused.get();
+        self.peer_identity_refused
+            .inc_by(s.peer_identity_refusals.saturating_sub(refused));
         let mut out = String::new();
         // Writing into a String cannot fail.
         let _ = encode(&mut out, &self.registry);

@@ -11,6 +11,7 @@ fn snapshot() -> Snapshot {
         term: 2,
         is_leader: true,
         isolated: false,
+        peer_identity_refusals: 0,
     }
 }
 
