@@ -20,9 +20,10 @@ pub fn transport_config(config: &Config) -> anyhow::Result<(Arc<TransportConfig>
         .and_then(|ip| ip.parse().ok());
     let tls = &config.tls;
     t.allow_missing_node_id = tls.peer_allow_missing_node_id;
-    match (&tls.peer_ca, &tls.peer_cert, &tls.peer_key) {
-        (Some(ca), Some(cert), Some(key)) => {
-            t.tls = Some(PeerTls::from_pem_files(ca, cert, key).context("peer TLS (tls.peer_*)")?);
+    match tls.peer_files(config.node.id) {
+        Some((ca, cert, key)) => {
+            t.tls =
+                Some(PeerTls::from_pem_files(&ca, &cert, &key).context("peer TLS (tls.peer_*)")?);
             Ok((Arc::new(t), true))
         }
         _ if config.cluster.insecure_peer => {

@@ -99,6 +99,9 @@ fn schema() -> Result<Table, ConfigError> {
         tls: TlsSection {
             client_cert: empty.clone(),
             client_key: empty.clone(),
+            admin_cert: empty.clone(),
+            admin_key: empty.clone(),
+            admin_client_ca: empty.clone(),
             peer_ca: empty.clone(),
             peer_cert: empty.clone(),
             peer_key: empty,

@@ -142,13 +142,37 @@ impl ClusterSection {
 pub struct TlsSection {
     pub client_cert: Option<PathBuf>,
     pub client_key: Option<PathBuf>,
+    /// HTTPS on the admin listener (both or neither).
+    pub admin_cert: Option<PathBuf>,
+    pub admin_key: Option<PathBuf>,
+    /// With it, admin requests other than `/livez` and `/readyz` need a client certificate
+    /// signed by this CA (on top of the admin token); probes stay open for the kubelet.
+    pub admin_client_ca: Option<PathBuf>,
     pub peer_ca: Option<PathBuf>,
+    /// `{node_id}` in `peer_cert` and `peer_key` is replaced by this node's id, so the pods of
+    /// a StatefulSet, which share one config, each read their own certificate.
     pub peer_cert: Option<PathBuf>,
     pub peer_key: Option<PathBuf>,
     /// Accept peer certificates without a `urn:tether:node:<id>` SAN URI (each such
     /// connection is logged as a warning). Only to migrate a cluster whose certificates
     /// predate node ids; with it any holder of a cluster certificate can claim any node id.
     pub peer_allow_missing_node_id: bool,
+}
+
+impl TlsSection {
+    /// `(peer_ca, peer_cert, peer_key)` with `{node_id}` replaced, when all three are set.
+    pub fn peer_files(&self, node_id: u64) -> Option<(PathBuf, PathBuf, PathBuf)> {
+        let own = |p: &PathBuf| {
+            PathBuf::from(
+                p.to_string_lossy()
+                    .replace("{node_id}", &node_id.to_string()),
+            )
+        };
+        match (&self.peer_ca, &self.peer_cert, &self.peer_key) {
+            (Some(ca), Some(cert), Some(key)) => Some((ca.clone(), own(cert), own(key))),
+            _ => None,
+        }
+    }
 }
 
 /// `[auth]`: client token verification.

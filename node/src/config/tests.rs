@@ -309,3 +309,24 @@ fn peer_source_addr_is_an_ip() {
     let c = Config::from_toml_str("", &env).expect("valid");
     assert_eq!(c.cluster.peer_source_addr.as_deref(), Some("::1"));
 }
+
+/// `{node_id}` in the peer certificate and key paths becomes the node's id; the CA path is
+/// shared and left alone.
+#[test]
+fn peer_files_take_the_node_id() {
+    let config: Config = toml::from_str(
+        "[tls]\npeer_ca = \"/p/ca.crt\"\npeer_cert = \"/p/{node_id}/tls.crt\"\n\
+         peer_key = \"/p/{node_id}/tls.key\"",
+    )
+    .expect("config");
+    let files = config.tls.peer_files(3).expect("all three set");
+    assert_eq!(
+        files,
+        (
+            "/p/ca.crt".into(),
+            "/p/3/tls.crt".into(),
+            "/p/3/tls.key".into()
+        )
+    );
+    assert_eq!(Config::default().tls.peer_files(3), None);
+}

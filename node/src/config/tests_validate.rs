@@ -66,6 +66,11 @@ fn every_validation_error_names_its_key() {
         ),
         ("[tls]\nclient_cert = \"c\"".into(), "tls.client_key"),
         ("[tls]\nclient_key = \"k\"".into(), "tls.client_cert"),
+        ("[tls]\nadmin_cert = \"c\"".into(), "tls.admin_key"),
+        (
+            "[tls]\nadmin_client_ca = \"ca\"".into(),
+            "tls.admin_client_ca",
+        ),
         (
             "[tls]\npeer_ca = \"a\"\npeer_key = \"c\"".into(),
             "tls.peer_cert",

@@ -144,6 +144,17 @@ impl Config {
             ("tls.client_key", &tls.client_key),
         ];
         all_or_none(&client)?;
+        let admin = [
+            ("tls.admin_cert", &tls.admin_cert),
+            ("tls.admin_key", &tls.admin_key),
+        ];
+        if !all_or_none(&admin)? && tls.admin_client_ca.is_some() {
+            return Err(ConfigError::new(
+                "tls.admin_client_ca",
+                "client certificates need TLS on the admin listener: set tls.admin_cert and \
+                 tls.admin_key too",
+            ));
+        }
         let peer = [
             ("tls.peer_ca", &tls.peer_ca),
             ("tls.peer_cert", &tls.peer_cert),
