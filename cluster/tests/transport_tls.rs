@@ -173,3 +173,44 @@ async fn certificates_without_an_id_need_the_migration_flag() {
     assert_eq!(resp.expect("call during migration"), echo("old", 2));
     server.stop().await;
 }
+
+/// `PeerTls::reload` swaps in rotated files: new handshakes use the new certificate and CA,
+/// a connection made before stays up, and a bad file keeps the previous configs.
+#[tokio::test]
+async fn reloaded_certificates_serve_new_handshakes() {
+    let (old, new, live) = (dir(), dir(), dir());
+    pki(old.path());
+    pki(new.path());
+    let install = |from: &Path| {
+        for name in ["ca.pem", "a.pem", "a-key.pem"] {
+            std::fs::copy(from.join(name), live.path().join(name)).expect("copy");
+        }
+    };
+    install(old.path());
+    let server_tls = tls(live.path(), "a");
+    let server = Server::start(config(1, Some(server_tls.clone()))).await;
+    let before = client(config(2, Some(tls(old.path(), "b"))), server.addr);
+    let resp = before.call(Req::Echo("before".into()), CALL).await;
+    assert_eq!(resp.expect("call before"), echo("before", 2));
+
+    install(new.path());
+    server_tls.reload().expect("reload");
+    let fresh = client(config(2, Some(tls(new.path(), "b"))), server.addr);
+    let resp = fresh.call(Req::Echo("new".into()), CALL).await;
+    assert_eq!(resp.expect("a client of the new CA"), echo("new", 2));
+    let stale = client(config(2, Some(tls(old.path(), "b"))), server.addr);
+    assert!(stale.call(Req::Echo("x".into()), CALL).await.is_err());
+    let resp = before.call(Req::Echo("still".into()), CALL).await;
+    assert_eq!(resp.expect("the old connection"), echo("still", 2));
+
+    std::fs::write(live.path().join("a.pem"), "garbage").expect("write");
+    assert!(server_tls.reload().is_err());
+    let again = client(config(2, Some(tls(new.path(), "b"))), server.addr);
+    let resp = again.call(Req::Echo("kept".into()), CALL).await;
+    assert_eq!(resp.expect("the previous config serves"), echo("kept", 2));
+    server.stop().await;
+}
+
+fn dir() -> tempfile::TempDir {
+    tempfile::tempdir().expect("tempdir")
+}

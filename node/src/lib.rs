@@ -20,7 +20,7 @@
 //! - `net`: the client's real address (PROXY protocol, forwarded headers of trusted
 //!   proxies, IPv6 prefixes) and the open-file limit.
 //! - `metrics`, `audit`: Prometheus text and the JSON audit log.
-//! - `tls`: rustls acceptor for `wss`.
+//! - `tls`: TLS of the client (`wss`) and admin listeners; certificate reload (peer too).
 //! - `peer`: peer transport settings (the node-level RPCs are `session::rpc`).
 //! - `isolation`: the registry lease; fail closed (4111) when cut off from the quorum.
 //! - `telemetry`: logs to stderr, and OTLP trace export switched on by `OTEL_*`.

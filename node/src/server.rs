@@ -143,6 +143,15 @@ pub async fn run(
         isolation: Default::default(),
     });
 
+    let listener_tls = tls::ListenerTls::load(&config.tls)?;
+    let tls_stop = CancellationToken::new();
+    let tls_task = tokio::spawn(tls::reload::watch(
+        listener_tls.reloadables(transport.tls.as_ref()),
+        metrics.clone(),
+        tls::reload::POLL,
+        tls_stop.clone(),
+    ));
+
     // The admin API (probes first of all) answers from here on: `/livez` while joining,
     // `/readyz` false until the node serves.
     let ready = Arc::new(AtomicBool::new(false));
@@ -156,6 +165,7 @@ pub async fn run(
     let admin_stop = CancellationToken::new();
     let admin_thread = spawn_admin(
         listeners.admin,
+        listener_tls.admin.clone(),
         admin::router(admin_state),
         config.admin.max_connections as usize,
         metrics.clone(),
@@ -222,15 +232,11 @@ pub async fn run(
     }));
     let trusted_proxies = TrustedProxies::parse(&config.listen.trusted_proxies)
         .map_err(|e| anyhow::anyhow!("listen.trusted_proxies: {e}"))?;
-    let tls = match (&config.tls.client_cert, &config.tls.client_key) {
-        (Some(cert), Some(key)) => Some(tls::acceptor(cert, key).context("client TLS")?),
-        _ => None,
-    };
     let gw = Arc::new(Gateway {
         ctx: ctx.clone(),
         limits: limits.clone(),
         supervisor: supervisor.clone(),
-        tls,
+        tls: listener_tls.client.clone(),
         edge: Edge::new(trusted_proxies, config.listen.proxy_protocol),
     });
     listeners.client.set_nonblocking(true)?;
@@ -298,6 +304,8 @@ pub async fn run(
     let _ = supervisor_join.await;
     admin_stop.cancel();
     let _ = tokio::task::spawn_blocking(move || admin_thread.join()).await;
+    tls_stop.cancel();
+    let _ = tls_task.await;
     registry.shutdown().await.context("stopping the registry")?;
     peer_stop.cancel();
     if let Some(t) = peer_task {
@@ -354,6 +362,7 @@ async fn sync_tenants(registry: &Registry, config: &Config) -> anyhow::Result<()
 
 fn spawn_admin(
     listener: std::net::TcpListener,
+    tls: Option<Arc<tls::ServerTls>>,
     router: axum::Router,
     max_connections: usize,
     metrics: Arc<Metrics>,
@@ -371,7 +380,7 @@ fn spawn_admin(
                     tracing::error!("admin listener unusable");
                     return;
                 };
-                admin::listener::serve(l, router, max_connections, metrics, stop).await;
+                admin::listener::serve(l, tls, router, max_connections, metrics, stop).await;
             });
         })?;
     Ok(handle)

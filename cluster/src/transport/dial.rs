@@ -85,7 +85,7 @@ async fn handshake(
     let (io, cert): (Box<dyn PeerIo>, _) = match &cfg.tls {
         Some(peer_tls) => {
             let name = tls::server_name(addr).map_err(|e| e.to_string())?;
-            let stream = TlsConnector::from(peer_tls.client.clone())
+            let stream = TlsConnector::from(peer_tls.client())
                 .connect(name, tcp)
                 .await
                 .map_err(|e| format!("{addr}: TLS handshake failed: {e}"))?;

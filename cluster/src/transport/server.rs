@@ -47,10 +47,6 @@ pub async fn serve<Req, Resp, H>(
              and Raft traffic can be read and forged by anyone on the network"
         );
     }
-    let acceptor = cfg
-        .tls
-        .as_ref()
-        .map(|t| TlsAcceptor::from(t.server.clone()));
     let mut connections = JoinSet::new();
     loop {
         tokio::select! {
@@ -60,11 +56,13 @@ pub async fn serve<Req, Resp, H>(
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
             accepted = listener.accept() => match accepted {
                 Ok((tcp, addr)) => {
+                    // Taken per connection, so a reloaded certificate serves new handshakes.
+                    let acceptor = cfg.tls.as_ref().map(|t| TlsAcceptor::from(t.server()));
                     connections.spawn(connection(
                         tcp,
                         addr,
                         cfg.clone(),
-                        acceptor.clone(),
+                        acceptor,
                         handler.clone(),
                         shutdown.child_token(),
                     ));

@@ -1,9 +1,10 @@
 //! Mutual TLS between peers: every node presents a certificate signed by the cluster CA and
-//! accepts only peers that do the same.
+//! accepts only peers that do the same. The configs can be rebuilt from their files while
+//! the node runs (certificate rotation); each new handshake takes the current ones.
 
 use std::fmt;
-use std::path::Path;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
 
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
@@ -13,10 +14,18 @@ use rustls::{ClientConfig, RootCertStore, ServerConfig};
 use super::TransportError;
 
 /// The server and client TLS configurations of one node, built from the same material.
+/// Clones share them, so a [`PeerTls::reload`] reaches every clone.
 #[derive(Clone)]
 pub struct PeerTls {
-    pub(super) server: Arc<ServerConfig>,
-    pub(super) client: Arc<ClientConfig>,
+    current: Arc<RwLock<Configs>>,
+    /// `(ca, cert, key)` when built from files: what `reload` reads again.
+    files: Option<Arc<(PathBuf, PathBuf, PathBuf)>>,
+}
+
+#[derive(Clone)]
+struct Configs {
+    server: Arc<ServerConfig>,
+    client: Arc<ClientConfig>,
 }
 
 impl fmt::Debug for PeerTls {
@@ -29,16 +38,69 @@ impl fmt::Debug for PeerTls {
 impl PeerTls {
     /// Reads the cluster CA bundle, this node's certificate chain and its private key.
     pub fn from_pem_files(ca: &Path, cert: &Path, key: &Path) -> Result<PeerTls, TransportError> {
-        let read = |path: &Path| {
-            std::fs::read(path)
-                .map_err(|e| TransportError::Tls(format!("reading {}: {e}", path.display())))
-        };
-        PeerTls::from_pem(&read(ca)?, &read(cert)?, &read(key)?)
+        let files = (ca.to_path_buf(), cert.to_path_buf(), key.to_path_buf());
+        Ok(PeerTls {
+            current: Arc::new(RwLock::new(read_configs(&files)?)),
+            files: Some(Arc::new(files)),
+        })
     }
 
     /// Builds both configurations from PEM bytes: the server requires a client certificate
     /// signed by `ca`, the client verifies the server against `ca` and presents `cert`.
     pub fn from_pem(ca: &[u8], cert: &[u8], key: &[u8]) -> Result<PeerTls, TransportError> {
+        Ok(PeerTls {
+            current: Arc::new(RwLock::new(configs(ca, cert, key)?)),
+            files: None,
+        })
+    }
+
+    /// The files `reload` reads (`ca`, `cert`, `key`), if built from files.
+    pub fn files(&self) -> Option<[&Path; 3]> {
+        self.files
+            .as_deref()
+            .map(|(ca, cert, key)| [ca.as_path(), cert.as_path(), key.as_path()])
+    }
+
+    /// Reads the files again and swaps the new configs in for new handshakes; connections
+    /// already up keep theirs. On error the previous configs stay.
+    pub fn reload(&self) -> Result<(), TransportError> {
+        let Some(files) = &self.files else {
+            return Err(TransportError::Tls(
+                "built from memory: nothing to reload".into(),
+            ));
+        };
+        let fresh = read_configs(files)?;
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = fresh;
+        Ok(())
+    }
+
+    pub(super) fn server(&self) -> Arc<ServerConfig> {
+        self.now().server
+    }
+
+    pub(super) fn client(&self) -> Arc<ClientConfig> {
+        self.now().client
+    }
+
+    fn now(&self) -> Configs {
+        // A poisoned lock still holds complete configs: the writer only ever assigns.
+        self.current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+}
+
+fn read_configs((ca, cert, key): &(PathBuf, PathBuf, PathBuf)) -> Result<Configs, TransportError> {
+    let read = |path: &Path| {
+        std::fs::read(path)
+            .map_err(|e| TransportError::Tls(format!("reading {}: {e}", path.display())))
+    };
+    configs(&read(ca)?, &read(cert)?, &read(key)?)
+}
+
+fn configs(ca: &[u8], cert: &[u8], key: &[u8]) -> Result<Configs, TransportError> {
+    {
         let roots = Arc::new(parse_roots(ca)?);
         let chain = parse_certs(cert, "node certificate")?;
         let key = parse_key(key)?;
@@ -57,7 +119,7 @@ impl PeerTls {
             .with_single_cert(chain.clone(), key.clone_key())
             .map_err(|e| TransportError::Tls(format!("node certificate/key: {e}")))?;
         let client = client_config(provider, roots, chain, key)?;
-        Ok(PeerTls {
+        Ok(Configs {
             server: Arc::new(server),
             client: Arc::new(client),
         })

@@ -1,11 +1,17 @@
-//! The admin listener's accept loop: HTTP/1.1 with a header-read timeout and a cap on open
-//! connections, so a client that connects and says nothing (or a flood of them) can neither
-//! hold the probes' descriptors nor starve `/livez`.
+//! The admin listener's accept loop: HTTP/1.1 (over TLS when `tls.admin_*` is set) with a
+//! header-read timeout and a cap on open connections, so a client that connects and says
+//! nothing (or a flood of them) can neither hold the probes' descriptors nor starve `/livez`.
+//!
+//! With `tls.admin_client_ca`, a connection without a verified client certificate reaches
+//! only `/livez` and `/readyz` (the kubelet's probes carry none); everything else answers 401.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
+use axum::extract::Request;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
@@ -15,8 +21,10 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
+use super::error::ApiError;
 use crate::metrics::Metrics;
 use crate::net::AcceptBackoff;
+use crate::tls::ServerTls;
 
 /// A request's headers must arrive within this, from the connection's start or the end of
 /// the previous response on a kept-alive connection.
@@ -30,11 +38,13 @@ content-length: 75\r\nretry-after: 1\r\nconnection: close\r\n\r\n\
 /// Serves `router` on `listener` until `stop`, with at most `max_connections` open.
 pub async fn serve(
     listener: TcpListener,
+    tls: Option<Arc<ServerTls>>,
     router: Router,
     max_connections: usize,
     metrics: Arc<Metrics>,
     stop: CancellationToken,
 ) {
+    let anonymous = router.clone().layer(axum::middleware::from_fn(probes_only));
     let slots = Arc::new(Semaphore::new(max_connections));
     let graceful = GracefulShutdown::new();
     let mut backoff = AcceptBackoff::default();
@@ -55,17 +65,58 @@ pub async fn serve(
         backoff.reset();
         let Ok(permit) = slots.clone().try_acquire_owned() else {
             metrics.refused("admin_full");
-            tokio::spawn(refuse(tcp));
+            // Over TLS a plaintext answer would be noise to the client: closing is the refusal.
+            if tls.is_none() {
+                tokio::spawn(refuse(tcp));
+            }
             continue;
         };
-        let svc = TowerToHyperService::new(router.clone());
-        let conn = graceful.watch(http.serve_connection(TokioIo::new(tcp), svc));
+        let Some(tls) = &tls else {
+            let svc = TowerToHyperService::new(router.clone());
+            let conn = graceful.watch(http.serve_connection(TokioIo::new(tcp), svc));
+            tokio::spawn(async move {
+                let _ = conn.await;
+                drop(permit);
+            });
+            continue;
+        };
+        // The handshake runs in the connection's task (bounded like a request's headers) so
+        // a slow client cannot hold up the accept loop; graceful shutdown covers what
+        // finished its handshake.
+        let (acceptor, verifies) = (tls.acceptor(), tls.verifies_clients());
+        let (router, anonymous, http) = (router.clone(), anonymous.clone(), http.clone());
+        let watcher = graceful.watcher();
         tokio::spawn(async move {
-            let _ = conn.await;
+            let stream = match tokio::time::timeout(HEADER_READ_TIMEOUT, acceptor.accept(tcp)).await
+            {
+                Ok(Ok(stream)) => stream,
+                _ => return,
+            };
+            let certified = stream.get_ref().1.peer_certificates().is_some();
+            let router = if verifies && !certified {
+                anonymous
+            } else {
+                router
+            };
+            let svc = TowerToHyperService::new(router);
+            let _ = watcher
+                .watch(http.serve_connection(TokioIo::new(stream), svc))
+                .await;
             drop(permit);
         });
     }
     let _ = tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown()).await;
+}
+
+/// Without a client certificate: the probes, and 401 for everything else.
+async fn probes_only(req: Request, next: Next) -> Response {
+    match req.uri().path() {
+        "/livez" | "/readyz" => next.run(req).await,
+        _ => ApiError::unauthorized(
+            "this endpoint needs a client certificate signed by tls.admin_client_ca",
+        )
+        .into_response(),
+    }
 }
 
 /// Answers 503 without reading the request; bounded in time like every other write.

@@ -22,6 +22,15 @@ pub struct AdminArgs {
     token: Option<String>,
     #[arg(long, default_value_os_t = default_data_dir())]
     data_dir: PathBuf,
+    /// CA certificate (PEM) that signed an https admin listener's certificate.
+    #[arg(long, env = "TETHER_ADMIN_CACERT")]
+    cacert: Option<PathBuf>,
+    /// Client certificate (PEM) for an admin listener with tls.admin_client_ca.
+    #[arg(long, env = "TETHER_ADMIN_CERT", requires = "key")]
+    cert: Option<PathBuf>,
+    /// The client certificate's private key (PEM).
+    #[arg(long, env = "TETHER_ADMIN_KEY", requires = "cert")]
+    key: Option<PathBuf>,
     #[command(subcommand)]
     cmd: AdminCmd,
 }
@@ -149,6 +158,13 @@ pub fn run(a: AdminArgs) -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
+    let client = match http_client(&a) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("tether: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
     let (method, path, body) = match request(a.cmd) {
         Ok(r) => r,
         Err(e) => {
@@ -166,7 +182,7 @@ pub fn run(a: AdminArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match rt.block_on(call(&url, &token, method, &path, body)) {
+    match rt.block_on(call(&client, &url, &token, method, &path, body)) {
         Ok((status, v)) => {
             println!(
                 "{}",
@@ -335,17 +351,32 @@ fn request(cmd: AdminCmd) -> Result<(reqwest::Method, String, Option<Value>), St
     })
 }
 
+/// The HTTP client: trusting `--cacert` besides the usual roots, presenting `--cert`.
+fn http_client(a: &AdminArgs) -> Result<reqwest::Client, String> {
+    let read = |p: &PathBuf| std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()));
+    let mut builder = reqwest::Client::builder().timeout(Duration::from_secs(30));
+    if let Some(ca) = &a.cacert {
+        let ca =
+            reqwest::Certificate::from_pem(&read(ca)?).map_err(|e| format!("--cacert: {e}"))?;
+        builder = builder.add_root_certificate(ca);
+    }
+    if let (Some(cert), Some(key)) = (&a.cert, &a.key) {
+        let mut pem = read(cert)?;
+        pem.extend(read(key)?);
+        let id = reqwest::Identity::from_pem(&pem).map_err(|e| format!("--cert/--key: {e}"))?;
+        builder = builder.identity(id);
+    }
+    builder.build().map_err(|e| e.to_string())
+}
+
 async fn call(
+    client: &reqwest::Client,
     base: &str,
     token: &str,
     method: reqwest::Method,
     path: &str,
     body: Option<Value>,
 ) -> Result<(reqwest::StatusCode, Value), String> {
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(30))
-        .build()
-        .map_err(|e| e.to_string())?;
     let mut req = client
         .request(method, format!("{}{path}", base.trim_end_matches('/')))
         .bearer_auth(token);

@@ -45,9 +45,9 @@ pub(super) async fn accept_one(gw: Arc<Gateway>, mut tcp: TcpStream, peer: Socke
     };
     match gw.tls.clone() {
         None => route(gw, tcp, client, slot).await,
-        Some(acceptor) => {
+        Some(tls) => {
             let t = gw.ctx.conn.upgrade_timeout;
-            match tokio::time::timeout(t, acceptor.accept(tcp)).await {
+            match tokio::time::timeout(t, tls.acceptor().accept(tcp)).await {
                 Ok(Ok(tls)) => route(gw, tls, client, slot).await,
                 _ => super::handshake_failed(&gw.ctx, "tls"),
             }

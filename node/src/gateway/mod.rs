@@ -14,7 +14,6 @@ use ractor::ActorRef;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
-use tokio_rustls::TlsAcceptor;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_util::sync::CancellationToken;
 
@@ -30,7 +29,7 @@ pub struct Gateway {
     pub ctx: Arc<NodeCtx>,
     pub limits: Arc<Limits>,
     pub supervisor: ActorRef<SupervisorMsg>,
-    pub tls: Option<TlsAcceptor>,
+    pub tls: Option<Arc<crate::tls::ServerTls>>,
     pub edge: Edge,
 }
 

@@ -84,6 +84,13 @@ pub const IDP_OUTCOMES: [&str; 8] = [
     "unavailable",
 ];
 
+/// A certificate reload: which TLS config (`client`, `admin`, `peer`) and `ok` or `failed`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TlsReload {
+    pub listener: &'static str,
+    pub outcome: &'static str,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct Rpc {
     pub rpc: &'static str,
@@ -126,6 +133,14 @@ pub(super) fn create_known(m: &Metrics) {
     }
     for event in ["isolated", "recovered"] {
         drop(m.isolation_changes.get_or_create(&Event { event }));
+    }
+    for listener in ["client", "admin", "peer"] {
+        for outcome in ["ok", "failed"] {
+            drop(
+                m.tls_reloads
+                    .get_or_create(&TlsReload { listener, outcome }),
+            );
+        }
     }
     for kind in ["backchannel_logout", "ssf"] {
         for outcome in IDP_OUTCOMES {

@@ -24,7 +24,7 @@ use prometheus_client::registry::Registry;
 
 pub use labels::{
     AdminRequest, Code, Event, IDP_OUTCOMES, IdpSignal, Kind, Outcome, REFUSED_REASONS, Reason,
-    Rpc, Where,
+    Rpc, TlsReload, Where,
 };
 
 /// Upper bounds (seconds) of the latency histograms: half a millisecond to five seconds.
@@ -63,6 +63,7 @@ pub struct Metrics {
     pub closes: Family<Code, Counter>,
     pub isolation_changes: Family<Event, Counter>,
     pub idp_signals: Family<IdpSignal, Counter>,
+    pub tls_reloads: Family<TlsReload, Counter>,
     pub accept_errors: Counter,
     pub actor_failures: Counter,
     pub protocol_errors: Counter,
@@ -116,6 +117,7 @@ impl Metrics {
             closes: Family::default(),
             isolation_changes: Family::default(),
             idp_signals: Family::default(),
+            tls_reloads: Family::default(),
             accept_errors: Counter::default(),
             actor_failures: Counter::default(),
             protocol_errors: Counter::default(),
@@ -231,6 +233,11 @@ impl Metrics {
             self.trace_spans_dropped.clone(),
         );
         r.register(
+            "tether_tls_reloads",
+            "Certificate reloads after their files changed or on SIGHUP, by TLS config and outcome (failed: the previous certificate stays)",
+            self.tls_reloads.clone(),
+        );
+        r.register(
             "tether_peer_identity_refused",
             "Peer connections refused because the claimed node id is not the one the peer's certificate names",
             self.peer_identity_refused.clone(),
@@ -329,6 +336,11 @@ impl Metrics {
     /// A handshake that failed for `reason`.
     pub fn handshake_failed(&self, reason: &'static str) {
         self.handshakes.get_or_create(&Outcome::fail(reason)).inc();
+    }
+
+    pub fn tls_reloaded(&self, listener: &'static str, outcome: &'static str) {
+        let labels = TlsReload { listener, outcome };
+        self.tls_reloads.get_or_create(&labels).inc();
     }
 
     pub fn refused(&self, reason: &'static str) {
