@@ -18,6 +18,9 @@
    `tether serve --check-config` under the environment the pod gets (TETHER_LOG, and
    TETHER_ADMIN_KEYS / TETHER_TENANTS from the rendered Secret; an existing Secret the chart
    does not render is reported as not checked).
+   Every [tls] file a pod's config names ({node_id} replaced by the pod's id) must be in a
+   volume the container mounts, and a peer certificate issued by a chart Certificate must
+   name the pod's node id (SAN URI urn:tether:node:<id>) and cover its advertised name.
 4. Cluster invariants the node relies on: node ids (pod ordinal + 1) unique across the
    releases of one cluster, exactly one bootstrap seed (a pod whose advertised address is in
    `join`), the same `join` and timing profile everywhere, an odd number of voters.
@@ -206,6 +209,7 @@ class Checker:
                 self.fail(label, f"{key} is not TOML: {e}")
                 return out
         secrets = by_kind.get("Secret", {})
+        certificates = by_kind.get("Certificate", {})
         with tempfile.TemporaryDirectory() as tmp:
             for sts_name, sts in by_kind.get("StatefulSet", {}).items():
                 spec = sts["spec"]
@@ -231,6 +235,8 @@ class Checker:
                     cfg.write_text(data[key])
                     self.run_check_config(f"{label} {pod}", cfg, env, tmp)
                     parsed = tomllib.loads(data[key])
+                    self.check_tls_files(f"{label} {pod}", parsed, pod, spec["template"]["spec"],
+                                         secrets, certificates)
                     cluster = parsed.get("cluster", {})
                     voter = cluster.get("voter", True)
                     out["voters"] += voter
@@ -246,6 +252,44 @@ class Checker:
             if extra:
                 self.fail(label, f"ConfigMap files no pod reads: {sorted(extra)}")
         return out
+
+    def check_tls_files(self, where: str, cfg: dict, pod: str, pod_spec: dict, secrets: dict,
+                        certificates: dict) -> None:
+        """Every [tls] file the config names is mounted; a chart-issued peer certificate names
+        this pod's node id and covers its advertised host."""
+        tls = cfg.get("tls", {})
+        node_id = id_from_hostname(pod)
+        container = pod_spec["containers"][0]
+        volumes = {v["name"]: v for v in pod_spec.get("volumes", [])}
+        for key in ("client_cert", "client_key", "admin_cert", "admin_key", "admin_client_ca",
+                    "peer_ca", "peer_cert", "peer_key"):
+            if key not in tls:
+                continue
+            path = tls[key]
+            if key in ("peer_cert", "peer_key"):
+                path = path.replace("{node_id}", str(node_id))
+            src = mounted_source(path, container.get("volumeMounts", []), volumes)
+            if src is None:
+                self.fail(where, f"[tls] {key} = {path}: no mounted volume provides it")
+                continue
+            kind, name, item = src
+            secret = secrets.get(name) if kind == "secret" else None
+            if secret is not None and item not in {**secret.get("data", {}),
+                                                   **secret.get("stringData", {})}:
+                self.fail(where, f"[tls] {key}: Secret {name} has no key {item}")
+            cert = next((c for c in certificates.values()
+                         if kind == "secret" and c["spec"].get("secretName") == name), None)
+            if key != "peer_cert" or cert is None:
+                continue
+            uris = cert["spec"].get("uris", [])
+            want = f"urn:tether:node:{node_id}"
+            if want not in uris and (uris or not tls.get("peer_allow_missing_node_id")):
+                self.fail(where, f"peer certificate {cert['metadata']['name']} names {uris}, "
+                                 f"not {want}")
+            host = cfg.get("cluster", {}).get("advertise", "").rsplit(":", 1)[0]
+            if host and not any(dns_matches(n, host) for n in cert["spec"].get("dnsNames", [])):
+                self.fail(where, f"peer certificate {cert['metadata']['name']} does not cover "
+                                 f"the advertised name {host}")
 
     def run_check_config(self, where: str, cfg: Path, env: dict, cwd: str) -> None:
         clean = {k: v for k, v in os.environ.items() if not k.startswith("TETHER_")}
@@ -330,6 +374,40 @@ def pod_env(env_list: list, pod: str, namespace: str, secrets: dict) -> tuple[di
     return env, skipped
 
 
+def mounted_source(path: str, mounts: list, volumes: dict) -> tuple[str, str, str] | None:
+    """(kind, name, key) of the Secret or ConfigMap item the container sees at `path`."""
+    mount = max((m for m in mounts if path.startswith(m["mountPath"].rstrip("/") + "/")),
+                key=lambda m: len(m["mountPath"]), default=None)
+    if mount is None or mount["name"] not in volumes:
+        return None
+    rel = path[len(mount["mountPath"].rstrip("/")) + 1:]
+    vol = volumes[mount["name"]]
+    sources = [s for s in vol.get("projected", {}).get("sources", [])]
+    if "secret" in vol:
+        sources.append({"secret": {**vol["secret"], "name": vol["secret"]["secretName"]}})
+    if "configMap" in vol:
+        sources.append({"configMap": vol["configMap"]})
+    for source in sources:
+        for kind in ("secret", "configMap"):
+            if kind not in source:
+                continue
+            obj = source[kind]
+            items = obj.get("items")
+            if items is None and "/" not in rel:
+                return kind, obj["name"], rel
+            for item in items or []:
+                if item["path"] == rel:
+                    return kind, obj["name"], item["key"]
+    return None
+
+
+def dns_matches(pattern: str, host: str) -> bool:
+    """A certificate DNS name (a leading `*.` matches exactly one label) against a host."""
+    if pattern.startswith("*."):
+        return "." in host and host.split(".", 1)[1] == pattern[2:]
+    return pattern == host
+
+
 def expand(text: str, env: dict) -> str:
     """The kubelet's $(VAR) expansion in env values and args."""
     return re.sub(r"\$\((\w+)\)", lambda m: env.get(m.group(1), m.group(0)), text)
@@ -397,7 +475,11 @@ def main() -> int:
         "replicas": 4, "voters": 3, "podAntiAffinity": "hard",
         "image": {"repository": "r.example/tether",
                   "digest": "sha256:" + "ab" * 32},
-        "tls": {"peer": peer, "client": {"enabled": True, "cert": peer["cert"], "key": peer["key"]}},
+        # One shared dev certificate without node ids: only with allowMissingNodeId.
+        "tls": {"peer": {**peer, "allowMissingNodeId": True},
+                "client": {"enabled": True, "cert": peer["cert"], "key": peer["key"]},
+                "admin": {"enabled": True, "cert": peer["cert"], "key": peer["key"],
+                          "clientCA": {"pem": peer["ca"]}}},
         "adminKeys": [{"kid": "ops", "alg": "HS256", "secret": secret}],
         "tenants": [{"id": "t1", "issuer": "https://idp.example/", "audiences": ["tether"],
                      "keys": [{"kid": "k1", "alg": "HS256", "secret": secret}],
@@ -420,7 +502,10 @@ def main() -> int:
         "otel": {"endpoint": "http://otel:4317", "protocol": "grpc",
                  "sampler": "parentbased_traceidratio", "samplerArg": "0.25"},
         "networkPolicy": {"enabled": True},
-        "metrics": {"serviceMonitor": {"enabled": True}, "dashboard": {"enabled": True},
+        "metrics": {"serviceMonitor": {"enabled": True, "tls": {
+                        "caSecret": {"name": "inline-tether-admin-client-ca"},
+                        "clientCertSecret": "prometheus-tether-client"}},
+                    "dashboard": {"enabled": True},
                     "prometheusRule": {"enabled": True, "revocationP99Seconds": 0.25}},
         "drain": {"preStopSleepSeconds": 0},
     }
@@ -441,6 +526,11 @@ def main() -> int:
         c.cluster("scenario single-node", [part])
         if part["join"]:
             c.fail("scenario single-node", f"a lone node should not join: {part['join']}")
+    per_node = {"replicas": 3, "ordinalStart": 10,
+                "tls": {"peer": {"existingSecretPrefix": "pki-node"}}}
+    part = c.release("scenario per-node-secrets", per_node, "pn", "default")
+    if part:
+        c.cluster("scenario per-node-secrets", [part])
     learners = {"replicas": 2, "voters": 0, "ordinalStart": 300,
                 "cluster": {"insecurePeer": True,
                             "seeds": ["tether-0.tether-peers.default.svc.cluster.local:7072"]},
@@ -461,6 +551,18 @@ def main() -> int:
                 "extraEnv")
     c.must_fail("client TLS without a source", {"tls": {"client": {"enabled": True}}},
                 "tls.client.enabled needs")
+    c.must_fail("one shared peer certificate without allowMissingNodeId",
+                {"tls": {"peer": {"existingSecret": "shared-peer"}}}, "ONE certificate")
+    c.must_fail("admin TLS without a source", {"tls": {"admin": {"enabled": True}}},
+                "tls.admin.enabled needs")
+    c.must_fail("admin client CA without admin TLS",
+                {"tls": {"admin": {"clientCA": {"existingSecret": "ca"}}}},
+                "needs tls.admin.enabled")
+    c.must_fail("ServiceMonitor without a client certificate for the admin client CA",
+                {"tls": {"admin": {"enabled": True, "existingSecret": "adm",
+                                   "clientCA": {"existingSecret": "ca"}}},
+                 "metrics": {"serviceMonitor": {"enabled": True}}},
+                "clientCertSecret is required")
 
     s = c.stats
     print(f"== {s['renders']} renders, {s['manifests']} manifests: {s['validations']} strict "

@@ -38,17 +38,35 @@ isolation_lease_ms = {{ int64 . }}
 {{- with $v.cluster.isolationGraceMs }}
 isolation_grace_ms = {{ int64 . }}
 {{- end }}
-{{- if or (include "tether.peerTLS" $root) $v.tls.client.enabled }}
+{{- $peerMode := include "tether.peerMode" $root }}
+{{- if or $peerMode $v.tls.client.enabled $v.tls.admin.enabled }}
 
 [tls]
+{{- /* Certificate files are reloaded when they change (a renewed Secret), no restart. */}}
 {{- if $v.tls.client.enabled }}
 client_cert = "/etc/tether-tls/client/tls.crt"
 client_key = "/etc/tether-tls/client/tls.key"
 {{- end }}
-{{- if include "tether.peerTLS" $root }}
+{{- if $v.tls.admin.enabled }}
+admin_cert = "/etc/tether-tls/admin/tls.crt"
+admin_key = "/etc/tether-tls/admin/tls.key"
+{{- if include "tether.adminClientCA" $root }}
+admin_client_ca = "/etc/tether-tls/admin/client-ca.crt"
+{{- end }}
+{{- end }}
+{{- if eq $peerMode "perNode" }}
+peer_ca = "/etc/tether-tls/peer/ca.crt"
+# The node replaces {node_id} with its id: each pod reads its own certificate.
+peer_cert = "/etc/tether-tls/peer/{node_id}/tls.crt"
+peer_key = "/etc/tether-tls/peer/{node_id}/tls.key"
+{{- else if eq $peerMode "shared" }}
+{{- include "tether.peerCheckShared" $root }}
 peer_ca = "/etc/tether-tls/peer/ca.crt"
 peer_cert = "/etc/tether-tls/peer/tls.crt"
 peer_key = "/etc/tether-tls/peer/tls.key"
+{{- end }}
+{{- if and $peerMode $v.tls.peer.allowMissingNodeId }}
+peer_allow_missing_node_id = true
 {{- end }}
 {{- end }}
 {{- range $section := list "auth" "limits" "session" "raft" }}

@@ -81,7 +81,6 @@ tether.dev/region: {{ .Values.region | quote }}
 {{- if or (gt (int .Values.replicas) 1) (gt (len .Values.cluster.seeds) 0) -}}true{{- end -}}
 {{- end -}}
 
-{{/* Whether the pods mount peer TLS files. */}}
 {{/* Whether the pods use peer mTLS files: clustered, peer TLS on, not insecure. */}}
 {{- define "tether.peerTLS" -}}
 {{- if include "tether.clustered" . -}}
@@ -112,7 +111,24 @@ bootstraps alone).
 {{- end -}}
 {{- end -}}
 
-{{/* Secret holding ca.crt / tls.crt / tls.key for peer mTLS. */}}
+{{/*
+Where each pod's peer certificate comes from: "shared" (one Secret with ca.crt, tls.crt,
+tls.key for every pod: tls.peer.existingSecret or inline PEM) or "perNode" (one Secret per
+node id, <prefix>-<id>: tls.peer.existingSecretPrefix, the chart's cert-manager
+Certificates, or Secrets you create under the default prefix). Empty without peer TLS.
+*/}}
+{{- define "tether.peerMode" -}}
+{{- $p := .Values.tls.peer -}}
+{{- if include "tether.peerTLS" . -}}
+{{- if or $p.existingSecret (and (not $p.existingSecretPrefix) (not $p.certManager.enabled) $p.cert) -}}
+shared
+{{- else -}}
+perNode
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Secret holding ca.crt / tls.crt / tls.key for a shared peer certificate. */}}
 {{- define "tether.peerSecretName" -}}
 {{- if .Values.tls.peer.existingSecret -}}
 {{- .Values.tls.peer.existingSecret -}}
@@ -121,10 +137,34 @@ bootstraps alone).
 {{- end -}}
 {{- end -}}
 
+{{/* Per-node peer Secrets are <prefix>-<node id>. */}}
+{{- define "tether.peerSecretPrefix" -}}
+{{- default (printf "%s-peer" (include "tether.fullname" .)) .Values.tls.peer.existingSecretPrefix -}}
+{{- end -}}
+
+{{/* Node ids of this release's pods (ordinal + 1), as a JSON list. */}}
+{{- define "tether.nodeIds" -}}
+{{- $out := list -}}
+{{- range $o := include "tether.ordinals" . | fromJsonArray -}}
+{{- $out = append $out (add1 (int $o)) -}}
+{{- end -}}
+{{- toJson $out -}}
+{{- end -}}
+
 {{/* Whether the chart writes the peer TLS Secret from inline PEM. */}}
 {{- define "tether.peerInline" -}}
 {{- $p := .Values.tls.peer -}}
-{{- if and (include "tether.peerTLS" .) (not $p.existingSecret) (not $p.certManager.enabled) $p.cert -}}true{{- end -}}
+{{- if and (eq (include "tether.peerMode" .) "shared") (not $p.existingSecret) -}}true{{- end -}}
+{{- end -}}
+
+{{/*
+A shared certificate names at most one node id, so peers refuse all but one pod of a
+clustered release unless tls.peer.allowMissingNodeId accepts certificates without one.
+*/}}
+{{- define "tether.peerCheckShared" -}}
+{{- if and (eq (include "tether.peerMode" .) "shared") (gt (int .Values.replicas) 1) (not .Values.tls.peer.allowMissingNodeId) -}}
+{{- fail "tls.peer.existingSecret or inline tls.peer.cert is ONE certificate for every pod, but peers only accept a certificate naming the pod's own node id (SAN URI urn:tether:node:<id>): use per-node certificates (tls.peer.certManager, tls.peer.existingSecretPrefix, or the default <fullname>-peer-<id> Secrets), or set tls.peer.allowMissingNodeId=true to accept a shared certificate without node ids (migration only)" -}}
+{{- end -}}
 {{- end -}}
 
 {{- define "tether.clientSecretName" -}}
@@ -143,6 +183,49 @@ bootstraps alone).
 {{- end -}}
 true
 {{- end -}}
+{{- end -}}
+
+{{/* HTTPS on the admin listener: the Secret with tls.crt / tls.key. */}}
+{{- define "tether.adminSecretName" -}}
+{{- if .Values.tls.admin.existingSecret -}}
+{{- .Values.tls.admin.existingSecret -}}
+{{- else -}}
+{{- printf "%s-admin-tls" (include "tether.fullname" .) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Whether the chart writes the admin TLS Secret from inline PEM. */}}
+{{- define "tether.adminInline" -}}
+{{- $a := .Values.tls.admin -}}
+{{- if and $a.enabled (not $a.existingSecret) (not $a.certManager.enabled) -}}
+{{- if not (and $a.cert $a.key) -}}
+{{- fail "tls.admin.enabled needs tls.admin.existingSecret, tls.admin.certManager.enabled, or inline tls.admin.cert and tls.admin.key" -}}
+{{- end -}}
+true
+{{- end -}}
+{{- end -}}
+
+{{/*
+The CA that admin client certificates must chain to, as "<secret>/<key>"; empty without
+one. Inline PEM is stored in Secret <fullname>-admin-client-ca, key ca.crt.
+*/}}
+{{- define "tether.adminClientCA" -}}
+{{- $ca := .Values.tls.admin.clientCA -}}
+{{- if or $ca.existingSecret $ca.pem -}}
+{{- if not .Values.tls.admin.enabled -}}
+{{- fail "tls.admin.clientCA needs tls.admin.enabled: client certificates are checked by the admin listener's TLS" -}}
+{{- end -}}
+{{- if $ca.existingSecret -}}
+{{- printf "%s/%s" $ca.existingSecret (default "ca.crt" $ca.key) -}}
+{{- else -}}
+{{- printf "%s-admin-client-ca/ca.crt" (include "tether.fullname" .) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Admin Service DNS name that the admin certificate carries and Prometheus verifies. */}}
+{{- define "tether.adminServiceHost" -}}
+{{- printf "%s-admin.%s.svc" (include "tether.fullname" .) .Release.Namespace -}}
 {{- end -}}
 
 {{/* Name of the Secret holding TETHER_ADMIN_KEYS / TETHER_TENANTS, empty if none. */}}
@@ -189,8 +272,9 @@ a fraction, booleans as is, lists of strings as arrays. */}}
 
 {{/*
 Checksums that roll the pods when the node config or the secrets change. The config one
-is taken over a placeholder pod's file, so adding pods (which adds files) does not restart
-the running ones; a change of `voters` does.
+is taken over a placeholder pod's file, so adding pods (which adds files) does not change
+it; a change of `voters` does. (With per-node peer certificates, adding pods still changes
+the pod template: the peer volume lists every node's Secret.)
 */}}
 {{- define "tether.podChecksums" -}}
 checksum/config: {{ include "tether.toml" (dict "root" . "pod" "POD" "voter" true) | sha256sum }}
