@@ -5,6 +5,7 @@
 //! - `tenant`: tenant configuration as replicated in the registry.
 //! - `command`: `Envelope`/`Command` (what a log entry carries), `EntryMeta`, `RegistryEvent`.
 //! - `codec`: the only user of bincode (`encode`/`decode` with a size limit).
+//! - `format`: storage format versions of the log, the snapshot file and the state in it.
 //! - `state`: `RegistryState`, the replicated registry, and the read helpers the node uses.
 //! - `apply`: the pure, deterministic `apply(state, command, meta) -> events`.
 //! - `log_store`: the durable Raft log and vote on redb (fsync before acknowledging).
@@ -32,6 +33,7 @@ pub mod certs;
 pub mod clock;
 pub mod codec;
 pub mod command;
+pub mod format;
 pub mod log_store;
 pub mod network;
 pub mod peer_service;

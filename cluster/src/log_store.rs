@@ -8,6 +8,9 @@
 //! milliseconds and must not stall the runtime threads that drive heartbeats and sockets.
 //! Entries are encoded/decoded on the async side via `codec`, so the blocking closures only
 //! move bytes.
+//!
+//! The meta table's `format` key holds the storage format (`crate::format`). A log without
+//! it was written in format 1; opening stamps the current one.
 
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
@@ -18,8 +21,8 @@ use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
 use openraft::{OptionalSend, RaftLogReader, StorageIOError};
 use redb::{Database, Durability, ReadableTable, TableDefinition};
 
-use crate::codec;
 use crate::{Entry, LogId, StorageError, TypeConfig, Vote};
+use crate::{codec, format};
 
 /// Log index → encoded `Entry`.
 const ENTRIES: TableDefinition<u64, &[u8]> = TableDefinition::new("entries");
@@ -29,6 +32,7 @@ const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 const VOTE: &str = "vote";
 const COMMITTED: &str = "committed";
 const LAST_PURGED: &str = "last_purged";
+const FORMAT: &str = "format";
 
 /// Log file name inside the data directory.
 pub const LOG_FILE: &str = "raft-log.redb";
@@ -69,10 +73,13 @@ pub struct LogStore {
 }
 
 impl LogStore {
-    /// Opens (or creates) `<data_dir>/raft-log.redb` and makes sure both tables exist, so
-    /// later read transactions never see a missing table.
+    /// Opens (or creates) `<data_dir>/raft-log.redb`, makes sure both tables exist, so
+    /// later read transactions never see a missing table, and stamps the current storage
+    /// format. Callers check [`LogStore::stored_format`] first: this writes.
     pub async fn open(data_dir: &Path) -> Result<LogStore, StorageError> {
         let path = data_dir.join(LOG_FILE);
+        let stamp = codec::encode(&format::CURRENT)
+            .map_err(|e| StorageIOError::<crate::NodeId>::write_logs(&e))?;
         let db = blocking(move || {
             let db = redb::Builder::new()
                 .set_cache_size(LOG_CACHE_BYTES)
@@ -80,13 +87,43 @@ impl LogStore {
             let mut txn = db.begin_write()?;
             txn.set_durability(Durability::Immediate);
             txn.open_table(ENTRIES)?;
-            txn.open_table(META)?;
+            // Format 2 kept format 1's entry and meta encodings: migrating is the stamp.
+            txn.open_table(META)?.insert(FORMAT, stamp.as_slice())?;
             txn.commit()?;
             Ok(db)
         })
         .await
         .map_err(|e| StorageIOError::<crate::NodeId>::write_logs(&e))?;
         Ok(LogStore { db: Arc::new(db) })
+    }
+
+    /// The storage format of the log in `data_dir` (`None`: no log yet; format 1 if it has
+    /// no stamp), read without a write transaction, so a node can refuse a newer log before
+    /// changing it.
+    pub fn stored_format(data_dir: &Path) -> Result<Option<u32>, String> {
+        let path = data_dir.join(LOG_FILE);
+        if !path.exists() {
+            return Ok(None);
+        }
+        #[derive(Debug, thiserror::Error)]
+        #[error("unreadable storage format stamp")]
+        struct BadStamp;
+        let read = || -> Result<Option<u32>, Box<dyn std::error::Error>> {
+            let db = Database::open(&path).map_err(DbError::from)?;
+            let txn = db.begin_read().map_err(DbError::from)?;
+            let table = match txn.open_table(META) {
+                Ok(table) => table,
+                Err(redb::TableError::TableDoesNotExist(_)) => {
+                    return Ok(Some(format::UNVERSIONED));
+                }
+                Err(e) => return Err(Box::new(DbError::from(e))),
+            };
+            Ok(Some(match table.get(FORMAT).map_err(DbError::from)? {
+                Some(stamp) => codec::decode(stamp.value()).map_err(|_| BadStamp)?,
+                None => format::UNVERSIONED,
+            }))
+        };
+        read().map_err(|e| format!("{}: {e}", path.display()))
     }
 
     async fn read_meta<T: serde::de::DeserializeOwned>(

@@ -6,7 +6,9 @@
 //! released so a slow sink cannot block readers.
 //!
 //! The current snapshot is persisted to `<data_dir>/snapshot.bin`: after a snapshot the log is
-//! purged, so a snapshot held only in memory would lose every purged entry on restart.
+//! purged, so a snapshot held only in memory would lose every purged entry on restart. The
+//! file and the state in it carry a storage format (`format`); a file of the previous format
+//! is rewritten in the current one when loaded.
 
 use std::io::{Cursor, Write};
 use std::path::{Path, PathBuf};
@@ -18,6 +20,7 @@ use openraft::{EntryPayload, RaftSnapshotBuilder, StorageIOError};
 use serde::{Deserialize, Serialize};
 
 use crate::command::{Command, EntryMeta, RegistryEvent};
+use crate::format::{self, FormatError};
 use crate::state::RegistryState;
 use crate::{
     Applied, Entry, LogId, SnapshotMeta, StorageError, StoredMembership, TypeConfig, codec,
@@ -60,6 +63,8 @@ enum Fault {
     Codec(#[from] codec::CodecError),
     #[error("snapshot file: {0}")]
     Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Format(#[from] FormatError),
     #[error("snapshot task failed: {0}")]
     Join(#[from] tokio::task::JoinError),
     /// A panic while holding the registry lock: the state may be half-applied, so stop.
@@ -200,7 +205,7 @@ impl StateMachine {
         let (data, last_applied, membership) = {
             let machine = self.shared.machine.read().map_err(|_| Fault::Poisoned)?;
             (
-                codec::encode(&*machine)?,
+                format::wrap_state(&codec::encode(&*machine)?),
                 machine.last_applied,
                 machine.membership.clone(),
             )
@@ -229,7 +234,7 @@ impl StateMachine {
     }
 
     async fn install(&self, meta: &SnapshotMeta, data: Vec<u8>) -> Result<(), Fault> {
-        let decoded: Machine = codec::decode_snapshot(&data)?;
+        let decoded = decode_state("the snapshot sent by the leader", &data)?;
         // openraft's metadata is authoritative for what the snapshot covers.
         let machine = Machine {
             state: decoded.state,
@@ -249,7 +254,7 @@ impl StateMachine {
     }
 
     async fn persist(&self, stored: &StoredSnapshot) -> Result<(), Fault> {
-        let bytes = codec::encode(stored)?;
+        let bytes = format::wrap_snapshot(&codec::encode(stored)?);
         let dir = self.shared.dir.clone();
         tokio::task::spawn_blocking(move || write_atomically(&dir, &bytes)).await??;
         Ok(())
@@ -275,11 +280,41 @@ fn load_snapshot(dir: &Path) -> Result<Option<(StoredSnapshot, Machine)>, Fault>
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e.into()),
     };
-    let stored: StoredSnapshot = codec::decode_snapshot(&bytes)?;
-    let mut machine: Machine = codec::decode_snapshot(&stored.data)?;
+    let (version, body) = format::unwrap_snapshot(&bytes);
+    format::check(&format!("{}", dir.join(SNAPSHOT_FILE).display()), version)?;
+    let mut stored: StoredSnapshot = codec::decode_snapshot(body)?;
+    let mut machine = decode_state("the state in snapshot.bin", &stored.data)?;
     machine.last_applied = stored.meta.last_log_id;
     machine.membership = stored.meta.last_membership.clone();
+    if version < format::CURRENT {
+        // Format 2 kept the encodings of format 1 and added the headers: migrating is
+        // writing them. (A later format that changes an encoding re-encodes here.)
+        stored.data = format::wrap_state(&codec::encode(&machine)?);
+        write_atomically(dir, &format::wrap_snapshot(&codec::encode(&stored)?))?;
+        tracing::info!(
+            from = version,
+            to = format::CURRENT,
+            "snapshot file migrated"
+        );
+    }
     Ok(Some((stored, machine)))
+}
+
+/// The registry state of a snapshot, in any format this build reads.
+fn decode_state(what: &str, bytes: &[u8]) -> Result<Machine, Fault> {
+    let (version, body) = format::unwrap_state(bytes);
+    format::check(what, version)?;
+    Ok(codec::decode_snapshot(body)?)
+}
+
+/// The storage format of `<dir>/snapshot.bin` (`None`: there is none), read without
+/// changing anything, so a node can refuse a newer data dir before touching it.
+pub fn stored_format(dir: &Path) -> std::io::Result<Option<u32>> {
+    match std::fs::read(dir.join(SNAPSHOT_FILE)) {
+        Ok(bytes) => Ok(Some(format::unwrap_snapshot(&bytes).0)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for StateMachine {

@@ -280,3 +280,61 @@ async fn concurrent_proposals_are_group_committed() {
     assert_eq!(revoked(&registry), N);
     registry.shutdown().await.unwrap();
 }
+
+/// A log stamped with a newer storage format is refused by `Registry::open` with a
+/// `Format` error before anything writes to it; a log without a stamp (format 1) opens and
+/// is stamped with the current format.
+#[tokio::test]
+async fn newer_log_format_is_refused_untouched() {
+    use tether_cluster::format;
+    use tether_cluster::log_store::{LOG_FILE, LogStore};
+    let dir = tempfile::tempdir().unwrap();
+    let (registry, _, _) = open(config(dir.path(), 1000)).await;
+    registry.shutdown().await.unwrap();
+    drop(registry);
+    assert_eq!(
+        LogStore::stored_format(dir.path()),
+        Ok(Some(format::CURRENT))
+    );
+
+    let meta: redb::TableDefinition<&str, &[u8]> = redb::TableDefinition::new("meta");
+    let stamp = |value: Option<u32>| {
+        let db = redb::Database::open(dir.path().join(LOG_FILE)).unwrap();
+        let txn = db.begin_write().unwrap();
+        {
+            let mut table = txn.open_table(meta).unwrap();
+            match value {
+                Some(v) => {
+                    let bytes = tether_cluster::codec::encode(&v).unwrap();
+                    table.insert("format", bytes.as_slice()).unwrap();
+                }
+                None => {
+                    table.remove("format").unwrap();
+                }
+            }
+        }
+        txn.commit().unwrap();
+    };
+    stamp(Some(format::CURRENT + 1));
+    let before = std::fs::read(dir.path().join(LOG_FILE)).unwrap();
+    let clock: SharedClock = Arc::new(ManualClock::new(NOW_MS));
+    let (tx, _rx) = mpsc::unbounded_channel();
+    let refused = Registry::open(config(dir.path(), 1000), clock, Arc::new(ChannelSink(tx))).await;
+    assert!(
+        matches!(refused, Err(RegistryError::Format(format::FormatError::Newer { found, .. })) if found == format::CURRENT + 1)
+    );
+    assert_eq!(std::fs::read(dir.path().join(LOG_FILE)).unwrap(), before);
+
+    stamp(None);
+    assert_eq!(
+        LogStore::stored_format(dir.path()),
+        Ok(Some(format::UNVERSIONED))
+    );
+    let (registry, _, _) = open(config(dir.path(), 1000)).await;
+    registry.shutdown().await.unwrap();
+    drop(registry);
+    assert_eq!(
+        LogStore::stored_format(dir.path()),
+        Ok(Some(format::CURRENT))
+    );
+}

@@ -22,6 +22,9 @@ pub enum RegistryError {
     Codec(#[from] CodecError),
     #[error("registry failed: {0}")]
     Fatal(String),
+    /// The data dir is in a storage format this build does not read; nothing was changed.
+    #[error(transparent)]
+    Format(#[from] crate::format::FormatError),
 }
 
 impl RegistryError {
@@ -34,6 +37,7 @@ impl RegistryError {
             RegistryError::Unavailable(s) => RegistryError::Unavailable(s.clone()),
             RegistryError::Codec(e) => RegistryError::Storage(e.to_string()),
             RegistryError::Fatal(s) => RegistryError::Fatal(s.clone()),
+            RegistryError::Format(e) => RegistryError::Format(e.clone()),
         }
     }
 }

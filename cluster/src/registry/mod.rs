@@ -99,6 +99,7 @@ impl Registry {
         tokio::fs::create_dir_all(&cfg.data_dir)
             .await
             .map_err(|e| RegistryError::Storage(format!("{}: {e}", cfg.data_dir.display())))?;
+        check_formats(&cfg.data_dir)?;
         let log = LogStore::open(&cfg.data_dir).await?;
         let machine = StateMachine::open(&cfg.data_dir, sink).await?;
         let config = Config {
@@ -233,4 +234,23 @@ impl Registry {
             .await
             .map_err(|e| RegistryError::Fatal(e.to_string()))
     }
+}
+
+/// Refuses a data dir whose log or snapshot is in a format this build does not read, before
+/// anything is opened for writing.
+fn check_formats(dir: &std::path::Path) -> Result<(), RegistryError> {
+    let log = LogStore::stored_format(dir).map_err(RegistryError::Storage)?;
+    let snapshot = crate::state_machine::stored_format(dir)
+        .map_err(|e| RegistryError::Storage(format!("{}: {e}", dir.display())))?;
+    if let Some(found) = log {
+        crate::format::check(
+            &dir.join(crate::log_store::LOG_FILE).display().to_string(),
+            found,
+        )?;
+    }
+    if let Some(found) = snapshot {
+        let file = dir.join(crate::state_machine::SNAPSHOT_FILE);
+        crate::format::check(&file.display().to_string(), found)?;
+    }
+    Ok(())
 }

@@ -114,7 +114,19 @@ pub fn run(args: ServeArgs) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("tether: {e:#}");
-            ExitCode::FAILURE
+            // A data dir of a format this build cannot read is a configuration problem
+            // (wrong build for these files), like a bad config: exit 2.
+            let format = e.chain().any(|c| {
+                matches!(
+                    c.downcast_ref::<tether_cluster::RegistryError>(),
+                    Some(tether_cluster::RegistryError::Format(_))
+                )
+            });
+            if format {
+                ExitCode::from(EXIT_CONFIG)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }
