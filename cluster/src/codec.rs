@@ -34,6 +34,19 @@ pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, CodecError> {
     )?)
 }
 
+/// Appends the encoding of `value` to `out`.
+pub fn encode_into<T: Serialize>(value: &T, out: &mut Vec<u8>) -> Result<(), CodecError> {
+    bincode::serde::encode_into_std_write(value, out, bincode::config::standard())?;
+    Ok(())
+}
+
+/// Decodes a value from the front of `bytes`; returns it and how many bytes it took (the
+/// rest is the caller's, e.g. a frame body after its header).
+pub fn decode_prefix<T: DeserializeOwned>(bytes: &[u8]) -> Result<(T, usize), CodecError> {
+    let config = bincode::config::standard().with_limit::<MAX_DECODE_BYTES>();
+    Ok(bincode::serde::decode_from_slice(bytes, config)?)
+}
+
 /// Decodes a value written by [`encode`], refusing anything above [`MAX_DECODE_BYTES`].
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
     let config = bincode::config::standard().with_limit::<MAX_DECODE_BYTES>();

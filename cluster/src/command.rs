@@ -205,6 +205,15 @@ pub struct Batched {
 }
 
 impl Command {
+    /// The oldest peer protocol whose builds can apply this command (see
+    /// `transport::wire::PROTOCOL_VERSION`): it is not proposed while a member speaks less.
+    pub fn min_protocol(&self) -> u32 {
+        match self {
+            Command::IdpSignal(_) => 2,
+            _ => 1,
+        }
+    }
+
     pub fn name(&self) -> &'static str {
         match self {
             Command::OpenSession(_) => "open_session",

@@ -84,6 +84,12 @@ impl PeerPool {
     pub fn node_id(&self) -> NodeId {
         self.cfg.node_id
     }
+
+    /// The protocol version of each node this node has a live connection to.
+    pub fn protocols(&self) -> HashMap<NodeId, u32> {
+        let g = self.peers.lock().unwrap_or_else(|p| p.into_inner());
+        g.values().filter_map(|peer| peer.connected()).collect()
+    }
 }
 
 /// Hands out a [`PeerConn`] per replication target.

@@ -1,5 +1,6 @@
 //! Messages between nodes over the peer transport: Raft RPCs, forwarded registry writes and
-//! membership changes, and opaque node-level RPCs (`App`) that the node crate defines.
+//! membership changes, and opaque node-level RPCs (`App`) that the node crate defines; and
+//! how each is written in each peer protocol version (`transport::wire`).
 
 use serde::{Deserialize, Serialize};
 
@@ -9,7 +10,9 @@ use openraft::raft::{
     VoteRequest, VoteResponse,
 };
 
+use crate::codec::{self, CodecError};
 use crate::command::{Command, RegistryEvent};
+use crate::transport::wire::WireMessage;
 use crate::{NodeId, TetherNode, TypeConfig};
 
 /// A request from one node to another.
@@ -91,4 +94,81 @@ pub enum PeerResponse {
     App(Vec<u8>),
     /// The receiver could not handle the request at all (e.g. shutting down).
     Refused(String),
+}
+
+/// `PeerRequest::App`'s variant index: protocol 1 wrote `App(body)` under the same index.
+const APP_VARIANT: u8 = 6;
+
+impl WireMessage for PeerRequest {
+    fn encode_for(&self, protocol: u32, out: &mut Vec<u8>) -> Result<(), CodecError> {
+        match self {
+            // Protocol 1 has no trace context: the span of the call simply does not cross.
+            PeerRequest::App { body, .. } if protocol < 2 => {
+                out.push(APP_VARIANT);
+                codec::encode_into(body, out)
+            }
+            _ => codec::encode_into(self, out),
+        }
+    }
+
+    fn decode_for(bytes: &[u8], protocol: u32) -> Result<Self, CodecError> {
+        match bytes.split_first() {
+            Some((&APP_VARIANT, body)) if protocol < 2 => Ok(PeerRequest::App {
+                body: codec::decode(body)?,
+                traceparent: None,
+            }),
+            _ => codec::decode(bytes),
+        }
+    }
+}
+
+crate::plain_wire_message!(PeerResponse);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `App` is written as protocol 1 wrote it (`App(Vec<u8>)`) on a protocol-1 connection
+    /// and read back without a trace context; protocol 2 keeps it; other requests are the
+    /// same in both.
+    #[test]
+    fn app_requests_speak_both_protocols() {
+        #[derive(Serialize)]
+        #[allow(dead_code)] // only the variant order matters: it mirrors protocol 1
+        enum V1 {
+            AppendEntries,
+            Vote,
+            InstallSnapshot,
+            Propose,
+            Membership,
+            ReadIndex,
+            App(Vec<u8>),
+        }
+        let app = PeerRequest::App {
+            body: vec![1, 2, 3],
+            traceparent: Some("00-abc-def-01".into()),
+        };
+        let mut v1 = Vec::new();
+        app.encode_for(1, &mut v1).unwrap();
+        assert_eq!(v1, codec::encode(&V1::App(vec![1, 2, 3])).unwrap());
+        let back = PeerRequest::decode_for(&v1, 1).unwrap();
+        assert!(
+            matches!(back, PeerRequest::App { ref body, traceparent: None } if body == &[1, 2, 3])
+        );
+        let mut v2 = Vec::new();
+        app.encode_for(2, &mut v2).unwrap();
+        let back = PeerRequest::decode_for(&v2, 2).unwrap();
+        assert!(matches!(
+            back,
+            PeerRequest::App {
+                traceparent: Some(_),
+                ..
+            }
+        ));
+        let mut read_index = Vec::new();
+        PeerRequest::ReadIndex
+            .encode_for(1, &mut read_index)
+            .unwrap();
+        assert_eq!(read_index, codec::encode(&PeerRequest::ReadIndex).unwrap());
+    }
 }

@@ -9,7 +9,7 @@ use futures_util::future::join_all;
 use futures_util::{SinkExt, StreamExt};
 use tether_cluster::codec;
 use tether_cluster::transport::TransportError;
-use tether_cluster::transport::wire::{Hello, PROTOCOL_VERSION, frame_codec};
+use tether_cluster::transport::wire::{Hello, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION, frame_codec};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::{Instant, sleep, timeout};
@@ -210,25 +210,41 @@ async fn oversized_frame_closes_the_connection_only() {
     server.stop().await;
 }
 
-/// Hellos with different protocol versions are refused on both sides, before any request.
+/// Each side announces its newest protocol version and both speak the lower one, so a
+/// build pinned to the previous version and a current one talk (either way round); a peer
+/// older than the oldest version we speak is refused in both directions.
 #[tokio::test]
-async fn protocol_version_mismatch_is_refused() {
+async fn protocol_versions_negotiate_down_and_too_old_is_refused() {
+    let mut old = config(1, None);
+    old.max_protocol = MIN_PROTOCOL_VERSION;
+    let server = Server::start(old.clone()).await;
+    let new_client = client(config(2, None), server.addr);
+    let resp = new_client.call(Req::Echo("down".into()), CALL).await;
+    assert_eq!(resp.expect("new client, old server"), echo("down", 2));
+    server.stop().await;
     let server = Server::start(config(1, None)).await;
-    let future = Hello {
-        protocol: PROTOCOL_VERSION + 1,
+    let mut old_client = old;
+    old_client.node_id = 2;
+    let old_client = client(old_client, server.addr);
+    let resp = old_client.call(Req::Echo("up".into()), CALL).await;
+    assert_eq!(resp.expect("old client, new server"), echo("up", 2));
+    assert_eq!(old_client.connected(), Some((1, MIN_PROTOCOL_VERSION)));
+
+    let ancient = Hello {
+        protocol: MIN_PROTOCOL_VERSION - 1,
         node_id: 7,
     };
-    let (mut raw, reply) = raw_hello(server.addr, future).await;
+    let (mut raw, reply) = raw_hello(server.addr, ancient).await;
     assert_eq!(reply.protocol, PROTOCOL_VERSION);
     let next = timeout(Duration::from_secs(5), raw.next()).await;
     assert!(
         matches!(next, Ok(None | Some(Err(_)))),
         "connection not closed"
     );
-    assert_eq!(server.calls(), 0);
+    assert_eq!(server.calls(), 1);
     server.stop().await;
 
-    // A fake server that answers with another version.
+    // A fake server that answers with a version older than we speak.
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     tokio::spawn(async move {
@@ -238,7 +254,7 @@ async fn protocol_version_mismatch_is_refused() {
         let mut framed = Framed::new(tcp, frame_codec(1 << 20));
         let _ = framed.next().await;
         let hello = Hello {
-            protocol: PROTOCOL_VERSION + 1,
+            protocol: MIN_PROTOCOL_VERSION - 1,
             node_id: 1,
         };
         let bytes = codec::encode(&hello).expect("encode");

@@ -20,6 +20,14 @@ pub fn transport_config(config: &Config) -> anyhow::Result<(Arc<TransportConfig>
         .and_then(|ip| ip.parse().ok());
     let tls = &config.tls;
     t.allow_missing_node_id = tls.peer_allow_missing_node_id;
+    if let Some(pinned) = config.cluster.peer_protocol_max {
+        tracing::warn!(
+            protocol = pinned,
+            "peer protocol pinned by cluster.peer_protocol_max: this node speaks as an older \
+             build would"
+        );
+        t.max_protocol = pinned;
+    }
     match tls.peer_files(config.node.id) {
         Some((ca, cert, key)) => {
             t.tls =

@@ -50,30 +50,42 @@ impl TestCluster {
         limits: &str,
         env: &[(String, String)],
     ) -> TestCluster {
+        Self::start_shaped(voters, learners, |spec| {
+            spec.limits = limits.to_owned();
+            spec.env = env.to_vec();
+        })
+        .await
+    }
+
+    /// Starts `voters` voters and `learners` learners, each node's spec passed through
+    /// `shape` (which sees its `id`) before it starts.
+    pub async fn start_shaped(
+        voters: u64,
+        learners: u64,
+        shape: impl Fn(&mut NodeSpec),
+    ) -> TestCluster {
         let certs = tempfile::tempdir().expect("tempdir");
         let total = voters + learners;
         make_certs(certs.path(), total);
         let mut nodes = Vec::new();
-        let first = NodeSpec {
+        let mut first = NodeSpec {
             id: 1,
             region: "region-1".into(),
             tls: tls_lines(certs.path(), 1),
-            limits: limits.to_owned(),
-            env: env.to_vec(),
             ..Default::default()
         };
+        shape(&mut first);
         nodes.push(TestNode::start_spec(&first).await);
         let seed = nodes[0].peer_addr.clone();
         for id in 2..=total {
-            let spec = NodeSpec {
+            let mut spec = NodeSpec {
                 id,
                 region: format!("region-{}", 1 + (id - 1) % 3),
                 cluster: format!("join = [\"{seed}\"]\nvoter = {}", id <= voters),
                 tls: tls_lines(certs.path(), id),
-                limits: limits.to_owned(),
-                env: env.to_vec(),
                 ..Default::default()
             };
+            shape(&mut spec);
             nodes.push(TestNode::start_spec(&spec).await);
         }
         TestCluster { certs, nodes }

@@ -46,7 +46,8 @@ pub struct TestNode {
     /// The `[listen]` addresses as first written (pinned to the bound ports by `pin_ports`).
     listen: [String; 3],
     wrapper: Vec<String>,
-    env: Vec<(String, String)>,
+    /// Extra environment of the process, used from the next (re)start on.
+    pub env: Vec<(String, String)>,
     /// Everything the node printed on stdout (audit lines etc.), collected in the background.
     pub stdout: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
     /// When set before `spawn`, the process's stderr (its log) is appended to this file

@@ -42,6 +42,7 @@ impl Registry {
         traceparent: Option<String>,
         at_ms: u64,
     ) -> Result<Committed, RegistryError> {
+        self.check_supported(&command)?;
         let deadline = tokio::time::Instant::now() + PROPOSE_TIMEOUT;
         let (reply, answer) = oneshot::channel();
         let proposal = Proposal {

@@ -17,6 +17,7 @@ mod forward;
 mod group_commit;
 mod lease;
 mod membership;
+mod versions;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

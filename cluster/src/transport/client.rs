@@ -8,14 +8,13 @@ use std::time::Duration;
 
 use futures_util::FutureExt;
 use futures_util::future::{BoxFuture, Shared};
-use serde::Serialize;
-use serde::de::DeserializeOwned;
 use tokio::time::{Instant, timeout_at};
 use tracing::{debug, info, warn};
 
 use super::backoff::Backoff;
 use super::conn::Conn;
-use super::dial::dial;
+use super::dial::{Dialed, dial};
+use super::wire::WireMessage;
 use super::{TransportConfig, TransportError};
 use crate::NodeId;
 
@@ -54,8 +53,8 @@ struct Slot<Resp> {
 
 impl<Req, Resp> PeerClient<Req, Resp>
 where
-    Req: Serialize,
-    Resp: DeserializeOwned + Send + 'static,
+    Req: WireMessage,
+    Resp: WireMessage,
 {
     /// A client for the peer listening on `peer_addr` (`host:port`; with TLS the host must
     /// be a SAN of the peer's certificate). With `peer_id`, a peer announcing a different
@@ -79,6 +78,13 @@ where
 
     pub fn peer_addr(&self) -> &str {
         &self.inner.addr
+    }
+
+    /// The node id and protocol version of the live connection, if there is one.
+    pub fn connected(&self) -> Option<(NodeId, u32)> {
+        let slot = self.inner.slot();
+        let conn = slot.conn.as_ref().filter(|c| c.is_alive())?;
+        Some((conn.node_id, conn.protocol))
     }
 
     /// Sends `req` and waits for the response, all within `timeout` (connecting included).
@@ -111,7 +117,7 @@ enum Ready<Resp> {
     Dialing(Dialing<Resp>),
 }
 
-impl<Resp: DeserializeOwned + Send + 'static> Inner<Resp> {
+impl<Resp: WireMessage> Inner<Resp> {
     // A std mutex: it guards a few fields and is never held across an await.
     fn slot(&self) -> MutexGuard<'_, Slot<Resp>> {
         self.slot
@@ -158,18 +164,16 @@ impl<Resp: DeserializeOwned + Send + 'static> Inner<Resp> {
         .shared()
     }
 
-    fn record(
-        &self,
-        result: Result<super::wire::PeerFramed, String>,
-    ) -> Result<Arc<Conn<Resp>>, TransportError> {
+    fn record(&self, result: Result<Dialed, String>) -> Result<Arc<Conn<Resp>>, TransportError> {
         let mut slot = self.slot();
         slot.dialing = None;
         match result {
-            Ok(framed) => {
+            Ok(dialed) => {
                 slot.backoff.succeeded();
-                let conn = Conn::start(framed, &self.cfg, &self.addr);
+                let protocol = dialed.protocol;
+                let conn = Conn::start(dialed, &self.cfg, &self.addr);
                 slot.conn = Some(conn.clone());
-                info!(peer = %self.addr, "connected to peer");
+                info!(peer = %self.addr, protocol, "connected to peer");
                 Ok(conn)
             }
             Err(reason) => {

@@ -8,15 +8,14 @@ use std::time::Duration;
 
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
-use serde::Serialize;
-use serde::de::DeserializeOwned;
 use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio::time::{Instant, timeout, timeout_at};
 use tokio_util::bytes::Bytes;
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
-use super::wire::{Frame, PeerFramed, decode_frame, encode_frame};
+use super::dial::Dialed;
+use super::wire::{Frame, PeerFramed, WireMessage, decode_frame, encode_frame};
 use super::{TransportConfig, TransportError};
 
 /// Frames queued for the writer; beyond this, callers wait (backpressure on a slow socket).
@@ -32,28 +31,39 @@ pub(super) struct Conn<Resp> {
     permits: Semaphore,
     next_id: AtomicU64,
     max_frame_bytes: usize,
+    /// The protocol version negotiated in the hellos, which every frame is written in.
+    pub(super) protocol: u32,
+    /// The node at the other end, as its hello (and certificate) said.
+    pub(super) node_id: crate::NodeId,
     /// Cancelled when either task ends or the `Conn` is dropped; stops both tasks.
     stop: CancellationToken,
 }
 
-impl<Resp: DeserializeOwned + Send + 'static> Conn<Resp> {
+impl<Resp: WireMessage> Conn<Resp> {
     /// Takes over a connection that has completed its hello and starts its two tasks.
-    pub(super) fn start(framed: PeerFramed, cfg: &TransportConfig, addr: &str) -> Arc<Self> {
+    pub(super) fn start(dialed: Dialed, cfg: &TransportConfig, addr: &str) -> Arc<Self> {
+        let Dialed {
+            framed,
+            protocol,
+            node_id,
+        } = dialed;
         let (sink, stream) = framed.split();
         let (out, rx) = mpsc::channel(WRITE_QUEUE);
         let pending = Arc::new(Pending::default());
         let stop = CancellationToken::new();
         // The tasks hold the pending map and the token, never the `Conn`: dropping the last
         // `Conn` handle must be able to stop them.
-        tokio::spawn(writer(
+        tokio::spawn(writer::<Resp>(
             sink,
             rx,
+            protocol,
             cfg.ping_interval,
             pending.clone(),
             stop.clone(),
         ));
         tokio::spawn(reader(
             stream,
+            protocol,
             cfg.idle_timeout(),
             pending.clone(),
             stop.clone(),
@@ -65,6 +75,8 @@ impl<Resp: DeserializeOwned + Send + 'static> Conn<Resp> {
             permits: Semaphore::new(cfg.max_in_flight.max(1)),
             next_id: AtomicU64::new(0),
             max_frame_bytes: cfg.max_frame_bytes,
+            protocol,
+            node_id,
             stop,
         })
     }
@@ -74,7 +86,7 @@ impl<Resp: DeserializeOwned + Send + 'static> Conn<Resp> {
     }
 
     /// Sends one request and waits for its response until `deadline`.
-    pub(super) async fn call<Req: Serialize>(
+    pub(super) async fn call<Req: WireMessage>(
         &self,
         req: Req,
         deadline: Instant,
@@ -85,7 +97,8 @@ impl<Resp: DeserializeOwned + Send + 'static> Conn<Resp> {
             Err(_) => return Err(TransportError::Timeout),
         };
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let bytes = encode_frame(&Frame::Request { id, body: req }, self.max_frame_bytes)?;
+        let frame = Frame::Request { id, body: req };
+        let bytes = encode_frame(&frame, self.protocol, self.max_frame_bytes)?;
         let rx = self.pending.insert(id)?;
         // Whatever happens next (timeout, caller dropped), the id must leave the map.
         let _forget = Forget {
@@ -192,9 +205,10 @@ impl<Resp> Drop for Forget<'_, Resp> {
     }
 }
 
-async fn writer<Resp>(
+async fn writer<Resp: WireMessage>(
     sink: SplitSink<PeerFramed, Bytes>,
     rx: mpsc::Receiver<Bytes>,
+    protocol: u32,
     ping_interval: Duration,
     pending: Arc<Pending<Resp>>,
     stop: CancellationToken,
@@ -203,7 +217,7 @@ async fn writer<Resp>(
     // blocked on a peer that stopped reading must be abandoned too, or it pins the socket.
     let reason = tokio::select! {
         _ = stop.cancelled() => "connection dropped".to_string(),
-        result = write_loop(sink, rx, ping_interval) => match result {
+        result = write_loop::<Resp>(sink, rx, protocol, ping_interval) => match result {
             Ok(()) => "client dropped".to_string(),
             Err(e) => format!("write: {e}"),
         },
@@ -212,12 +226,14 @@ async fn writer<Resp>(
     stop.cancel();
 }
 
-async fn write_loop(
+async fn write_loop<Resp: WireMessage>(
     mut sink: SplitSink<PeerFramed, Bytes>,
     mut rx: mpsc::Receiver<Bytes>,
+    protocol: u32,
     ping_interval: Duration,
 ) -> std::io::Result<()> {
-    let ping = encode_frame(&Frame::<()>::Ping, usize::MAX).map_err(std::io::Error::other)?;
+    let ping =
+        encode_frame(&Frame::<Resp>::Ping, protocol, usize::MAX).map_err(std::io::Error::other)?;
     let mut ticker = tokio::time::interval_at(Instant::now() + ping_interval, ping_interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -236,8 +252,9 @@ async fn write_loop(
     }
 }
 
-async fn reader<Resp: DeserializeOwned>(
+async fn reader<Resp: WireMessage>(
     stream: SplitStream<PeerFramed>,
+    protocol: u32,
     idle: Duration,
     pending: Arc<Pending<Resp>>,
     stop: CancellationToken,
@@ -245,7 +262,7 @@ async fn reader<Resp: DeserializeOwned>(
 ) {
     let reason = tokio::select! {
         _ = stop.cancelled() => "connection dropped".to_string(),
-        reason = read_loop(stream, idle, &pending) => reason,
+        reason = read_loop(stream, protocol, idle, &pending) => reason,
     };
     debug!(peer = %addr, %reason, "peer connection closed");
     pending.close(reason);
@@ -253,8 +270,9 @@ async fn reader<Resp: DeserializeOwned>(
 }
 
 /// Completes calls until the connection fails; returns why it did.
-async fn read_loop<Resp: DeserializeOwned>(
+async fn read_loop<Resp: WireMessage>(
     mut stream: SplitStream<PeerFramed>,
+    protocol: u32,
     idle: Duration,
     pending: &Pending<Resp>,
 ) -> String {
@@ -265,7 +283,7 @@ async fn read_loop<Resp: DeserializeOwned>(
             Ok(None) => return "closed by peer".into(),
             Err(_) => return format!("nothing received for {idle:?}"),
         };
-        match decode_frame::<Frame<Resp>>(&bytes) {
+        match decode_frame::<Resp>(&bytes, protocol) {
             Ok(Frame::Response { id, body }) => pending.complete(id, Ok(body)),
             Ok(Frame::Failed { id, reason }) => {
                 pending.complete(id, Err(TransportError::Remote(reason)));

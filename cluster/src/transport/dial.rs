@@ -9,11 +9,17 @@ use tokio_rustls::TlsConnector;
 use tokio_util::codec::Framed;
 use tracing::debug;
 
-use super::wire::{
-    Hello, PROTOCOL_VERSION, PeerFramed, PeerIo, frame_codec, recv_hello, send_hello,
-};
+use super::wire::{Hello, PeerFramed, PeerIo, frame_codec, negotiate, recv_hello, send_hello};
 use super::{HANDSHAKE_TIMEOUT, TransportConfig, identity, tls};
 use crate::NodeId;
+
+/// A connection past its hellos: the stream, the negotiated protocol version and the node
+/// at the other end.
+pub(super) struct Dialed {
+    pub framed: PeerFramed,
+    pub protocol: u32,
+    pub node_id: NodeId,
+}
 
 /// Opens a connection to `addr` and checks the peer's hello. `expect` is the node id the
 /// caller believes lives there; a different one is refused (a stale address after a
@@ -22,7 +28,7 @@ pub(super) async fn dial(
     cfg: &TransportConfig,
     addr: &str,
     expect: Option<NodeId>,
-) -> Result<PeerFramed, String> {
+) -> Result<Dialed, String> {
     let tcp = match timeout(cfg.connect_timeout, connect(addr, cfg.source_addr)).await {
         Ok(Ok(tcp)) => tcp,
         Ok(Err(e)) => return Err(format!("connect to {addr}: {e}")),
@@ -80,7 +86,7 @@ async fn handshake(
     addr: &str,
     expect: Option<NodeId>,
     tcp: TcpStream,
-) -> Result<PeerFramed, String> {
+) -> Result<Dialed, String> {
     // The server's certificate, when TLS is on: it must name the id its hello claims.
     let (io, cert): (Box<dyn PeerIo>, _) = match &cfg.tls {
         Some(peer_tls) => {
@@ -100,7 +106,7 @@ async fn handshake(
     };
     let mut framed = Framed::new(io, frame_codec(cfg.max_frame_bytes));
     let ours = Hello {
-        protocol: PROTOCOL_VERSION,
+        protocol: cfg.max_protocol,
         node_id: cfg.node_id,
     };
     // With TLS 1.3 the server checks our certificate after our side of the handshake has
@@ -111,12 +117,8 @@ async fn handshake(
     let theirs = recv_hello(&mut framed)
         .await
         .map_err(|e| format!("{addr}: {e}"))?;
-    if theirs.protocol != PROTOCOL_VERSION {
-        return Err(format!(
-            "{addr}: peer speaks protocol version {}, we speak {PROTOCOL_VERSION}",
-            theirs.protocol
-        ));
-    }
+    let protocol =
+        negotiate(cfg.max_protocol, theirs.protocol).map_err(|e| format!("{addr}: {e}"))?;
     if let Some(expected) = expect
         && theirs.node_id != expected
     {
@@ -128,5 +130,9 @@ async fn handshake(
     if let Some(cert) = cert {
         identity::check(cfg, cert.as_ref(), theirs.node_id).map_err(|e| format!("{addr}: {e}"))?;
     }
-    Ok(framed)
+    Ok(Dialed {
+        framed,
+        protocol,
+        node_id: theirs.node_id,
+    })
 }

@@ -13,8 +13,10 @@
 //!
 //! # Protocol
 //! After TCP (and TLS) the client sends a `Hello {protocol, node_id}` frame and the server
-//! answers with its own; a version mismatch closes the connection on both sides, and so does
-//! a `node_id` that is not the one the sender's certificate names (with TLS). Then the
+//! answers with its own; both then speak the lower of the two protocol versions (closing if
+//! this build no longer speaks it), and a `node_id` that is not the one the sender's
+//! certificate names (with TLS) closes the connection. Bodies are written for the
+//! negotiated version (`wire::WireMessage`). Then the
 //! client sends `Frame::Request {id, body}` and the server answers `Frame::Response {id, body}`
 //! (or `Frame::Failed {id, reason}`) in any order, so many calls share one connection.
 //!
@@ -73,6 +75,9 @@ pub struct TransportConfig {
     /// Peer connections refused because the claimed node id was not the certificate's
     /// (both directions); the node exports it as a metric.
     pub identity_refusals: Arc<AtomicU64>,
+    /// The newest peer protocol this node announces: [`wire::PROTOCOL_VERSION`] unless
+    /// pinned lower (to test a mixed-version cluster with one build).
+    pub max_protocol: u32,
 }
 
 /// How long a peer gets to finish TLS and the hello exchange.
@@ -94,6 +99,7 @@ impl TransportConfig {
             source_addr: None,
             allow_missing_node_id: false,
             identity_refusals: Arc::new(AtomicU64::new(0)),
+            max_protocol: wire::PROTOCOL_VERSION,
         }
     }
 

@@ -8,8 +8,6 @@ use std::time::Duration;
 
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{FutureExt, SinkExt, StreamExt};
-use serde::Serialize;
-use serde::de::DeserializeOwned;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::JoinSet;
@@ -22,8 +20,8 @@ use tracing::{debug, warn};
 
 use super::conn::WRITE_QUEUE;
 use super::wire::{
-    Frame, Hello, PROTOCOL_VERSION, PeerFramed, PeerIo, decode_frame, encode_frame, frame_codec,
-    recv_hello, send_hello,
+    Frame, Hello, PeerFramed, PeerIo, WireMessage, decode_frame, encode_frame, frame_codec,
+    negotiate, recv_hello, send_hello,
 };
 use super::{HANDSHAKE_TIMEOUT, Handler, TransportConfig, identity};
 use crate::NodeId;
@@ -37,8 +35,8 @@ pub async fn serve<Req, Resp, H>(
     handler: Arc<H>,
     shutdown: CancellationToken,
 ) where
-    Req: DeserializeOwned + Send + 'static,
-    Resp: Serialize + Send + 'static,
+    Req: WireMessage,
+    Resp: WireMessage,
     H: Handler<Req, Resp>,
 {
     if cfg.tls.is_none() {
@@ -92,8 +90,8 @@ async fn connection<Req, Resp, H>(
     handler: Arc<H>,
     stop: CancellationToken,
 ) where
-    Req: DeserializeOwned + Send + 'static,
-    Resp: Serialize + Send + 'static,
+    Req: WireMessage,
+    Resp: WireMessage,
     H: Handler<Req, Resp>,
 {
     if let Err(e) = tcp.set_nodelay(true) {
@@ -103,7 +101,7 @@ async fn connection<Req, Resp, H>(
         _ = stop.cancelled() => return,
         result = timeout(HANDSHAKE_TIMEOUT, handshake(tcp, acceptor, &cfg)) => result,
     };
-    let (framed, from) = match handshake {
+    let (framed, from, protocol) = match handshake {
         Ok(Ok(ready)) => ready,
         Ok(Err(reason)) => {
             warn!(peer = %addr, %reason, "refused peer connection");
@@ -131,6 +129,7 @@ async fn connection<Req, Resp, H>(
     });
     let reader = Reader {
         from,
+        protocol,
         cfg: cfg.clone(),
         handler,
         out,
@@ -149,13 +148,13 @@ async fn connection<Req, Resp, H>(
     }
 }
 
-/// TLS (when configured) and the hello exchange; returns the framed stream and the peer's
-/// node id, or why the peer was refused.
+/// TLS (when configured) and the hello exchange; returns the framed stream, the peer's node
+/// id and the negotiated protocol version, or why the peer was refused.
 async fn handshake(
     tcp: TcpStream,
     acceptor: Option<TlsAcceptor>,
     cfg: &TransportConfig,
-) -> Result<(PeerFramed, NodeId), String> {
+) -> Result<(PeerFramed, NodeId, u32), String> {
     // The client's certificate, when TLS is on: it must name the id the hello claims.
     let (io, cert): (Box<dyn PeerIo>, _) = match acceptor {
         Some(acceptor) => {
@@ -181,17 +180,13 @@ async fn handshake(
     }
     // Answer even a mismatched version, so the client can report what it met.
     let ours = Hello {
-        protocol: PROTOCOL_VERSION,
+        protocol: cfg.max_protocol,
         node_id: cfg.node_id,
     };
     send_hello(&mut framed, ours).await?;
-    if theirs.protocol != PROTOCOL_VERSION {
-        return Err(format!(
-            "peer node {} speaks protocol version {}, we speak {PROTOCOL_VERSION}",
-            theirs.node_id, theirs.protocol
-        ));
-    }
-    Ok((framed, theirs.node_id))
+    let protocol = negotiate(cfg.max_protocol, theirs.protocol)
+        .map_err(|e| format!("peer node {}: {e}", theirs.node_id))?;
+    Ok((framed, theirs.node_id, protocol))
 }
 
 async fn write_loop(
@@ -211,6 +206,7 @@ async fn write_loop(
 
 struct Reader<H> {
     from: NodeId,
+    protocol: u32,
     cfg: Arc<TransportConfig>,
     handler: Arc<H>,
     out: mpsc::Sender<Bytes>,
@@ -224,8 +220,8 @@ impl<H> Reader<H> {
     /// Reads requests until the connection fails (returns why).
     async fn run<Req, Resp>(&self, mut stream: SplitStream<PeerFramed>) -> String
     where
-        Req: DeserializeOwned + Send + 'static,
-        Resp: Serialize + Send + 'static,
+        Req: WireMessage,
+        Resp: WireMessage,
         H: Handler<Req, Resp>,
     {
         let idle = self.cfg.idle_timeout();
@@ -237,7 +233,7 @@ impl<H> Reader<H> {
                 Ok(None) => return "closed by peer".into(),
                 Err(_) => return format!("nothing received for {idle:?}"),
             };
-            match decode_frame::<Frame<Req>>(&bytes) {
+            match decode_frame::<Req>(&bytes, self.protocol) {
                 Ok(Frame::Request { id, body }) => {
                     let Ok(permit) = self.permits.clone().acquire_owned().await else {
                         return "request permits closed".into();
@@ -245,7 +241,7 @@ impl<H> Reader<H> {
                     self.spawn_handler(id, body, permit);
                 }
                 Ok(Frame::Ping) => {
-                    let pong = encode_frame(&Frame::<()>::Pong, usize::MAX);
+                    let pong = encode_frame(&Frame::<Resp>::Pong, self.protocol, usize::MAX);
                     if let Ok(pong) = pong
                         && self.out.send(pong).await.is_err()
                     {
@@ -266,14 +262,14 @@ impl<H> Reader<H> {
 
     fn spawn_handler<Req, Resp>(&self, id: u64, body: Req, permit: OwnedSemaphorePermit)
     where
-        Req: DeserializeOwned + Send + 'static,
-        Resp: Serialize + Send + 'static,
+        Req: WireMessage,
+        Resp: WireMessage,
         H: Handler<Req, Resp>,
     {
         let handler = self.handler.clone();
         let out = self.out.clone();
         let stop = self.stop.clone();
-        let (from, max) = (self.from, self.cfg.max_frame_bytes);
+        let (from, max, protocol) = (self.from, self.cfg.max_frame_bytes, self.protocol);
         tokio::spawn(async move {
             let _permit = permit;
             // A panicking handler answers `Failed` instead of leaving the caller to time out.
@@ -281,12 +277,15 @@ impl<H> Reader<H> {
             let frame = tokio::select! {
                 _ = stop.cancelled() => return,
                 answer = answer => match answer {
-                    Ok(resp) => encode_frame(&Frame::Response { id, body: resp }, max)
+                    Ok(resp) => encode_frame(&Frame::Response { id, body: resp }, protocol, max)
                         .or_else(|e| {
                             warn!(node = from, id, error = %e, "cannot send response to peer");
-                            encode_frame(&failed::<Resp>(id, e.to_string()), max)
+                            encode_frame(&failed::<Resp>(id, e.to_string()), protocol, max)
                         }),
-                    Err(_) => encode_frame(&failed::<Resp>(id, "handler panicked".into()), max),
+                    Err(_) => {
+                        let failed = failed::<Resp>(id, "handler panicked".into());
+                        encode_frame(&failed, protocol, max)
+                    }
                 },
             };
             // A send error means the connection is gone; nobody is left to tell.

@@ -31,6 +31,8 @@ pub enum Resp {
     Len(usize),
 }
 
+tether_cluster::plain_wire_message!(Req, Resp);
+
 #[derive(Default)]
 pub struct TestHandler {
     calls: AtomicUsize,

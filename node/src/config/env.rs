@@ -114,6 +114,7 @@ fn schema() -> Result<Table, ConfigError> {
             peer_source_addr: Some(String::new()),
             isolation_lease_ms: Some(0),
             isolation_grace_ms: Some(0),
+            peer_protocol_max: Some(0),
             ..defaults.cluster.clone()
         },
         session: SessionSection {

@@ -102,6 +102,9 @@ pub struct ClusterSection {
     pub isolation_lease_ms: Option<u64>,
     /// This long after the lease ran out the node closes its clients with 4111.
     pub isolation_grace_ms: Option<u64>,
+    /// Announce at most this peer protocol version (default: the newest this build
+    /// speaks). For testing a mixed-version cluster with one build.
+    pub peer_protocol_max: Option<u32>,
 }
 
 impl Default for ClusterSection {
@@ -115,6 +118,7 @@ impl Default for ClusterSection {
             peer_source_addr: None,
             isolation_lease_ms: None,
             isolation_grace_ms: None,
+            peer_protocol_max: None,
         }
     }
 }

@@ -61,6 +61,10 @@ fn every_validation_error_names_its_key() {
         ),
         ("[cluster]\njoin = [\"a:7072\"]".into(), "tls.peer_ca"),
         (
+            "[cluster]\npeer_protocol_max = 0".into(),
+            "cluster.peer_protocol_max",
+        ),
+        (
             format!("[cluster]\ninsecure_peer = true\n{with_peer_tls}"),
             "cluster.insecure_peer",
         ),

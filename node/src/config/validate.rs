@@ -135,6 +135,17 @@ impl Config {
                 return Err(ConfigError::new(key, "must be between 100 and 600000 ms"));
             }
         }
+        if let Some(v) = self.cluster.peer_protocol_max {
+            use tether_cluster::transport::wire::{MIN_PROTOCOL_VERSION, PROTOCOL_VERSION};
+            if !(MIN_PROTOCOL_VERSION..=PROTOCOL_VERSION).contains(&v) {
+                return Err(ConfigError::new(
+                    "cluster.peer_protocol_max",
+                    format!(
+                        "this build speaks peer protocols {MIN_PROTOCOL_VERSION}..={PROTOCOL_VERSION}"
+                    ),
+                ));
+            }
+        }
         for (i, addr) in self.cluster.join.iter().enumerate() {
             check_host_port(addr).map_err(|m| ConfigError::new(format!("cluster.join[{i}]"), m))?;
         }
