@@ -37,6 +37,9 @@ pub struct PeerPool {
     /// (`FencedAppendEntries`) so the nodes cut off with it stop counting its heartbeats as
     /// registry contact; snapshots are withheld.
     fenced: Arc<std::sync::atomic::AtomicBool>,
+    /// Set while a draining leader hands over: it sends no AppendEntries and no snapshot,
+    /// so the followers' election timers run out and one of them takes over.
+    yielding: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl PeerPool {
@@ -46,7 +49,18 @@ impl PeerPool {
             peers: Arc::default(),
             acks: Arc::default(),
             fenced: Arc::default(),
+            yielding: Arc::default(),
         }
+    }
+
+    /// Stops (or resumes) this node's replication; see [`crate::Registry::step_down`].
+    pub fn set_yielding(&self, yielding: bool) {
+        self.yielding
+            .store(yielding, std::sync::atomic::Ordering::Release);
+    }
+
+    fn is_yielding(&self) -> bool {
+        self.yielding.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// The transport settings every peer client of this pool (and the node's server) uses.
@@ -126,6 +140,10 @@ struct WrongResponse(&'static str);
 #[error("snapshot withheld: this leader has no quorum lease")]
 struct Fenced;
 
+#[derive(Debug, thiserror::Error)]
+#[error("replication withheld: this node is handing leadership over")]
+struct Yielding;
+
 impl PeerConn {
     async fn call<E: std::error::Error>(
         &self,
@@ -135,6 +153,11 @@ impl PeerConn {
     ) -> Result<PeerResponse, RPCError<NodeId, TetherNode, E>> {
         let timeout = option.hard_ttl();
         let req = match req {
+            PeerRequest::AppendEntries(_) | PeerRequest::InstallSnapshot(_)
+                if self.pool.is_yielding() =>
+            {
+                return Err(RPCError::Unreachable(Unreachable::new(&Yielding)));
+            }
             // Fenced: still replicate, marked, so acks can restore the lease while the
             // receivers do not count it as registry contact.
             PeerRequest::AppendEntries(rpc) if self.pool.is_fenced() => {

@@ -42,6 +42,9 @@ pub struct Listeners {
 /// How long a joining node keeps trying its seeds before giving up.
 const JOIN_TIMEOUT: Duration = Duration::from_secs(300);
 
+/// How long a draining leader waits for another voter to take over.
+const LEADER_HANDOVER: Duration = Duration::from_secs(4);
+
 /// How long shutdown waits for connections to close before stopping the registry.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
@@ -314,18 +317,14 @@ pub async fn run(
     Ok(())
 }
 
-/// Graceful drain: try to hand leadership away by fencing (see docs/architecture.md, known
-/// gaps: the isolation monitor lifts that fence again), then ask every client to reconnect elsewhere at a jittered time spread
-/// over the drain window, and wait (bounded by the window) for them to go. Whoever is left
-/// gets 1012 afterwards.
+/// Graceful drain: a leader first hands leadership to another voter (so the cluster keeps
+/// admitting and its clients can resume elsewhere at once), then every client is asked to
+/// reconnect elsewhere at a jittered time spread over the drain window, and the drain waits
+/// (bounded by the window) for them to go. Whoever is left gets 1012 afterwards.
 async fn drain(ctx: &Arc<NodeCtx>, metrics: &Metrics, window: Duration) {
-    let sole_voter = {
-        let members = ctx.registry.members();
-        members.iter().filter(|m| m.voter).count() == 1
-    };
-    if !sole_voter && ctx.registry.status().leader == Some(ctx.node_id) {
-        tracing::info!("draining the leader: fencing so another voter takes over");
-        ctx.registry.set_fenced(true);
+    if ctx.registry.status().leader == Some(ctx.node_id) {
+        tracing::info!("draining the leader: handing leadership over");
+        ctx.registry.step_down(LEADER_HANDOVER).await;
     }
     if window.is_zero() {
         return;
