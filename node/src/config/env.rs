@@ -16,10 +16,13 @@ use super::{ClusterSection, Config, ConfigError, SessionSection, TlsSection};
 
 /// `TETHER_…` variables that are not config keys and are ignored here: the CLI's config
 /// path, the log filter, and test/chaos harness settings.
-pub const NON_CONFIG_ENV: [&str; 6] = [
+pub const NON_CONFIG_ENV: [&str; 9] = [
     "TETHER_CONFIG",
     "TETHER_ADMIN_URL",
     "TETHER_ADMIN_TOKEN",
+    "TETHER_ADMIN_CACERT",
+    "TETHER_ADMIN_CERT",
+    "TETHER_ADMIN_KEY",
     "TETHER_LOG",
     "TETHER_BIN",
     "TETHER_CHAOS_NETNS",

@@ -160,6 +160,8 @@ fn env_overrides_change_values() {
         ("TETHER_TLS_CLIENT_KEY", "/k.pem"),
         ("TETHER_AUTH_TENANT_CLAIM", "tenant"),
         ("TETHER_LOG", "debug"),
+        ("TETHER_ADMIN_CACERT", "/ca.pem"),
+        ("TETHER_ADMIN_CERT", "/cli.pem"),
         ("TETHER_TEST_ANYTHING", "x"),
         ("PATH", "/bin"),
     ]);
