@@ -99,10 +99,10 @@ impl PeerPool {
         self.cfg.node_id
     }
 
-    /// The protocol version of each node this node has a live connection to.
+    /// The protocol version of each node this node has reached, as last negotiated.
     pub fn protocols(&self) -> HashMap<NodeId, u32> {
         let g = self.peers.lock().unwrap_or_else(|p| p.into_inner());
-        g.values().filter_map(|peer| peer.connected()).collect()
+        g.values().filter_map(|peer| peer.negotiated()).collect()
     }
 }
 

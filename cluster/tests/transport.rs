@@ -228,7 +228,7 @@ async fn protocol_versions_negotiate_down_and_too_old_is_refused() {
     let old_client = client(old_client, server.addr);
     let resp = old_client.call(Req::Echo("up".into()), CALL).await;
     assert_eq!(resp.expect("old client, new server"), echo("up", 2));
-    assert_eq!(old_client.connected(), Some((1, MIN_PROTOCOL_VERSION)));
+    assert_eq!(old_client.negotiated(), Some((1, MIN_PROTOCOL_VERSION)));
 
     let ancient = Hello {
         protocol: MIN_PROTOCOL_VERSION - 1,

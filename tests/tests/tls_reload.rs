@@ -2,30 +2,19 @@
 //! serve new certificates to new handshakes without a restart, keep the connections made
 //! before, keep the previous certificate when a new file is bad, and reload on SIGHUP. The
 //! admin listener with a client CA opens only the probes to clients without a certificate.
+//! The peer certificate is reloaded the same way.
 
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tether_client::{Client, ClientConfig, StaticToken};
+use tether_tests::admin::{call, metric};
+use tether_tests::client::WsClient;
+use tether_tests::cluster::{TestCluster, make_certs};
 use tether_tests::node::{NodeSpec, TestNode, tether_bin};
-use tether_tests::tokens::{admin_token, token};
+use tether_tests::tokens::{TENANT, admin_token, token};
 use tether_tests::{DEADLINE, wait_for};
-
-/// A dev CA and a certificate for node 1 (SANs 127.0.0.1, localhost) in `dir`.
-fn certs(dir: &Path) {
-    let out = std::process::Command::new(tether_bin())
-        .args(["certs", "--out"])
-        .arg(dir)
-        .args(["--node", "n1", "--node-id", "1"])
-        .output()
-        .expect("tether certs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 /// Puts `from`'s node certificate and key where the node reads them.
 fn install(from: &Path, live: &Path) {
@@ -110,8 +99,8 @@ fn sdk_config(node: &TestNode, ca_dir: &Path) -> ClientConfig {
 #[tokio::test]
 async fn rotated_certificates_reach_new_handshakes_without_a_restart() {
     let (old, new, live) = (dir(), dir(), dir());
-    certs(old.path());
-    certs(new.path());
+    make_certs(old.path(), 1);
+    make_certs(new.path(), 1);
     install(old.path(), live.path());
     let (cert, key) = (live.path().join("cert.pem"), live.path().join("key.pem"));
     let spec = NodeSpec {
@@ -203,4 +192,39 @@ async fn rotated_certificates_reach_new_handshakes_without_a_restart() {
 
 fn dir() -> tempfile::TempDir {
     tempfile::tempdir().expect("tempdir")
+}
+
+/// The watcher reloads the peer certificate too: node 2's certificate, re-issued in place
+/// by the same CA, is picked up (counted as a peer reload), and after node 1 restarts, its
+/// new handshakes with node 2 carry a revocation across.
+#[tokio::test]
+async fn rotated_peer_certificate_is_reloaded() {
+    let mut c = TestCluster::start(2, 0, "").await;
+    let out = std::process::Command::new(tether_bin())
+        .args(["certs", "--out"])
+        .arg(c.certs.path())
+        .args(["--node", "n2", "--node-id", "2"])
+        .output()
+        .expect("tether certs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ok = "tether_tls_reloads_total{listener=\"peer\",outcome=\"ok\"}";
+    wait_for(
+        "node 2 to reload its peer certificate",
+        DEADLINE,
+        || async { metric(c.node(2), ok).await.filter(|n| *n >= 1.0) },
+    )
+    .await;
+
+    let n1 = c.node_mut(1);
+    n1.terminate(Duration::from_secs(20));
+    n1.spawn().await;
+    let (mut ws, _) = WsClient::connect(&c.node(2).ws_url(), &token("pia", &[])).await;
+    let logout = format!("/v1/tenants/{TENANT}/users/pia/logout");
+    let r = call(c.node(1), "POST", &logout, None).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(ws.closed().await.code, 4005);
 }

@@ -14,7 +14,7 @@ pub fn make_peer_certs(bin: &Path, dir: &Path, count: u64) -> anyhow::Result<()>
     let mut cmd = std::process::Command::new(bin);
     cmd.args(["certs", "--out"]).arg(dir);
     for id in 1..=count {
-        cmd.args(["--node", &format!("n{id}")]);
+        cmd.args(["--node", &format!("n{id}"), "--node-id", &id.to_string()]);
     }
     let out = cmd.output().context("running tether certs")?;
     if !out.status.success() {

@@ -9,8 +9,10 @@ use crate::transport::wire::MIN_PROTOCOL_VERSION;
 
 impl Registry {
     /// The lowest peer protocol among the members: this node's own, and each other
-    /// member's as negotiated on this node's connection to it. A member without a live
-    /// connection counts as the oldest version this build speaks: it may be an old build.
+    /// member's as last negotiated on this node's connection to it (so a member that is
+    /// down keeps the version it had: a dead voter does not hold new commands back). A
+    /// member never reached counts as the oldest version this build speaks: it may be an
+    /// old build.
     pub fn cluster_protocol(&self) -> u32 {
         let pool = &self.inner.pool;
         let known = pool.protocols();

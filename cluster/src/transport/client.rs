@@ -47,6 +47,8 @@ struct Inner<Resp> {
 
 struct Slot<Resp> {
     conn: Option<Arc<Conn<Resp>>>,
+    /// The node id and protocol version of the latest connection, kept after it closes.
+    negotiated: Option<(NodeId, u32)>,
     dialing: Option<Dialing<Resp>>,
     backoff: Backoff,
 }
@@ -68,6 +70,7 @@ where
                 peer_id,
                 slot: Mutex::new(Slot {
                     conn: None,
+                    negotiated: None,
                     dialing: None,
                     backoff,
                 }),
@@ -80,11 +83,10 @@ where
         &self.inner.addr
     }
 
-    /// The node id and protocol version of the live connection, if there is one.
-    pub fn connected(&self) -> Option<(NodeId, u32)> {
-        let slot = self.inner.slot();
-        let conn = slot.conn.as_ref().filter(|c| c.is_alive())?;
-        Some((conn.node_id, conn.protocol))
+    /// The node id and protocol version negotiated on the latest connection (live or
+    /// not): what the peer spoke when last reached.
+    pub fn negotiated(&self) -> Option<(NodeId, u32)> {
+        self.inner.slot().negotiated
     }
 
     /// Sends `req` and waits for the response, all within `timeout` (connecting included).
@@ -171,6 +173,7 @@ impl<Resp: WireMessage> Inner<Resp> {
             Ok(dialed) => {
                 slot.backoff.succeeded();
                 let protocol = dialed.protocol;
+                slot.negotiated = Some((dialed.node_id, protocol));
                 let conn = Conn::start(dialed, &self.cfg, &self.addr);
                 slot.conn = Some(conn.clone());
                 info!(peer = %self.addr, protocol, "connected to peer");

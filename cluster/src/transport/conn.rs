@@ -32,9 +32,7 @@ pub(super) struct Conn<Resp> {
     next_id: AtomicU64,
     max_frame_bytes: usize,
     /// The protocol version negotiated in the hellos, which every frame is written in.
-    pub(super) protocol: u32,
-    /// The node at the other end, as its hello (and certificate) said.
-    pub(super) node_id: crate::NodeId,
+    protocol: u32,
     /// Cancelled when either task ends or the `Conn` is dropped; stops both tasks.
     stop: CancellationToken,
 }
@@ -43,9 +41,7 @@ impl<Resp: WireMessage> Conn<Resp> {
     /// Takes over a connection that has completed its hello and starts its two tasks.
     pub(super) fn start(dialed: Dialed, cfg: &TransportConfig, addr: &str) -> Arc<Self> {
         let Dialed {
-            framed,
-            protocol,
-            node_id,
+            framed, protocol, ..
         } = dialed;
         let (sink, stream) = framed.split();
         let (out, rx) = mpsc::channel(WRITE_QUEUE);
@@ -76,7 +72,6 @@ impl<Resp: WireMessage> Conn<Resp> {
             next_id: AtomicU64::new(0),
             max_frame_bytes: cfg.max_frame_bytes,
             protocol,
-            node_id,
             stop,
         })
     }

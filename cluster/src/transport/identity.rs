@@ -46,6 +46,11 @@ pub fn cert_node_id(der: &[u8]) -> Result<Option<NodeId>, String> {
     Ok(found)
 }
 
+/// The end-entity certificate the other side of a TLS session presented, if any.
+pub(super) fn presented(session: &rustls::CommonState) -> Option<CertificateDer<'static>> {
+    session.peer_certificates()?.first().cloned()
+}
+
 /// Checks the node id a peer claimed in its hello against the certificate it presented over
 /// TLS. A refusal is counted in `cfg.identity_refusals` and says why. A certificate naming
 /// no id passes only with `cfg.allow_missing_node_id` (the migration from older

@@ -162,12 +162,8 @@ async fn handshake(
                 .accept(tcp)
                 .await
                 .map_err(|e| format!("TLS handshake failed: {e}"))?;
-            let cert = stream
-                .get_ref()
-                .1
-                .peer_certificates()
-                .map(|c| c.first().cloned());
-            (Box::new(stream), Some(cert.flatten()))
+            let cert = identity::presented(stream.get_ref().1);
+            (Box::new(stream), Some(cert))
         }
         None => (Box::new(tcp), None),
     };
