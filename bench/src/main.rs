@@ -7,10 +7,10 @@ use tether_bench::{Ctx, Opts, machine, node, scenarios, tls, worker};
 
 #[derive(Parser)]
 #[command(
-    about = "Tether benchmarks on loopback: revocation, idp, memory, connect-rate, storm, fanout, sizes, all; revocation-rtt (root tier)"
+    about = "Tether benchmarks on loopback: revocation, idp, memory, connect-rate, storm, failover, fanout, sizes, all; revocation-rtt (root tier)"
 )]
 struct Cli {
-    /// revocation | idp | memory | connect-rate | storm | fanout | sizes | all | worker;
+    /// revocation | idp | memory | connect-rate | storm | failover | fanout | sizes | all | worker;
     /// revocation-rtt (80 ms RTT, root, TETHER_CHAOS_NETNS=1, not in `all`)
     scenario: String,
     /// Worker spec (JSON), for `worker` only.

@@ -1,6 +1,7 @@
 //! The scenarios, each a function from the context to its report.
 
 pub mod connect_rate;
+pub mod failover;
 pub mod fanout;
 pub mod idp;
 pub mod memory;
@@ -14,13 +15,14 @@ use crate::report::{ScenarioReport, Status};
 
 /// Names accepted on the command line, in the order `all` runs them. `revocation-rtt` (root
 /// tier, `TETHER_CHAOS_NETNS=1`) is not part of `all`: name it.
-pub const ALL: [&str; 7] = [
+pub const ALL: [&str; 8] = [
     "sizes",
     "revocation",
     "idp",
     "fanout",
     "connect-rate",
     "storm",
+    "failover",
     "memory",
 ];
 
@@ -35,6 +37,7 @@ pub async fn run(name: &str, ctx: &Ctx) -> ScenarioReport {
         "memory" => memory::run(ctx).await,
         "connect-rate" => connect_rate::run(ctx).await,
         "storm" => storm::run(ctx).await,
+        "failover" => failover::run(ctx).await,
         "fanout" => fanout::run(ctx).await,
         "idp" => idp::run(ctx).await,
         other => Err(anyhow::anyhow!("unknown scenario {other}")),

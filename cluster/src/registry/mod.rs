@@ -11,6 +11,7 @@
 //! - `membership`: membership changes, `join`, the member list;
 //! - `lease`: the isolation lease and fencing.
 
+mod campaign;
 mod config;
 mod error;
 mod forward;
@@ -134,9 +135,9 @@ impl Registry {
             raft.clone(),
             clock.clone(),
             cfg.expire_interval,
-            stopped,
+            stopped.clone(),
         ));
-        Ok(Registry {
+        let registry = Registry {
             inner: Arc::new(Inner {
                 raft,
                 machine,
@@ -150,7 +151,13 @@ impl Registry {
                 started: tokio::time::Instant::now(),
                 last_leader_contact_ms: std::sync::atomic::AtomicU64::new(u64::MAX),
             }),
-        })
+        };
+        tokio::spawn(campaign::campaign_loop(
+            registry.clone(),
+            cfg.timing,
+            stopped,
+        ));
+        Ok(registry)
     }
 
     /// Initialize a one-voter cluster with this node if the log/vote are empty; no-op otherwise.
