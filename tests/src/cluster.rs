@@ -24,9 +24,18 @@ pub fn tls_lines(dir: &std::path::Path, id: u64) -> String {
 /// Makes a dev CA and certificates for nodes n1..=n`count` (node ids 1..=`count`) in `dir`
 /// with `tether certs`.
 pub fn make_certs(dir: &std::path::Path, count: u64) {
+    certs_for(dir, 1..=count);
+}
+
+/// (Re)issues the certificate of node `id` (`n<id>.pem`) in `dir`, signed by the CA there.
+pub fn issue_cert(dir: &std::path::Path, id: u64) {
+    certs_for(dir, id..=id);
+}
+
+fn certs_for(dir: &std::path::Path, ids: std::ops::RangeInclusive<u64>) {
     let mut cmd = Command::new(tether_bin());
     cmd.args(["certs", "--out"]).arg(dir);
-    for id in 1..=count {
+    for id in ids {
         cmd.args(["--node", &format!("n{id}"), "--node-id", &id.to_string()]);
     }
     let out = cmd.output().expect("running tether certs");

@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use tether_tests::admin::metric;
-use tether_tests::cluster::{TestCluster, make_certs, tls_lines};
-use tether_tests::node::{NodeSpec, TestNode, tether_bin};
+use tether_tests::cluster::{TestCluster, issue_cert, make_certs, tls_lines};
+use tether_tests::node::{NodeSpec, TestNode};
 use tether_tests::{DEADLINE, wait_for};
 
 /// Asserts for 5 s that `rogue` never becomes a member of `c` nor ready.
@@ -54,17 +54,7 @@ async fn peer_with_wrong_ca_is_refused() {
 async fn peer_claiming_another_nodes_id_is_refused() {
     let c = TestCluster::start(1, 0, "").await;
     // A later `tether certs` run in the same directory reuses the cluster CA.
-    let out = std::process::Command::new(tether_bin())
-        .args(["certs", "--out"])
-        .arg(c.certs.path())
-        .args(["--node", "n2", "--node-id", "2"])
-        .output()
-        .expect("tether certs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    issue_cert(c.certs.path(), 2);
     let spec = NodeSpec {
         id: 3,
         cluster: format!("join = [\"{}\"]", c.node(1).peer_addr),

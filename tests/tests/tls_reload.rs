@@ -11,8 +11,8 @@ use std::time::Duration;
 use tether_client::{Client, ClientConfig, StaticToken};
 use tether_tests::admin::{call, metric};
 use tether_tests::client::WsClient;
-use tether_tests::cluster::{TestCluster, make_certs};
-use tether_tests::node::{NodeSpec, TestNode, tether_bin};
+use tether_tests::cluster::{TestCluster, issue_cert, make_certs};
+use tether_tests::node::{NodeSpec, TestNode};
 use tether_tests::tokens::{TENANT, admin_token, token};
 use tether_tests::{DEADLINE, wait_for};
 
@@ -200,17 +200,7 @@ fn dir() -> tempfile::TempDir {
 #[tokio::test]
 async fn rotated_peer_certificate_is_reloaded() {
     let mut c = TestCluster::start(2, 0, "").await;
-    let out = std::process::Command::new(tether_bin())
-        .args(["certs", "--out"])
-        .arg(c.certs.path())
-        .args(["--node", "n2", "--node-id", "2"])
-        .output()
-        .expect("tether certs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    issue_cert(c.certs.path(), 2);
     let ok = "tether_tls_reloads_total{listener=\"peer\",outcome=\"ok\"}";
     wait_for(
         "node 2 to reload its peer certificate",
