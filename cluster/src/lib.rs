@@ -13,7 +13,9 @@
 //!   and `EventSink`, which receives every applied entry's events.
 //! - `registry/`: `Registry`, the node's handle: open, bootstrap, group commit, `propose` from
 //!   any node (forwarded to the leader), reads and the read barrier, membership and `join`,
-//!   the isolation lease; with `RaftTiming`, `RegistryConfig` and `RegistryError`.
+//!   the isolation lease, leadership hand-over on drain, campaigning once a silent leader's
+//!   lease is out, the mixed-version gate; with `RaftTiming`, `RegistryConfig` and
+//!   `RegistryError`.
 //! - `rpc`: the messages between nodes (Raft RPCs, forwarded writes, membership changes,
 //!   opaque node-level `App` requests).
 //! - `transport/`: the peer transport, one multiplexed mutual-TLS (or plaintext) connection
