@@ -281,6 +281,14 @@ async fn concurrent_proposals_are_group_committed() {
     registry.shutdown().await.unwrap();
 }
 
+/// Opens a registry on `dir`, shuts it down, and reads back the log's storage format.
+async fn start_and_stop(dir: &Path) -> Result<Option<u32>, String> {
+    let (registry, _, _) = open(config(dir, 1000)).await;
+    registry.shutdown().await.unwrap();
+    drop(registry);
+    tether_cluster::log_store::LogStore::stored_format(dir)
+}
+
 /// A log stamped with a newer storage format is refused by `Registry::open` with a
 /// `Format` error before anything writes to it; a log without a stamp (format 1) opens and
 /// is stamped with the current format.
@@ -289,13 +297,7 @@ async fn newer_log_format_is_refused_untouched() {
     use tether_cluster::format;
     use tether_cluster::log_store::{LOG_FILE, LogStore};
     let dir = tempfile::tempdir().unwrap();
-    let (registry, _, _) = open(config(dir.path(), 1000)).await;
-    registry.shutdown().await.unwrap();
-    drop(registry);
-    assert_eq!(
-        LogStore::stored_format(dir.path()),
-        Ok(Some(format::CURRENT))
-    );
+    assert_eq!(start_and_stop(dir.path()).await, Ok(Some(format::CURRENT)));
 
     let meta: redb::TableDefinition<&str, &[u8]> = redb::TableDefinition::new("meta");
     let stamp = |value: Option<u32>| {
@@ -330,11 +332,5 @@ async fn newer_log_format_is_refused_untouched() {
         LogStore::stored_format(dir.path()),
         Ok(Some(format::UNVERSIONED))
     );
-    let (registry, _, _) = open(config(dir.path(), 1000)).await;
-    registry.shutdown().await.unwrap();
-    drop(registry);
-    assert_eq!(
-        LogStore::stored_format(dir.path()),
-        Ok(Some(format::CURRENT))
-    );
+    assert_eq!(start_and_stop(dir.path()).await, Ok(Some(format::CURRENT)));
 }
