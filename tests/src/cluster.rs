@@ -126,4 +126,21 @@ impl TestCluster {
         })
         .await
     }
+
+    /// Waits until every node has applied the log up to `index` (a mutation's
+    /// `commit_index`): a commit answers once a majority holds it, not once all have applied.
+    pub async fn applied_everywhere(&self, index: u64) {
+        for n in &self.nodes {
+            crate::wait_for(
+                "the commit applied on every node",
+                crate::DEADLINE,
+                || async {
+                    let view = self.view(n.id).await;
+                    let own = view["nodes"].as_array()?.iter().find(|m| m["id"] == n.id)?;
+                    (own["applied_index"].as_u64()? >= index).then_some(())
+                },
+            )
+            .await;
+        }
+    }
 }

@@ -258,6 +258,8 @@ async fn a_logout_posted_anywhere_closes_the_session_everywhere() {
     )
     .await;
     assert!(r.status < 300, "{} {}", r.status, r.body);
+    c.applied_everywhere(r.body["commit_index"].as_u64().expect("commit_index"))
+        .await;
     let (mut held, _) =
         WsClient::connect(&c.node(2).ws_url(), &access_token_in("alice", "s-x")).await;
     let posted = tokio::time::Instant::now();
