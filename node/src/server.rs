@@ -130,7 +130,6 @@ pub async fn run(
         },
     };
     let audit = Audit::start(sink, &node_name, clock.clone(), metrics.clone())
-        .await
         .with_context(|| format!("opening the audit log {}", config.audit.path.display()))?;
     let ctx = Arc::new(NodeCtx {
         node_id: config.node.id,

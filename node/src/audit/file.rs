@@ -2,11 +2,9 @@
 //! `<path>` is the current file; `<path>.1` the newest rotated one, up to `<path>.<max_files>`;
 //! the oldest beyond that is deleted by the rename that would have shifted it.
 
-use std::io;
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-
-use tokio::fs::{File, OpenOptions};
-use tokio::io::AsyncWriteExt;
 
 pub struct RotatingFile {
     path: PathBuf,
@@ -18,9 +16,9 @@ pub struct RotatingFile {
 
 impl RotatingFile {
     /// Opens (creating, appending to) `path`.
-    pub async fn open(path: &Path, max_bytes: u64, max_files: u32) -> io::Result<RotatingFile> {
-        let file = append(path).await?;
-        let size = file.metadata().await?.len();
+    pub fn open(path: &Path, max_bytes: u64, max_files: u32) -> io::Result<RotatingFile> {
+        let file = append(path)?;
+        let size = file.metadata()?.len();
         Ok(RotatingFile {
             path: path.to_owned(),
             max_bytes,
@@ -30,39 +28,47 @@ impl RotatingFile {
         })
     }
 
-    /// Writes one line, rotating first if it would take the file past `max_bytes`. A line
-    /// is never split across files.
-    pub async fn write_line(&mut self, line: &[u8]) -> io::Result<()> {
-        let len = line.len() as u64;
-        if self.size > 0 && self.size.saturating_add(len) > self.max_bytes {
-            self.rotate().await?;
+    /// Writes whole lines (each ending in `\n`), rotating first whenever the next line would
+    /// take the file past `max_bytes`: a line is never split across files, and the lines
+    /// that share a file go out in one write.
+    pub fn write_lines(&mut self, lines: &[u8]) -> io::Result<()> {
+        let mut rest = lines;
+        while !rest.is_empty() {
+            let room = self.max_bytes.saturating_sub(self.size);
+            let mut take = 0;
+            for line in rest.split_inclusive(|b| *b == b'\n') {
+                if take > 0 && (take + line.len()) as u64 > room {
+                    break;
+                }
+                take += line.len();
+            }
+            if self.size > 0 && take as u64 > room {
+                self.rotate()?;
+                continue;
+            }
+            self.file.write_all(&rest[..take])?;
+            self.size += take as u64;
+            rest = &rest[take..];
         }
-        self.file.write_all(line).await?;
-        self.file.flush().await?;
-        self.size += len;
         Ok(())
     }
 
-    async fn rotate(&mut self) -> io::Result<()> {
+    fn rotate(&mut self) -> io::Result<()> {
         for i in (1..self.max_files).rev() {
-            match tokio::fs::rename(numbered(&self.path, i), numbered(&self.path, i + 1)).await {
+            match std::fs::rename(numbered(&self.path, i), numbered(&self.path, i + 1)) {
                 Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
                 _ => {}
             }
         }
-        tokio::fs::rename(&self.path, numbered(&self.path, 1)).await?;
-        self.file = append(&self.path).await?;
+        std::fs::rename(&self.path, numbered(&self.path, 1))?;
+        self.file = append(&self.path)?;
         self.size = 0;
         Ok(())
     }
 }
 
-async fn append(path: &Path) -> io::Result<File> {
-    OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .await
+fn append(path: &Path) -> io::Result<File> {
+    OpenOptions::new().create(true).append(true).open(path)
 }
 
 /// `<path>.<i>`.
@@ -78,16 +84,19 @@ mod tests {
 
     /// Lines past `max_bytes` go to a fresh file; the rotated ones shift up and the oldest
     /// beyond `max_files` is gone; no line is split or lost within what is kept.
-    #[tokio::test]
-    async fn rotates_by_size_and_keeps_max_files() {
+    #[test]
+    fn rotates_by_size_and_keeps_max_files() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("audit.log");
-        let mut f = RotatingFile::open(&path, 100, 2).await.unwrap();
+        let mut f = RotatingFile::open(&path, 100, 2).unwrap();
         // 39-byte lines: two fit in 100 bytes, the third rotates.
         let line = |i: u32| format!("{i:038}\n");
-        for i in 0..9u32 {
-            f.write_line(line(i).as_bytes()).await.unwrap();
+        for i in 0..4u32 {
+            f.write_lines(line(i).as_bytes()).unwrap();
         }
+        // A batch of five lines is split at line boundaries across the files.
+        let batch: String = (4..9u32).map(line).collect();
+        f.write_lines(batch.as_bytes()).unwrap();
         let read = |p: PathBuf| std::fs::read_to_string(p).unwrap_or_default();
         let lines = |s: String| -> Vec<u32> { s.lines().map(|l| l.parse().unwrap()).collect() };
         assert_eq!(lines(read(path.clone())), vec![8]);
@@ -95,9 +104,9 @@ mod tests {
         assert_eq!(lines(read(numbered(&path, 2))), vec![4, 5]);
         assert!(!numbered(&path, 3).exists());
         // Reopening counts what the file holds: line 10 no longer fits beside 8 and 9.
-        let mut g = RotatingFile::open(&path, 100, 2).await.unwrap();
+        let mut g = RotatingFile::open(&path, 100, 2).unwrap();
         for i in 9..11u32 {
-            g.write_line(line(i).as_bytes()).await.unwrap();
+            g.write_lines(line(i).as_bytes()).unwrap();
         }
         assert_eq!(lines(read(path.clone())), vec![10]);
         assert_eq!(lines(read(numbered(&path, 1))), vec![8, 9]);

@@ -1,18 +1,18 @@
 //! The audit log: one JSON line per security-relevant event, never containing a token.
 //!
-//! Lines go through a bounded channel to a writer task, so a slow disk cannot stall a
+//! Lines go through a bounded channel to a writer thread, so a slow disk cannot stall a
 //! connection; if the channel is full, or the write fails, the line is dropped and counted
 //! (`tether_audit_dropped_total`), which the operator sees in `/metrics`. The sink is stdout
 //! or a size-rotated file (`[audit]`, `file.rs`).
 
 mod file;
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use serde::Serialize;
 use tether_cluster::clock::SharedClock;
-use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 
 use crate::metrics::Metrics;
@@ -85,49 +85,70 @@ pub enum AuditSink {
 }
 
 enum Out {
-    Stdout(tokio::io::Stdout),
+    Stdout(std::io::Stdout),
     File(RotatingFile),
 }
 
 impl Out {
-    async fn write(&mut self, line: &[u8]) -> std::io::Result<()> {
+    fn write(&mut self, lines: &[u8]) -> std::io::Result<()> {
         match self {
             Out::Stdout(s) => {
-                s.write_all(line).await?;
-                s.flush().await
+                let mut s = s.lock();
+                s.write_all(lines)?;
+                s.flush()
             }
-            Out::File(f) => f.write_line(line).await,
+            Out::File(f) => f.write_lines(lines),
         }
     }
 }
 
+/// Lines written together at most: what the queue holds when the writer wakes, up to this.
+const BATCH_BYTES: usize = 64 * 1024;
+
 impl Audit {
     /// Opens the sink (an audit file that cannot be opened is an error: the node does not
-    /// start without its audit trail) and starts the writer task on the current runtime.
-    pub async fn start(
+    /// start without its audit trail) and starts the writer thread.
+    ///
+    /// A thread of its own, not a task: tokio's stdout and file handles make two trips to
+    /// the blocking pool per line (write, flush), which cost more CPU than the rest of an
+    /// admission (docs/performance.md, connect cost). The thread writes whatever has queued
+    /// since it last woke in one call, and ends when the last `Audit` is dropped.
+    pub fn start(
         sink: AuditSink,
         node: &str,
         clock: SharedClock,
         metrics: Arc<Metrics>,
     ) -> std::io::Result<Audit> {
         let mut out = match sink {
-            AuditSink::Stdout => Out::Stdout(tokio::io::stdout()),
+            AuditSink::Stdout => Out::Stdout(std::io::stdout()),
             AuditSink::File {
                 path,
                 max_bytes,
                 max_files,
-            } => Out::File(RotatingFile::open(&path, max_bytes, max_files).await?),
+            } => Out::File(RotatingFile::open(&path, max_bytes, max_files)?),
         };
         let (tx, mut rx) = mpsc::channel::<String>(QUEUE);
         let dropped = metrics.clone();
-        tokio::spawn(async move {
-            while let Some(line) = rx.recv().await {
-                if let Err(e) = out.write(line.as_bytes()).await {
-                    tracing::error!(error = %e, "audit log write failed");
-                    dropped.audit_dropped.inc();
+        std::thread::Builder::new()
+            .name("tether-audit".into())
+            .spawn(move || {
+                let mut batch = Vec::with_capacity(BATCH_BYTES);
+                while let Some(line) = rx.blocking_recv() {
+                    let mut lines = 1;
+                    batch.extend_from_slice(line.as_bytes());
+                    while batch.len() < BATCH_BYTES {
+                        let Ok(line) = rx.try_recv() else { break };
+                        batch.extend_from_slice(line.as_bytes());
+                        lines += 1;
+                    }
+                    if let Err(e) = out.write(&batch) {
+                        tracing::error!(error = %e, "audit log write failed");
+                        dropped.audit_dropped.inc_by(lines);
+                    }
+                    batch.clear();
+                    batch.shrink_to(BATCH_BYTES);
                 }
-            }
-        });
+            })?;
         Ok(Audit {
             tx,
             node: node.into(),
