@@ -70,6 +70,9 @@ const LOG_CACHE_BYTES: usize = 16 * 1024 * 1024;
 #[derive(Clone)]
 pub struct LogStore {
     db: Arc<Database>,
+    /// The committed id last saved, encoded, until a write transaction carries it to disk
+    /// (see `save_committed`).
+    committed: Arc<std::sync::Mutex<Option<Vec<u8>>>>,
 }
 
 impl LogStore {
@@ -94,7 +97,10 @@ impl LogStore {
         })
         .await
         .map_err(|e| StorageIOError::<crate::NodeId>::write_logs(&e))?;
-        Ok(LogStore { db: Arc::new(db) })
+        Ok(LogStore {
+            db: Arc::new(db),
+            committed: Arc::default(),
+        })
     }
 
     /// The storage format of the log in `data_dir` (`None`: no log yet; format 1 if it has
@@ -140,19 +146,26 @@ impl LogStore {
         Ok(bytes.map(|b| codec::decode(&b)).transpose()?)
     }
 
-    /// Writes one meta value in its own transaction with the given durability.
+    /// Writes one meta value durably (fsync) in its own transaction, with the pending
+    /// committed id.
     async fn write_meta<T: serde::Serialize>(
         &self,
         key: &'static str,
         value: &T,
-        durability: Durability,
     ) -> Result<(), Fault> {
         let bytes = codec::encode(value)?;
         let db = self.db.clone();
+        let committed = self.take_committed();
         blocking(move || {
             let mut txn = db.begin_write()?;
-            txn.set_durability(durability);
-            txn.open_table(META)?.insert(key, bytes.as_slice())?;
+            txn.set_durability(Durability::Immediate);
+            {
+                let mut meta = txn.open_table(META)?;
+                meta.insert(key, bytes.as_slice())?;
+                if let Some(bytes) = &committed {
+                    meta.insert(COMMITTED, bytes.as_slice())?;
+                }
+            }
             txn.commit()?;
             Ok(())
         })
@@ -199,10 +212,14 @@ impl LogStore {
 
     async fn write_entries(&self, entries: Vec<(u64, Vec<u8>)>) -> Result<(), Fault> {
         let db = self.db.clone();
+        let committed = self.take_committed();
         blocking(move || {
             let mut txn = db.begin_write()?;
             txn.set_durability(Durability::Immediate);
             {
+                if let Some(bytes) = &committed {
+                    txn.open_table(META)?.insert(COMMITTED, bytes.as_slice())?;
+                }
                 let mut table = txn.open_table(ENTRIES)?;
                 for (index, bytes) in &entries {
                     table.insert(*index, bytes.as_slice())?;
@@ -223,20 +240,39 @@ impl LogStore {
     ) -> Result<(), Fault> {
         let purged = purged.map(|id| codec::encode(&id)).transpose()?;
         let db = self.db.clone();
+        let committed = self.take_committed();
         blocking(move || {
             let mut txn = db.begin_write()?;
             txn.set_durability(Durability::Immediate);
             {
+                let mut meta = txn.open_table(META)?;
                 if let Some(bytes) = &purged {
-                    txn.open_table(META)?
-                        .insert(LAST_PURGED, bytes.as_slice())?;
+                    meta.insert(LAST_PURGED, bytes.as_slice())?;
                 }
+                if let Some(bytes) = &committed {
+                    meta.insert(COMMITTED, bytes.as_slice())?;
+                }
+                drop(meta);
                 txn.open_table(ENTRIES)?.retain_in(range, |_, _| false)?;
             }
             txn.commit()?;
             Ok(())
         })
         .await
+    }
+}
+
+impl LogStore {
+    fn pending_committed(&self) -> std::sync::MutexGuard<'_, Option<Vec<u8>>> {
+        // Nothing panics while holding the lock; a poisoned one still holds a valid id.
+        self.committed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The committed id saved since the last write, for that write to carry.
+    fn take_committed(&self) -> Option<Vec<u8>> {
+        self.pending_committed().take()
     }
 }
 
@@ -279,7 +315,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     /// Durable (fsync) before returning: a vote forgotten in a crash could let this node vote
     /// twice in one term and elect two leaders.
     async fn save_vote(&mut self, vote: &Vote) -> Result<(), StorageError> {
-        let written = self.write_meta(VOTE, vote, Durability::Immediate).await;
+        let written = self.write_meta(VOTE, vote).await;
         written.map_err(|e| StorageIOError::write_vote(&e).into())
     }
 
@@ -289,18 +325,22 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             .map_err(|e| StorageIOError::read_vote(&e).into())
     }
 
-    /// `Eventual`, not fsynced: losing the committed id only means openraft re-learns it from
-    /// the leader (or re-commits) after a crash, while an fsync here would double the disk
-    /// flushes per write. A later Immediate commit (the next append) persists it anyway.
+    /// Kept in memory and written by the next append, truncate or purge, in its transaction:
+    /// losing the committed id in a crash only means openraft re-learns it from the leader
+    /// (or re-commits), so it needs neither an fsync nor a transaction of its own, which cost
+    /// a blocking-pool round trip and a redb commit per entry (docs/performance.md).
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
-        let written = self
-            .write_meta(COMMITTED, &committed, Durability::Eventual)
-            .await;
-        written.map_err(|e| StorageIOError::write(&e).into())
+        let bytes = codec::encode(&committed).map_err(|e| StorageIOError::write(&e))?;
+        *self.pending_committed() = Some(bytes);
+        Ok(())
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {
-        let committed: Result<Option<Option<LogId>>, _> = self.read_meta(COMMITTED).await;
+        let pending = self.pending_committed().clone();
+        let committed: Result<Option<Option<LogId>>, Fault> = match pending {
+            Some(bytes) => codec::decode(&bytes).map(Some).map_err(Fault::from),
+            None => self.read_meta(COMMITTED).await,
+        };
         committed
             .map(Option::flatten)
             .map_err(|e| StorageIOError::read(&e).into())
@@ -360,7 +400,8 @@ mod tests {
         }
     }
 
-    /// The vote, committed id, entries and purge point survive closing and reopening the file.
+    /// The vote, committed id, entries and purge point survive closing and reopening the file;
+    /// a committed id saved last is written by the next write.
     #[tokio::test]
     async fn survives_reopen() {
         let dir = tempfile::tempdir().unwrap();
@@ -388,13 +429,40 @@ mod tests {
             store.read_committed().await.unwrap(),
             Some(blank(3, 4).log_id)
         );
+        // A committed id goes to disk with the next write, not on its own.
+        store
+            .save_committed(Some(blank(3, 5).log_id))
+            .await
+            .unwrap();
+        assert_eq!(
+            store.read_committed().await.unwrap(),
+            Some(blank(3, 5).log_id)
+        );
+        drop(store);
+        let mut store = LogStore::open(dir.path()).await.unwrap();
+        assert_eq!(
+            store.read_committed().await.unwrap(),
+            Some(blank(3, 4).log_id)
+        );
+        store
+            .save_committed(Some(blank(3, 5).log_id))
+            .await
+            .unwrap();
+        let entry = codec::encode(&blank(3, 6)).unwrap();
+        store.write_entries(vec![(6, entry)]).await.unwrap();
+        drop(store);
+        let mut store = LogStore::open(dir.path()).await.unwrap();
+        assert_eq!(
+            store.read_committed().await.unwrap(),
+            Some(blank(3, 5).log_id)
+        );
         let state = store.get_log_state().await.unwrap();
         assert_eq!(state.last_purged_log_id, Some(blank(3, 2).log_id));
-        assert_eq!(state.last_log_id, Some(blank(3, 5).log_id));
+        assert_eq!(state.last_log_id, Some(blank(3, 6).log_id));
         let entries = store.try_get_log_entries(0..100).await.unwrap();
         assert_eq!(
             entries.iter().map(|e| e.log_id.index).collect::<Vec<_>>(),
-            vec![3, 4, 5]
+            vec![3, 4, 5, 6]
         );
     }
 

@@ -104,6 +104,9 @@ impl Out {
 
 /// Lines written together at most: what the queue holds when the writer wakes, up to this.
 const BATCH_BYTES: usize = 64 * 1024;
+/// How long the writer lets lines gather after a write. Waking per line cost a context
+/// switch per admission; a line still reaches the sink within this.
+const GATHER: std::time::Duration = std::time::Duration::from_millis(5);
 
 impl Audit {
     /// Opens the sink (an audit file that cannot be opened is an error: the node does not
@@ -112,7 +115,8 @@ impl Audit {
     /// A thread of its own, not a task: tokio's stdout and file handles make two trips to
     /// the blocking pool per line (write, flush), which cost more CPU than the rest of an
     /// admission (docs/performance.md, connect cost). The thread writes whatever has queued
-    /// since it last woke in one call, and ends when the last `Audit` is dropped.
+    /// since it last wrote in one call, at most every [`GATHER`], and ends when the last
+    /// `Audit` is dropped.
     pub fn start(
         sink: AuditSink,
         node: &str,
@@ -147,6 +151,7 @@ impl Audit {
                     }
                     batch.clear();
                     batch.shrink_to(BATCH_BYTES);
+                    std::thread::sleep(GATHER);
                 }
             })?;
         Ok(Audit {
