@@ -54,11 +54,13 @@ impl Edge {
 
 impl Gateway {
     /// tungstenite's defaults (64 MiB messages, 128 KiB buffers) are far too generous for a
-    /// gateway holding many idle connections of small JSON frames.
+    /// gateway holding many idle connections of small JSON frames. The read buffer grows to
+    /// hold a larger frame (read 512 bytes a call); an idle socket keeps only what its
+    /// largest frame needed: 4 KiB here cost 3 KiB per idle connection (docs/performance.md).
     fn ws_config(&self) -> WebSocketConfig {
         let max = self.ctx.conn.max_frame_bytes;
         WebSocketConfig::default()
-            .read_buffer_size(4 * 1024)
+            .read_buffer_size(512)
             .write_buffer_size(0)
             .max_write_buffer_size(max.saturating_mul(4).max(64 * 1024))
             .max_message_size(Some(max))
