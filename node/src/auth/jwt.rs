@@ -6,8 +6,8 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::Algorithm;
+use jsonwebtoken::errors::ErrorKind;
 use serde_json::{Map, Value};
 
 use super::AuthError;
