@@ -423,39 +423,22 @@ mod tests {
                 .unwrap();
             store.purge(blank(3, 2).log_id).await.unwrap();
         }
+        let id = |i| Some(blank(3, i).log_id);
         let mut store = LogStore::open(dir.path()).await.unwrap();
         assert_eq!(store.read_vote().await.unwrap(), Some(vote));
-        assert_eq!(
-            store.read_committed().await.unwrap(),
-            Some(blank(3, 4).log_id)
-        );
+        assert_eq!(store.read_committed().await.unwrap(), id(4));
         // A committed id goes to disk with the next write, not on its own.
-        store
-            .save_committed(Some(blank(3, 5).log_id))
-            .await
-            .unwrap();
-        assert_eq!(
-            store.read_committed().await.unwrap(),
-            Some(blank(3, 5).log_id)
-        );
+        store.save_committed(id(5)).await.unwrap();
+        assert_eq!(store.read_committed().await.unwrap(), id(5));
         drop(store);
         let mut store = LogStore::open(dir.path()).await.unwrap();
-        assert_eq!(
-            store.read_committed().await.unwrap(),
-            Some(blank(3, 4).log_id)
-        );
-        store
-            .save_committed(Some(blank(3, 5).log_id))
-            .await
-            .unwrap();
+        assert_eq!(store.read_committed().await.unwrap(), id(4));
+        store.save_committed(id(5)).await.unwrap();
         let entry = codec::encode(&blank(3, 6)).unwrap();
         store.write_entries(vec![(6, entry)]).await.unwrap();
         drop(store);
         let mut store = LogStore::open(dir.path()).await.unwrap();
-        assert_eq!(
-            store.read_committed().await.unwrap(),
-            Some(blank(3, 5).log_id)
-        );
+        assert_eq!(store.read_committed().await.unwrap(), id(5));
         let state = store.get_log_state().await.unwrap();
         assert_eq!(state.last_purged_log_id, Some(blank(3, 2).log_id));
         assert_eq!(state.last_log_id, Some(blank(3, 6).log_id));
