@@ -113,8 +113,8 @@ impl Audit {
     /// start without its audit trail) and starts the writer thread.
     ///
     /// A thread of its own, not a task: tokio's stdout and file handles make two trips to
-    /// the blocking pool per line (write, flush), which cost more CPU than the rest of an
-    /// admission (docs/performance.md, connect cost). The thread writes whatever has queued
+    /// the blocking pool per line (write, flush), a third of the node's futex calls under
+    /// connect churn (docs/performance.md, connect cost). The thread writes whatever has queued
     /// since it last wrote in one call, at most every [`GATHER`], and ends when the last
     /// `Audit` is dropped.
     pub fn start(
