@@ -167,7 +167,7 @@ impl Actor for ConnectionActor {
                 act = ?state.auth.act,
                 "session opened"
             );
-            state.arm_expiry(&myself);
+            state.arm_expiry();
             Ok(state)
         })
         .await
@@ -278,9 +278,8 @@ impl Actor for ConnectionActor {
             .closes
             .get_or_create(&crate::metrics::Code { code: code.code() })
             .inc();
-        if let Some(io) = state.io.take() {
-            super::resume::reap_reader(io, state.ctx.conn.close_timeout);
-        }
+        // Let go of the socket: its task writes what is queued and ends on its own.
+        state.io = None;
         if !registry {
             // The connection ended without the registry ending the session: record it so the
             // session stops counting against the user's cap. Off the actor: it may take a commit.
@@ -398,9 +397,7 @@ impl ConnState {
     }
 
     /// Whether a socket-end message is about the connection attached now.
-    pub(super) fn is_current(&self, closing: &Arc<std::sync::atomic::AtomicBool>) -> bool {
-        self.io
-            .as_ref()
-            .is_some_and(|io| Arc::ptr_eq(&io.closing, closing))
+    pub(super) fn is_current(&self, link: &Arc<super::link::Link>) -> bool {
+        self.io.as_ref().is_some_and(|io| io.is(link))
     }
 }

@@ -2,8 +2,6 @@
 //! session, and send the close frame past a full outbound queue; the code a registry
 //! refusal closes with.
 
-use std::sync::atomic::Ordering;
-
 use ractor::ActorRef;
 use tether_cluster::command::Denial;
 use tether_protocol::CloseCode;
@@ -45,17 +43,11 @@ impl ConnState {
         myself.stop(Some(code.name().to_owned()));
     }
 
-    /// Sends `code` on the attached socket (bypassing the queue) and waits for the writer.
+    /// Sends `code` on the attached socket (bypassing the queue) and waits until it is written.
     pub(super) async fn close_socket(&mut self, code: CloseCode) {
-        let Some(io) = self.io.as_mut() else { return };
-        io.closing.store(true, Ordering::Relaxed);
-        if let Some(tx) = io.close.take() {
-            let _ = tx.send(code);
-        }
-        if let Some(writer) = io.writer.take() {
-            // The writer sends the close frame within close_timeout or gives up on the socket.
-            let _ = tokio::time::timeout(self.ctx.conn.close_timeout * 2, writer).await;
-        }
+        let Some(io) = self.io.as_ref() else { return };
+        // The socket task sends the close frame within close_timeout or gives up on the socket.
+        io.close(code, self.ctx.conn.close_timeout * 2).await;
     }
 }
 

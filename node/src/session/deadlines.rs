@@ -1,24 +1,22 @@
 //! A connection's deadlines: `token_expiring` before the token's `exp`, close 4100 at `exp`,
-//! the session's maximum lifetime (one timer task, armed for the earliest), and the idle and
-//! heartbeat checks driven by the socket reader's ticks.
+//! the session's maximum lifetime (armed for the earliest, fired by the socket task's timer),
+//! and the idle and heartbeat checks driven by the socket task's ticks. A detached session
+//! has no deadline: it ends with its resume window, and a resume arms them again.
 
 use std::time::Duration;
 
 use ractor::ActorRef;
 use tether_protocol::{CloseCode, ServerFrame};
-use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use super::ConnMsg;
 use super::actor::ConnState;
-use super::io::Outbound;
+use super::link::Outbound;
 
 /// The deadline timer's state.
 pub(super) struct Deadline {
     /// Bumped on every (re-)arm so a stale timer message is ignored.
     pub(super) generation: u64,
-    /// The one deadline timer (`arm_expiry`); ticks come from the socket reader.
-    timer: Option<JoinHandle<Result<(), ractor::MessagingErr<ConnMsg>>>>,
     /// `token_expiring` was sent for the current token.
     warned: bool,
     /// The session's end of life (ms since the epoch), from the tenant's
@@ -30,7 +28,6 @@ impl Deadline {
     pub(super) fn new(session_ms: Option<u64>) -> Deadline {
         Deadline {
             generation: 0,
-            timer: None,
             warned: false,
             session_ms,
         }
@@ -39,19 +36,18 @@ impl Deadline {
 
 impl ConnState {
     pub(super) fn cancel_timers(&mut self) {
-        if let Some(t) = self.deadline.timer.take() {
-            t.abort();
+        if let Some(io) = &self.io {
+            io.set_deadline(None);
         }
     }
 
     /// (Re-)arms the token's deadlines: `token_expiring` at `exp - refresh_window`, the 4100
-    /// close at `exp`, and the session's max lifetime. One timer task per connection, set
-    /// for the earliest of them and re-armed for the next when it fires (`on_deadline`).
-    pub(super) fn arm_expiry(&mut self, myself: &ActorRef<ConnMsg>) {
-        self.cancel_timers();
+    /// close at `exp`, and the session's max lifetime: the socket task's timer is set for
+    /// the earliest of them and re-armed for the next when it fires (`on_deadline`).
+    pub(super) fn arm_expiry(&mut self) {
         self.deadline.generation += 1;
         self.deadline.warned = false;
-        self.arm_next_deadline(myself);
+        self.arm_next_deadline();
     }
 
     /// `exp` and the `token_expiring` time, in ms.
@@ -61,7 +57,8 @@ impl ConnState {
         (exp_ms, warn_ms)
     }
 
-    fn arm_next_deadline(&mut self, myself: &ActorRef<ConnMsg>) {
+    fn arm_next_deadline(&mut self) {
+        let Some(io) = &self.io else { return };
         let (exp_ms, warn_ms) = self.expiry_ms();
         // No warning for the lifetime: a refresh cannot extend it.
         let next = [
@@ -74,15 +71,12 @@ impl ConnState {
         .min()
         .unwrap_or(exp_ms);
         let wait = Duration::from_millis(next.saturating_sub(self.ctx.clock.now_ms()));
-        let generation = self.deadline.generation;
-        self.deadline.timer =
-            Some(myself.send_after(wait, move || ConnMsg::Deadline { generation }));
+        io.set_deadline(Some((Instant::now() + wait, self.deadline.generation)));
     }
 
     /// The deadline timer fired: end the session at its max lifetime, close 4100 at `exp`,
     /// warn once `token_expiring` is due, and wait for whatever comes next.
     pub(super) async fn on_deadline(&mut self, myself: &ActorRef<ConnMsg>) {
-        self.deadline.timer = None;
         let now_ms = self.ctx.clock.now_ms();
         let (exp_ms, warn_ms) = self.expiry_ms();
         if self.deadline.session_ms.is_some_and(|d| now_ms >= d) {
@@ -104,21 +98,23 @@ impl ConnState {
                 return;
             }
         }
-        self.arm_next_deadline(myself);
+        self.arm_next_deadline();
     }
 
     pub(super) async fn on_tick(&mut self, myself: &ActorRef<ConnMsg>) {
         let Some(io) = &self.io else { return };
         let now = Instant::now();
+        // Boxed: closing is rare and its future large, and this one is inlined in every
+        // message's handling, whose future ractor keeps allocated while the actor waits.
         if now.duration_since(self.last_activity) >= self.ctx.conn.idle_timeout {
-            self.close(myself, CloseCode::IdleTimeout, false).await;
+            Box::pin(self.close(myself, CloseCode::IdleTimeout, false)).await;
             return;
         }
         if now.duration_since(self.last_ping) >= self.ctx.conn.heartbeat_interval {
             self.last_ping = now;
-            if io.out.try_send(Outbound::Ping).is_err() {
+            if io.try_send(Outbound::Ping).is_err() {
                 self.ctx.metrics.slow_consumers.inc();
-                self.close(myself, CloseCode::RateLimited, false).await;
+                Box::pin(self.close(myself, CloseCode::RateLimited, false)).await;
             }
         }
     }

@@ -322,7 +322,7 @@ impl ConnState {
                 self.auth.permissions = permissions;
                 self.auth.perms_version = version;
                 let changed = old_perms != self.auth.permissions;
-                self.arm_expiry(myself);
+                self.arm_expiry();
                 self.send(myself, ServerFrame::ok(r.id).to_json()).await;
                 self.reauthorize(myself, changed).await;
             }

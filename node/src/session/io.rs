@@ -1,150 +1,76 @@
-//! The socket tasks of one connection: a reader feeding the actor and a writer draining the
-//! bounded outbound queue, with a close path that bypasses the queue.
+//! The socket task of one connection: it reads frames for the actor, writes what the actor
+//! queued on its [`Link`], sends the close frame past the queue, and fires the heartbeat
+//! tick and the token's deadline. One task and one timer per connection: an idle
+//! connection's cost is mostly its tasks (docs/performance.md, memory).
 
+use std::future::poll_fn;
+use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{FutureExt, SinkExt, StreamExt};
 use ractor::ActorRef;
-use std::collections::VecDeque;
-use tokio::io::{AsyncRead, AsyncWrite};
-
 use tether_protocol::CloseCode;
-use tokio::sync::{Notify, Semaphore, oneshot};
-use tokio::task::JoinHandle;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::{AcquireError, OwnedSemaphorePermit, Semaphore};
+use tokio::time::{Instant, Sleep};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::error::CapacityError;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
-use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
 
 use super::ConnMsg;
+use super::link::{Control, Link, Outbound};
 use crate::limits::ConnSlot;
 
 /// Frames read but not yet handled by the actor. Bounds the actor's mailbox from the socket side.
 const FRAMES_IN_FLIGHT: usize = 32;
 
-pub enum Outbound {
-    Text(String),
-    Ping,
+/// The actor's side of the socket task. Dropping it lets the connection go: the task writes
+/// what is queued, then ends.
+pub struct IoHandles {
+    link: Arc<Link>,
 }
 
-/// The bounded outbound queue from the actor to the writer task. Unlike a tokio mpsc channel
-/// (which allocates a 32-slot block when it is created) it holds no memory while empty, so
-/// an idle connection pays nothing for it (docs/performance.md, memory).
-pub struct OutQueue {
-    shared: Arc<OutShared>,
-}
-
-/// The writer's side of [`OutQueue`].
-pub struct OutReceiver {
-    shared: Arc<OutShared>,
-}
-
-struct OutShared {
-    state: std::sync::Mutex<OutState>,
-    ready: Notify,
-    capacity: usize,
-}
-
-#[derive(Default)]
-struct OutState {
-    frames: VecDeque<Outbound>,
-    /// The actor's side was dropped: the writer ends once the queue is empty.
-    closed: bool,
-}
-
-/// Capacity an emptied queue may keep; a burst's larger buffer is given back.
-const OUT_KEEP: usize = 8;
-
-fn out_queue(capacity: usize) -> (OutQueue, OutReceiver) {
-    let shared = Arc::new(OutShared {
-        state: std::sync::Mutex::new(OutState::default()),
-        ready: Notify::new(),
-        capacity,
-    });
-    (
-        OutQueue {
-            shared: shared.clone(),
-        },
-        OutReceiver { shared },
-    )
-}
-
-impl OutShared {
-    fn lock(&self) -> std::sync::MutexGuard<'_, OutState> {
-        // Nothing panics while holding the lock; a poisoned one still holds valid frames.
-        self.state
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-}
-
-impl OutQueue {
+impl IoHandles {
     /// Queues `frame`, or gives it back if the queue is full (the client is not reading).
     pub fn try_send(&self, frame: Outbound) -> Result<(), Outbound> {
-        {
-            let mut s = self.shared.lock();
-            if s.frames.len() >= self.shared.capacity {
-                return Err(frame);
-            }
-            s.frames.push_back(frame);
-        }
-        self.shared.ready.notify_one();
-        Ok(())
+        self.link.try_send(frame)
+    }
+
+    /// Sends `code` past the queue and waits (at most `wait`) until it is written.
+    pub async fn close(&self, code: CloseCode, wait: Duration) {
+        self.link.close(code, wait).await
+    }
+
+    /// `ConnMsg::Deadline { generation }` at `at`; `None` cancels it.
+    pub fn set_deadline(&self, deadline: Option<(Instant, u64)>) {
+        self.link.set_deadline(deadline)
+    }
+
+    /// Whether a socket-end message came from this connection.
+    pub fn is(&self, link: &Arc<Link>) -> bool {
+        Arc::ptr_eq(&self.link, link)
     }
 }
 
-impl Drop for OutQueue {
+impl Drop for IoHandles {
     fn drop(&mut self) {
-        self.shared.lock().closed = true;
-        self.shared.ready.notify_one();
+        self.link.release();
     }
 }
 
-impl OutReceiver {
-    /// The next frame; `None` once the actor's side is gone and the queue is empty.
-    /// Cancel-safe: a frame is only taken in the same poll that returns it.
-    pub async fn recv(&mut self) -> Option<Outbound> {
-        loop {
-            {
-                let mut s = self.shared.lock();
-                if let Some(frame) = s.frames.pop_front() {
-                    if s.frames.is_empty() && s.frames.capacity() > OUT_KEEP {
-                        s.frames.shrink_to(OUT_KEEP);
-                    }
-                    return Some(frame);
-                }
-                if s.closed {
-                    return None;
-                }
-            }
-            // A notify_one sent since the check above left a permit: this returns at once.
-            self.shared.ready.notified().await;
-        }
-    }
-}
-
-/// The actor's side of the socket tasks.
-pub struct IoHandles {
-    pub out: OutQueue,
-    pub close: Option<oneshot::Sender<CloseCode>>,
-    pub writer: Option<JoinHandle<()>>,
-    pub reader: Option<JoinHandle<()>>,
-    /// Set once the actor is closing: the reader then discards frames until the socket ends.
-    pub closing: Arc<AtomicBool>,
-}
-
-/// Starts the socket tasks once the actor exists (the reader needs the actor's address).
+/// Starts the socket task once the actor exists (the task needs the actor's address).
 pub type IoStarter = Box<dyn FnOnce(ActorRef<ConnMsg>) -> IoHandles + Send>;
 
-/// What the socket tasks need from the node's connection settings.
+/// What the socket task needs from the node's connection settings.
 #[derive(Debug, Clone, Copy)]
 pub struct IoConfig {
     /// Bound of the outbound queue.
     pub queue: usize,
     pub close_timeout: Duration,
-    /// How often the reader sends the actor a `Tick` (heartbeat and idle checks).
+    /// How often the task sends the actor a `Tick` (heartbeat and idle checks).
     pub tick: Duration,
 }
 
@@ -161,7 +87,7 @@ impl IoConfig {
     }
 }
 
-/// Splits `ws` into reader and writer tasks bound to `actor`.
+/// Starts the socket task of `ws`, bound to `actor`.
 pub fn spawn_io<S>(
     ws: WebSocketStream<S>,
     actor: ActorRef<ConnMsg>,
@@ -171,131 +97,206 @@ pub fn spawn_io<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let (sink, stream) = ws.split();
-    let (out_tx, out_rx) = out_queue(cfg.queue.max(1));
-    let (close_tx, close_rx) = oneshot::channel();
-    let closing = Arc::new(AtomicBool::new(false));
-    let writer = tokio::spawn(write_loop(sink, out_rx, close_rx, cfg.close_timeout));
-    let reader = tokio::spawn(read_loop(stream, actor, closing.clone(), cfg.tick, guard));
-    IoHandles {
-        out: out_tx,
-        close: Some(close_tx),
-        writer: Some(writer),
-        reader: Some(reader),
-        closing,
+    let link = Link::new(cfg.queue);
+    tokio::spawn(run(ws, actor, link.clone(), cfg, guard));
+    IoHandles { link }
+}
+
+/// Where the connection is in its life.
+#[derive(Clone, Copy, PartialEq)]
+enum Phase {
+    /// Frames flow both ways; ticks and the deadline fire.
+    Open,
+    /// The socket ended (or sent a close, or a frame too big) and the actor was told: wait
+    /// for its close request or release, until then.
+    Reported(Instant),
+    /// The close frame is written, or the actor let go: read only to see the client's close
+    /// reply, until then.
+    Closing(Instant),
+}
+
+type PermitWait = Pin<Box<dyn Future<Output = Result<OwnedSemaphorePermit, AcquireError>> + Send>>;
+
+/// What woke the task.
+enum Event {
+    Control(Control),
+    Read(Option<Result<Message, WsError>>),
+    Timer,
+    Permit(Result<OwnedSemaphorePermit, AcquireError>),
+    /// A write failed: the socket is gone.
+    Failed,
+}
+
+/// The task's state between events.
+struct Task<S> {
+    ws: WebSocketStream<S>,
+    link: Arc<Link>,
+    phase: Phase,
+    /// The frame taken from the queue and not yet accepted by the socket.
+    out: Option<Outbound>,
+    flush: bool,
+    next_tick: Instant,
+    /// A text frame read while `FRAMES_IN_FLIGHT` were unhandled, and the wait for a permit.
+    held: Option<(Utf8Bytes, PermitWait)>,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Task<S> {
+    fn poll_event(&mut self, cx: &mut Context<'_>, mut timer: Pin<&mut Sleep>) -> Poll<Event> {
+        let open = self.phase == Phase::Open;
+        let mut deadline = None;
+        if !matches!(self.phase, Phase::Closing(_)) {
+            loop {
+                let next = open.then_some(&mut self.out);
+                if let Poll::Ready(c) = self.link.poll_control(cx, next, &mut deadline) {
+                    return Poll::Ready(Event::Control(c));
+                }
+                let Some(frame) = self.out.take() else { break };
+                match self.ws.poll_ready_unpin(cx) {
+                    Poll::Ready(Ok(())) => {
+                        let msg = match frame {
+                            Outbound::Text(t) => Message::text(t),
+                            Outbound::Ping => Message::Ping(Default::default()),
+                        };
+                        if self.ws.start_send_unpin(msg).is_err() {
+                            return Poll::Ready(Event::Failed);
+                        }
+                        self.flush = true;
+                    }
+                    Poll::Ready(Err(_)) => return Poll::Ready(Event::Failed),
+                    Poll::Pending => {
+                        self.out = Some(frame);
+                        break;
+                    }
+                }
+            }
+        }
+        if self.flush {
+            match self.ws.poll_flush_unpin(cx) {
+                Poll::Ready(Ok(())) => self.flush = false,
+                Poll::Ready(Err(_)) => return Poll::Ready(Event::Failed),
+                Poll::Pending => {}
+            }
+        }
+        let wake_at = match self.phase {
+            Phase::Open => deadline.map_or(self.next_tick, |d| d.min(self.next_tick)),
+            Phase::Reported(until) | Phase::Closing(until) => until,
+        };
+        if timer.deadline() != wake_at {
+            timer.as_mut().reset(wake_at);
+        }
+        if timer.poll_unpin(cx).is_ready() {
+            return Poll::Ready(Event::Timer);
+        }
+        if let Some((_, wait)) = &mut self.held {
+            return wait.poll_unpin(cx).map(Event::Permit);
+        }
+        if matches!(self.phase, Phase::Reported(_)) {
+            return Poll::Pending;
+        }
+        self.ws.poll_next_unpin(cx).map(Event::Read)
     }
 }
 
-/// Feeds the actor the socket's frames, and a `Tick` every `tick` while the socket lives
-/// (a timer here instead of a timer task per actor: one task less per connection).
-async fn read_loop<S>(
-    mut stream: futures_util::stream::SplitStream<WebSocketStream<S>>,
+/// The socket task: runs until the connection is closed and its close reply read, the
+/// socket fails, or the actor is gone.
+async fn run<S>(
+    ws: WebSocketStream<S>,
     actor: ActorRef<ConnMsg>,
-    closing: Arc<AtomicBool>,
-    tick: Duration,
+    link: Arc<Link>,
+    cfg: IoConfig,
     _guard: ConnSlot,
 ) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let permits = Arc::new(Semaphore::new(FRAMES_IN_FLIGHT));
-    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + tick, tick);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut t = Task {
+        ws,
+        link,
+        phase: Phase::Open,
+        out: None,
+        flush: false,
+        next_tick: Instant::now() + cfg.tick,
+        held: None,
+    };
+    let timer = tokio::time::sleep_until(t.next_tick);
+    tokio::pin!(timer);
     loop {
-        let item = tokio::select! {
-            item = stream.next() => match item {
-                Some(item) => item,
-                None => break,
-            },
-            _ = ticks.tick() => {
-                if actor.cast(ConnMsg::Tick).is_err() {
-                    return;
-                }
+        let event = poll_fn(|cx| t.poll_event(cx, timer.as_mut())).await;
+        let now = Instant::now();
+        let msg = match (event, t.phase) {
+            (Event::Control(Control::Close(code, ack)), _) => {
+                t.out = None;
+                Box::pin(send_close(&mut t.ws, code, cfg.close_timeout)).await;
+                let _ = ack.send(());
+                t.phase = Phase::Closing(Instant::now() + cfg.close_timeout);
                 continue;
             }
+            (Event::Control(Control::Released), _) => {
+                t.phase = Phase::Closing(now + cfg.close_timeout);
+                continue;
+            }
+            (Event::Failed, Phase::Open) => ConnMsg::ClientGone(t.link.clone()),
+            (Event::Failed, _) => return,
+            (Event::Timer, Phase::Open) => {
+                if now >= t.next_tick {
+                    t.next_tick = now + cfg.tick;
+                    if actor.cast(ConnMsg::Tick).is_err() {
+                        return;
+                    }
+                }
+                match t.link.take_due_deadline(now) {
+                    Some(generation) => ConnMsg::Deadline { generation },
+                    None => continue,
+                }
+            }
+            // Reported or closing, and the time for it is up.
+            (Event::Timer, _) => return,
+            (Event::Permit(p), _) => match (t.held.take(), p) {
+                (Some((text, _)), Ok(permit)) => ConnMsg::Frame(text, permit),
+                _ => return,
+            },
+            (Event::Read(item), Phase::Closing(_)) => match item {
+                // The client's close reply, or the socket's end: done.
+                Some(Ok(Message::Close(_)) | Err(_)) | None => return,
+                Some(Ok(_)) => continue,
+            },
+            (Event::Read(item), _) => match item {
+                Some(Ok(Message::Text(text))) => match permits.clone().try_acquire_owned() {
+                    Ok(permit) => ConnMsg::Frame(text, permit),
+                    Err(_) => {
+                        t.held = Some((text, Box::pin(permits.clone().acquire_owned())));
+                        continue;
+                    }
+                },
+                Some(Ok(Message::Binary(_))) => ConnMsg::Binary,
+                Some(Ok(Message::Pong(_) | Message::Ping(_))) => ConnMsg::Activity,
+                Some(Ok(Message::Frame(_))) => continue,
+                // A normal close means the client is leaving; any other code (1001 going
+                // away, an app backgrounded) keeps the session resumable.
+                Some(Ok(Message::Close(Some(f)))) if u16::from(f.code) == 1000 => {
+                    ConnMsg::ClientClosed(t.link.clone())
+                }
+                Some(Err(WsError::Capacity(CapacityError::MessageTooLong { .. }))) => {
+                    ConnMsg::TooBig(t.link.clone())
+                }
+                Some(Ok(Message::Close(_)) | Err(_)) | None => ConnMsg::ClientGone(t.link.clone()),
+            },
         };
-        if closing.load(Ordering::Relaxed) {
-            // Keep reading only to see the client's close reply; nothing else matters now.
-            match item {
-                Ok(Message::Close(_)) | Err(_) => break,
-                _ => continue,
-            }
-        }
-        let msg = match item {
-            Ok(Message::Text(t)) => {
-                let Ok(permit) = permits.clone().acquire_owned().await else {
-                    break;
-                };
-                ConnMsg::Frame(t, permit)
-            }
-            Ok(Message::Binary(_)) => ConnMsg::Binary,
-            Ok(Message::Pong(_)) | Ok(Message::Ping(_)) => ConnMsg::Activity,
-            // A normal close means the client is leaving; any other code (1001 going away,
-            // an app backgrounded) keeps the session resumable.
-            Ok(Message::Close(Some(f))) if u16::from(f.code) == 1000 => {
-                ConnMsg::ClientClosed(closing.clone())
-            }
-            Ok(Message::Close(_)) => ConnMsg::ClientGone(closing.clone()),
-            Ok(Message::Frame(_)) => continue,
-            Err(WsError::Capacity(CapacityError::MessageTooLong { .. })) => {
-                ConnMsg::TooBig(closing.clone())
-            }
-            Err(_) => ConnMsg::ClientGone(closing.clone()),
-        };
-        let last = matches!(
+        let ends = matches!(
             msg,
             ConnMsg::ClientGone(_) | ConnMsg::ClientClosed(_) | ConnMsg::TooBig(_)
         );
-        if actor.cast(msg).is_err() || last {
+        if actor.cast(msg).is_err() {
             return;
         }
-    }
-    // Once the actor is closing this connection (or replaced it) its end is no news.
-    if !closing.load(Ordering::Relaxed) {
-        let _ = actor.cast(ConnMsg::ClientGone(closing));
-    }
-}
-
-type Sink<S> = futures_util::stream::SplitSink<WebSocketStream<S>, Message>;
-
-async fn write_loop<S>(
-    mut sink: Sink<S>,
-    mut rx: OutReceiver,
-    mut close_rx: oneshot::Receiver<CloseCode>,
-    close_timeout: Duration,
-) where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
-    loop {
-        let next = tokio::select! {
-            biased;
-            code = &mut close_rx => {
-                if let Ok(code) = code {
-                    send_close(&mut sink, code, close_timeout).await;
-                }
-                return;
-            }
-            next = rx.recv() => next,
-        };
-        let msg = match next {
-            Some(Outbound::Text(t)) => Message::text(t),
-            Some(Outbound::Ping) => Message::Ping(Default::default()),
-            None => return,
-        };
-        // A client that stopped reading blocks this send; a close request must still win.
-        tokio::select! {
-            biased;
-            code = &mut close_rx => {
-                if let Ok(code) = code {
-                    send_close(&mut sink, code, close_timeout).await;
-                }
-                return;
-            }
-            r = sink.send(msg) => if r.is_err() { return },
+        if ends {
+            // The actor answers with a close (sent from here) or by letting go.
+            t.phase = Phase::Reported(now + cfg.close_timeout * 2);
         }
     }
 }
 
-async fn send_close<S>(sink: &mut Sink<S>, code: CloseCode, close_timeout: Duration)
+async fn send_close<S>(ws: &mut WebSocketStream<S>, code: CloseCode, close_timeout: Duration)
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -304,7 +305,7 @@ where
         reason: code.name().into(),
     };
     // Bounded: a client that never reads gets its socket dropped instead.
-    let _ = tokio::time::timeout(close_timeout, sink.send(Message::Close(Some(frame)))).await;
+    let _ = tokio::time::timeout(close_timeout, ws.send(Message::Close(Some(frame)))).await;
 }
 
 /// Closes a socket that never got an actor (handshake failures).
@@ -312,11 +313,7 @@ pub async fn close_raw<S>(ws: &mut WebSocketStream<S>, code: CloseCode, close_ti
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let frame = CloseFrame {
-        code: code.code().into(),
-        reason: code.name().into(),
-    };
-    let _ = tokio::time::timeout(close_timeout, ws.close(Some(frame))).await;
+    send_close(ws, code, close_timeout).await;
     // Give the client a moment to answer the close, so it reads our frame before the FIN.
     let _ = tokio::time::timeout(close_timeout, async {
         while let Some(Ok(m)) = ws.next().await {
@@ -326,64 +323,4 @@ where
         }
     })
     .await;
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn text(o: Option<Outbound>) -> Option<String> {
-        match o {
-            Some(Outbound::Text(t)) => Some(t),
-            Some(Outbound::Ping) => Some("ping".into()),
-            None => None,
-        }
-    }
-
-    /// Bounded, in order, drained before it reports the actor's side gone.
-    #[tokio::test]
-    async fn out_queue_is_bounded_ordered_and_drains_before_closing() {
-        let (tx, mut rx) = out_queue(2);
-        assert!(tx.try_send(Outbound::Text("a".into())).is_ok());
-        assert!(tx.try_send(Outbound::Ping).is_ok());
-        assert!(matches!(
-            tx.try_send(Outbound::Text("c".into())),
-            Err(Outbound::Text(t)) if t == "c"
-        ));
-        assert_eq!(text(rx.recv().await).as_deref(), Some("a"));
-        assert!(tx.try_send(Outbound::Text("d".into())).is_ok());
-        drop(tx);
-        assert_eq!(text(rx.recv().await).as_deref(), Some("ping"));
-        assert_eq!(text(rx.recv().await).as_deref(), Some("d"));
-        assert_eq!(text(rx.recv().await), None);
-    }
-
-    /// A waiting writer wakes for a frame queued later, and for the actor's side going away;
-    /// an emptied queue gives a burst's buffer back.
-    #[tokio::test]
-    async fn out_queue_wakes_the_writer_and_shrinks() {
-        let (tx, mut rx) = out_queue(1000);
-        let writer = tokio::spawn(async move {
-            let mut got = Vec::new();
-            while let Some(t) = text(rx.recv().await) {
-                got.push(t);
-            }
-            (got, rx.shared.lock().frames.capacity())
-        });
-        tokio::task::yield_now().await;
-        for i in 0..200 {
-            assert!(tx.try_send(Outbound::Text(i.to_string())).is_ok());
-            if i % 50 == 0 {
-                tokio::task::yield_now().await;
-            }
-        }
-        drop(tx);
-        let (got, capacity) = tokio::time::timeout(Duration::from_secs(10), writer)
-            .await
-            .expect("the writer ends")
-            .expect("no panic");
-        let want: Vec<String> = (0..200).map(|i| i.to_string()).collect();
-        assert_eq!(got, want);
-        assert!(capacity <= OUT_KEEP, "capacity {capacity} kept");
-    }
 }

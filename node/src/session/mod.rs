@@ -2,10 +2,10 @@
 //! supervisor; detach, outbox and resume; the session directory; the dispatcher that turns
 //! applied registry events into actor messages; the reaper of orphaned sessions.
 //!
-//! The actor owns the session's `AuthContext`, subscriptions, sequence counter and timers.
-//! The socket is split: a reader task turns frames into `ConnMsg::Frame`, a writer task drains
-//! a bounded outbound queue. Closing goes through a separate one-shot so a revocation is sent
-//! even when the outbound queue is full.
+//! The actor owns the session's `AuthContext`, subscriptions, sequence counter and deadlines.
+//! One socket task per connection turns frames into `ConnMsg::Frame` and writes the bounded
+//! outbound queue the actor fills; a close request goes past the queue, so a revocation is
+//! sent even when the queue is full.
 
 mod actor;
 mod close;
@@ -16,6 +16,7 @@ pub mod end;
 mod handlers;
 mod handover;
 mod io;
+mod link;
 mod outbox;
 pub mod publish;
 mod rate;
@@ -26,7 +27,6 @@ mod send;
 mod supervisor;
 
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 
 use serde_json::value::RawValue;
 use tether_protocol::CloseCode;
@@ -36,6 +36,7 @@ use tokio_tungstenite::tungstenite::Utf8Bytes;
 pub use actor::{ConnArgs, ConnectionActor, ResumedFrom};
 pub use close::denial_close_code;
 pub use io::{IoConfig, IoHandles, IoStarter, close_raw, spawn_io};
+use link::Link;
 pub use supervisor::{SessionSupervisor, SupervisorMsg};
 
 use crate::auth::VerifiedToken;
@@ -194,12 +195,12 @@ pub enum ConnMsg {
     /// Any sign of life from the client (pong).
     Activity,
     /// The client sent a frame above `max_frame_bytes`. Socket-end messages carry the
-    /// connection's `closing` flag, so one from a replaced connection is ignored.
-    TooBig(Arc<AtomicBool>),
+    /// connection's link, so one from a replaced connection is ignored.
+    TooBig(Arc<Link>),
     /// The socket failed or ended without a close frame (resumable).
-    ClientGone(Arc<AtomicBool>),
+    ClientGone(Arc<Link>),
     /// The client sent a normal close (1000): it is leaving for good.
-    ClientClosed(Arc<AtomicBool>),
+    ClientClosed(Arc<Link>),
     /// A resume of this session committed here: attach the new connection.
     Resume(Box<ResumeAttach>),
     /// The session was resumed on another node at this epoch.
@@ -227,7 +228,7 @@ pub enum ConnMsg {
     },
     /// A fenced-off owner waited long enough for a handover request.
     LingerOver,
-    /// From the socket reader, every `tick_period`: heartbeat and idle checks.
+    /// From the socket task, every `tick_period`: heartbeat and idle checks.
     Tick,
     /// The deadline timer of this token generation fired (`token_expiring`, `exp`, or the
     /// tenant's maximum session lifetime, whichever was next).

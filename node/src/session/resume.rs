@@ -12,7 +12,6 @@ use tokio::time::Instant;
 use super::actor::ConnState;
 use super::actor::ResumedFrom;
 use super::end::{End, spawn_record_end};
-use super::io::IoHandles;
 use super::outbox::Outbox;
 use super::{ConnMsg, ResumeAttach};
 use crate::perms::Permissions;
@@ -29,20 +28,6 @@ pub fn resumable(code: CloseCode) -> bool {
             | CloseCode::RateLimited
             | CloseCode::RegistryUnavailable
     )
-}
-
-/// Lets the reader see the client's close reply, then aborts it.
-pub fn reap_reader(mut io: IoHandles, close_timeout: Duration) {
-    if let Some(mut reader) = io.reader.take() {
-        tokio::spawn(async move {
-            if tokio::time::timeout(close_timeout, &mut reader)
-                .await
-                .is_err()
-            {
-                reader.abort();
-            }
-        });
-    }
 }
 
 impl ConnState {
@@ -83,11 +68,10 @@ impl ConnState {
                 .get_or_create(&crate::metrics::Code { code: code.code() })
                 .inc();
         }
-        if let Some(io) = self.io.take() {
-            reap_reader(io, self.ctx.conn.close_timeout);
-        }
-        self.ctx.metrics.connection_closed();
         self.cancel_timers();
+        // Let go of the socket: its task reads the client's close reply, if any, and ends.
+        self.io = None;
+        self.ctx.metrics.connection_closed();
         let window = self.ctx.conn.resume_window;
         let epoch = self.epoch;
         self.detach_timer =
@@ -106,9 +90,7 @@ impl ConnState {
         if self.io.is_some() {
             // The old connection is still open: this resume took the session over.
             self.close_socket(CloseCode::SessionTakenOver).await;
-            if let Some(io) = self.io.take() {
-                reap_reader(io, self.ctx.conn.close_timeout);
-            }
+            self.io = None;
             self.ctx.metrics.connection_closed();
         }
         if let Some(t) = self.detach_timer.take() {
@@ -140,7 +122,7 @@ impl ConnState {
         self.auth.permissions = permissions;
         self.auth.perms_version = version;
         self.perms = Permissions::parse(&self.auth.permissions);
-        self.arm_expiry(myself);
+        self.arm_expiry();
         let recovered = r.last_seq <= self.seq && self.outbox.covers(r.last_seq);
         let welcome = self.welcome_json(&r.resume_token, true, recovered);
         self.queue(welcome);
@@ -179,9 +161,7 @@ impl ConnState {
         self.fenced = true;
         if self.io.is_some() {
             self.close_socket(CloseCode::SessionTakenOver).await;
-            if let Some(io) = self.io.take() {
-                reap_reader(io, self.ctx.conn.close_timeout);
-            }
+            self.io = None;
             self.ctx.metrics.connection_closed();
         }
         self.cancel_timers();

@@ -6,14 +6,14 @@ use tether_protocol::{CloseCode, ServerFrame};
 
 use super::ConnMsg;
 use super::actor::ConnState;
-use super::io::Outbound;
+use super::link::Outbound;
 
 impl ConnState {
     /// Queues a frame if a connection is attached; a client whose queue is full is not
     /// reading and loses its connection (4108, resumable).
     pub(super) async fn send(&mut self, myself: &ActorRef<ConnMsg>, frame: String) {
         let Some(io) = &self.io else { return };
-        if io.out.try_send(Outbound::Text(frame)).is_err() {
+        if io.try_send(Outbound::Text(frame)).is_err() {
             self.ctx.metrics.slow_consumers.inc();
             self.close(myself, CloseCode::RateLimited, false).await;
         }
@@ -23,7 +23,7 @@ impl ConnState {
     /// queue was just created).
     pub(super) fn queue(&self, frame: String) {
         if let Some(io) = &self.io {
-            let _ = io.out.try_send(Outbound::Text(frame));
+            let _ = io.try_send(Outbound::Text(frame));
         }
     }
 
