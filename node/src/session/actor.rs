@@ -2,6 +2,8 @@
 //! Client frame handling is in `handlers.rs`.
 
 use std::collections::BTreeSet;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef};
@@ -66,7 +68,7 @@ pub struct ConnState {
     /// Set once another node took the session over (lingering for the handover).
     pub(super) fenced: bool,
     /// A resume from another node, completed in post_start (resume token, origin).
-    pending_resume: Option<(String, ResumedFrom)>,
+    pending_resume: Option<Box<(String, ResumedFrom)>>,
     /// Ids of recently offered messages.
     pub(super) recent: super::handover::RecentIds,
     /// After a handover: messages kept for the session's new owner.
@@ -156,7 +158,7 @@ impl Actor for ConnectionActor {
             };
             match resumed {
                 // The welcome waits for the handover, in post_start.
-                Some(from) => state.pending_resume = Some((resume_token, from)),
+                Some(from) => state.pending_resume = Some(Box::new((resume_token, from))),
                 None => state.queue(state.welcome_json(&resume_token, false, false)),
             }
             tracing::debug!(
@@ -179,7 +181,7 @@ impl Actor for ConnectionActor {
         state: &mut ConnState,
     ) -> Result<(), ActorProcessingErr> {
         Box::pin(async move {
-            if let Some((token, from)) = state.pending_resume.take() {
+            if let Some((token, from)) = state.pending_resume.take().map(|b| *b) {
                 let span = tracing::info_span!(
                     parent: &from.cause,
                     "session.resume",
@@ -235,24 +237,35 @@ impl Actor for ConnectionActor {
         .await
     }
 
-    async fn handle(
+    /// Not an `async fn`: ractor allocates the future of every message wait with this one
+    /// inside, and keeps it while the actor is idle. So the hot cases (`Activity`, a `Tick`
+    /// with nothing due) are handled here at once and the future is two words; anything
+    /// else runs as one boxed future (docs/performance.md, memory).
+    fn handle(
         &self,
         myself: ActorRef<ConnMsg>,
         msg: ConnMsg,
         state: &mut ConnState,
-    ) -> Result<(), ActorProcessingErr> {
-        if state.closed.is_some() {
-            return Ok(());
+    ) -> impl Future<Output = Result<(), ActorProcessingErr>> + Send {
+        let work: Option<Pin<Box<dyn Future<Output = ()> + Send + '_>>> = match msg {
+            _ if state.closed.is_some() => None,
+            ConnMsg::Activity => {
+                state.last_activity = Instant::now();
+                None
+            }
+            ConnMsg::Tick => state.on_tick().map(|code| {
+                let close: Pin<Box<dyn Future<Output = ()> + Send + '_>> =
+                    Box::pin(async move { state.close(&myself, code, false).await });
+                close
+            }),
+            msg => Some(Box::pin(async move { state.dispatch(&myself, msg).await })),
+        };
+        async move {
+            if let Some(work) = work {
+                work.await;
+            }
+            Ok(())
         }
-        match msg {
-            // The hot, small cases inline; the rest through one boxed future, so the idle
-            // actor's task (and ractor's per-message box) is sized by these, not by the
-            // largest handler (docs/performance.md, memory).
-            ConnMsg::Activity => state.last_activity = Instant::now(),
-            ConnMsg::Tick => state.on_tick(&myself).await,
-            msg => Box::pin(state.dispatch(&myself, msg)).await,
-        }
-        Ok(())
     }
 
     async fn post_stop(
@@ -360,7 +373,11 @@ impl ConnState {
                 .to_json();
                 self.send(myself, f).await;
             }
-            ConnMsg::Tick => self.on_tick(myself).await,
+            ConnMsg::Tick => {
+                if let Some(code) = self.on_tick() {
+                    self.close(myself, code, false).await
+                }
+            }
             ConnMsg::Deadline { generation } if generation == self.deadline.generation => {
                 self.on_deadline(myself).await
             }

@@ -101,21 +101,20 @@ impl ConnState {
         self.arm_next_deadline();
     }
 
-    pub(super) async fn on_tick(&mut self, myself: &ActorRef<ConnMsg>) {
-        let Some(io) = &self.io else { return };
+    /// The idle and heartbeat checks; the code to close with, if one fails.
+    pub(super) fn on_tick(&mut self) -> Option<CloseCode> {
+        let io = self.io.as_ref()?;
         let now = Instant::now();
-        // Boxed: closing is rare and its future large, and this one is inlined in every
-        // message's handling, whose future ractor keeps allocated while the actor waits.
         if now.duration_since(self.last_activity) >= self.ctx.conn.idle_timeout {
-            Box::pin(self.close(myself, CloseCode::IdleTimeout, false)).await;
-            return;
+            return Some(CloseCode::IdleTimeout);
         }
         if now.duration_since(self.last_ping) >= self.ctx.conn.heartbeat_interval {
             self.last_ping = now;
             if io.try_send(Outbound::Ping).is_err() {
                 self.ctx.metrics.slow_consumers.inc();
-                Box::pin(self.close(myself, CloseCode::RateLimited, false)).await;
+                return Some(CloseCode::RateLimited);
             }
         }
+        None
     }
 }

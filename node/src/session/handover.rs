@@ -313,9 +313,13 @@ impl Upstream {
 }
 
 /// Ids of the last messages offered to a session, to drop a message offered twice while
-/// the session moves between nodes. Bounded.
+/// the session moves between nodes. Bounded; allocated with the first id, so a session
+/// that was never offered a message keeps only a pointer.
 #[derive(Default)]
-pub struct RecentIds {
+pub struct RecentIds(Option<Box<Recent>>);
+
+#[derive(Default)]
+struct Recent {
     order: VecDeque<u64>,
     set: std::collections::HashSet<u64>,
 }
@@ -325,19 +329,23 @@ const RECENT_IDS: usize = 4096;
 impl RecentIds {
     /// Records `id`; `false` if it was seen already.
     pub fn insert(&mut self, id: u64) -> bool {
-        if !self.set.insert(id) {
+        let r = self.0.get_or_insert_default();
+        if !r.set.insert(id) {
             return false;
         }
-        self.order.push_back(id);
-        if self.order.len() > RECENT_IDS
-            && let Some(old) = self.order.pop_front()
+        r.order.push_back(id);
+        if r.order.len() > RECENT_IDS
+            && let Some(old) = r.order.pop_front()
         {
-            self.set.remove(&old);
+            r.set.remove(&old);
         }
         true
     }
 
     pub fn ids(&self) -> Vec<u64> {
-        self.order.iter().copied().collect()
+        self.0
+            .as_ref()
+            .map(|r| r.order.iter().copied().collect())
+            .unwrap_or_default()
     }
 }

@@ -98,7 +98,20 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let link = Link::new(cfg.queue);
-    tokio::spawn(run(ws, actor, link.clone(), cfg, guard));
+    tokio::spawn(run(Task {
+        ws,
+        link: link.clone(),
+        actor,
+        close_timeout: cfg.close_timeout,
+        tick: cfg.tick,
+        _guard: guard,
+        permits: Arc::new(Semaphore::new(FRAMES_IN_FLIGHT)),
+        phase: Phase::Open,
+        out: None,
+        flush: false,
+        next_tick: Instant::now() + cfg.tick,
+        held: None,
+    }));
     IoHandles { link }
 }
 
@@ -131,6 +144,12 @@ enum Event {
 struct Task<S> {
     ws: WebSocketStream<S>,
     link: Arc<Link>,
+    actor: ActorRef<ConnMsg>,
+    close_timeout: Duration,
+    tick: Duration,
+    /// The connection's place in the per-IP and node-wide counts, freed when the task ends.
+    _guard: ConnSlot,
+    permits: Arc<Semaphore>,
     phase: Phase,
     /// The frame taken from the queue and not yet accepted by the socket.
     out: Option<Outbound>,
@@ -198,100 +217,92 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Task<S> {
 }
 
 /// The socket task: runs until the connection is closed and its close reply read, the
-/// socket fails, or the actor is gone.
-async fn run<S>(
-    ws: WebSocketStream<S>,
-    actor: ActorRef<ConnMsg>,
-    link: Arc<Link>,
-    cfg: IoConfig,
-    _guard: ConnSlot,
-) where
-    S: AsyncRead + AsyncWrite + Unpin,
+/// socket fails, or the actor is gone. An `async move` block rather than an `async fn`: an
+/// async fn keeps its arguments beside the locals they move into, the 328-byte socket
+/// twice (docs/performance.md, memory).
+#[allow(clippy::manual_async_fn)] // the point, above
+fn run<S>(mut t: Task<S>) -> impl Future<Output = ()> + Send
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
 {
-    let permits = Arc::new(Semaphore::new(FRAMES_IN_FLIGHT));
-    let mut t = Task {
-        ws,
-        link,
-        phase: Phase::Open,
-        out: None,
-        flush: false,
-        next_tick: Instant::now() + cfg.tick,
-        held: None,
-    };
-    let timer = tokio::time::sleep_until(t.next_tick);
-    tokio::pin!(timer);
-    loop {
-        let event = poll_fn(|cx| t.poll_event(cx, timer.as_mut())).await;
-        let now = Instant::now();
-        let msg = match (event, t.phase) {
-            (Event::Control(Control::Close(code, ack)), _) => {
-                t.out = None;
-                Box::pin(send_close(&mut t.ws, code, cfg.close_timeout)).await;
-                let _ = ack.send(());
-                t.phase = Phase::Closing(Instant::now() + cfg.close_timeout);
-                continue;
-            }
-            (Event::Control(Control::Released), _) => {
-                t.phase = Phase::Closing(now + cfg.close_timeout);
-                continue;
-            }
-            (Event::Failed, Phase::Open) => ConnMsg::ClientGone(t.link.clone()),
-            (Event::Failed, _) => return,
-            (Event::Timer, Phase::Open) => {
-                if now >= t.next_tick {
-                    t.next_tick = now + cfg.tick;
-                    if actor.cast(ConnMsg::Tick).is_err() {
-                        return;
+    async move {
+        let timer = tokio::time::sleep_until(t.next_tick);
+        tokio::pin!(timer);
+        loop {
+            let event = poll_fn(|cx| t.poll_event(cx, timer.as_mut())).await;
+            let now = Instant::now();
+            let msg = match (event, t.phase) {
+                (Event::Control(Control::Close(code, ack)), _) => {
+                    t.out = None;
+                    Box::pin(send_close(&mut t.ws, code, t.close_timeout)).await;
+                    let _ = ack.send(());
+                    t.phase = Phase::Closing(Instant::now() + t.close_timeout);
+                    continue;
+                }
+                (Event::Control(Control::Released), _) => {
+                    t.phase = Phase::Closing(now + t.close_timeout);
+                    continue;
+                }
+                (Event::Failed, Phase::Open) => ConnMsg::ClientGone(t.link.clone()),
+                (Event::Failed, _) => return,
+                (Event::Timer, Phase::Open) => {
+                    if now >= t.next_tick {
+                        t.next_tick = now + t.tick;
+                        if t.actor.cast(ConnMsg::Tick).is_err() {
+                            return;
+                        }
+                    }
+                    match t.link.take_due_deadline(now) {
+                        Some(generation) => ConnMsg::Deadline { generation },
+                        None => continue,
                     }
                 }
-                match t.link.take_due_deadline(now) {
-                    Some(generation) => ConnMsg::Deadline { generation },
-                    None => continue,
-                }
-            }
-            // Reported or closing, and the time for it is up.
-            (Event::Timer, _) => return,
-            (Event::Permit(p), _) => match (t.held.take(), p) {
-                (Some((text, _)), Ok(permit)) => ConnMsg::Frame(text, permit),
-                _ => return,
-            },
-            (Event::Read(item), Phase::Closing(_)) => match item {
-                // The client's close reply, or the socket's end: done.
-                Some(Ok(Message::Close(_)) | Err(_)) | None => return,
-                Some(Ok(_)) => continue,
-            },
-            (Event::Read(item), _) => match item {
-                Some(Ok(Message::Text(text))) => match permits.clone().try_acquire_owned() {
-                    Ok(permit) => ConnMsg::Frame(text, permit),
-                    Err(_) => {
-                        t.held = Some((text, Box::pin(permits.clone().acquire_owned())));
-                        continue;
+                // Reported or closing, and the time for it is up.
+                (Event::Timer, _) => return,
+                (Event::Permit(p), _) => match (t.held.take(), p) {
+                    (Some((text, _)), Ok(permit)) => ConnMsg::Frame(text, permit),
+                    _ => return,
+                },
+                (Event::Read(item), Phase::Closing(_)) => match item {
+                    // The client's close reply, or the socket's end: done.
+                    Some(Ok(Message::Close(_)) | Err(_)) | None => return,
+                    Some(Ok(_)) => continue,
+                },
+                (Event::Read(item), _) => match item {
+                    Some(Ok(Message::Text(text))) => match t.permits.clone().try_acquire_owned() {
+                        Ok(permit) => ConnMsg::Frame(text, permit),
+                        Err(_) => {
+                            t.held = Some((text, Box::pin(t.permits.clone().acquire_owned())));
+                            continue;
+                        }
+                    },
+                    Some(Ok(Message::Binary(_))) => ConnMsg::Binary,
+                    Some(Ok(Message::Pong(_) | Message::Ping(_))) => ConnMsg::Activity,
+                    Some(Ok(Message::Frame(_))) => continue,
+                    // A normal close means the client is leaving; any other code (1001 going
+                    // away, an app backgrounded) keeps the session resumable.
+                    Some(Ok(Message::Close(Some(f)))) if u16::from(f.code) == 1000 => {
+                        ConnMsg::ClientClosed(t.link.clone())
+                    }
+                    Some(Err(WsError::Capacity(CapacityError::MessageTooLong { .. }))) => {
+                        ConnMsg::TooBig(t.link.clone())
+                    }
+                    Some(Ok(Message::Close(_)) | Err(_)) | None => {
+                        ConnMsg::ClientGone(t.link.clone())
                     }
                 },
-                Some(Ok(Message::Binary(_))) => ConnMsg::Binary,
-                Some(Ok(Message::Pong(_) | Message::Ping(_))) => ConnMsg::Activity,
-                Some(Ok(Message::Frame(_))) => continue,
-                // A normal close means the client is leaving; any other code (1001 going
-                // away, an app backgrounded) keeps the session resumable.
-                Some(Ok(Message::Close(Some(f)))) if u16::from(f.code) == 1000 => {
-                    ConnMsg::ClientClosed(t.link.clone())
-                }
-                Some(Err(WsError::Capacity(CapacityError::MessageTooLong { .. }))) => {
-                    ConnMsg::TooBig(t.link.clone())
-                }
-                Some(Ok(Message::Close(_)) | Err(_)) | None => ConnMsg::ClientGone(t.link.clone()),
-            },
-        };
-        let ends = matches!(
-            msg,
-            ConnMsg::ClientGone(_) | ConnMsg::ClientClosed(_) | ConnMsg::TooBig(_)
-        );
-        if actor.cast(msg).is_err() {
-            return;
-        }
-        if ends {
-            // The actor answers with a close (sent from here) or by letting go.
-            t.phase = Phase::Reported(now + cfg.close_timeout * 2);
+            };
+            let ends = matches!(
+                msg,
+                ConnMsg::ClientGone(_) | ConnMsg::ClientClosed(_) | ConnMsg::TooBig(_)
+            );
+            if t.actor.cast(msg).is_err() {
+                return;
+            }
+            if ends {
+                // The actor answers with a close (sent from here) or by letting go.
+                t.phase = Phase::Reported(now + t.close_timeout * 2);
+            }
         }
     }
 }
