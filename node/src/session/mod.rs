@@ -22,6 +22,7 @@ pub mod publish;
 mod rate;
 pub mod reap;
 mod resume;
+mod route;
 pub mod rpc;
 mod send;
 mod supervisor;
