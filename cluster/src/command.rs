@@ -214,6 +214,21 @@ impl Command {
         }
     }
 
+    /// A connection's own comings and goings: admission, close, detach, resume, refresh. They
+    /// arrive in bulk under load and may wait a moment to share a commit
+    /// (`registry::group_commit`). Everything else takes access away or is an operator's call
+    /// and is committed at once.
+    pub fn may_wait(&self) -> bool {
+        matches!(
+            self,
+            Command::OpenSession(_)
+                | Command::CloseSession { .. }
+                | Command::DetachSession { .. }
+                | Command::BindSession(_)
+                | Command::RefreshSession { .. }
+        )
+    }
+
     pub fn name(&self) -> &'static str {
         match self {
             Command::OpenSession(_) => "open_session",
