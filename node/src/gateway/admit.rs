@@ -334,7 +334,7 @@ pub(super) async fn admit<S: ClientStream>(
             }
         }
         Err(e) => {
-            tracing::warn!(error = %e, "admission commit failed");
+            tracing::warn!(%session_id, tenant = %t.tenant, user = %t.user, error = %e, "admission commit failed");
             fail("registry_unavailable");
             return close_raw(&mut ws, unavailable_code(&e), ctx.conn.close_timeout).await;
         }

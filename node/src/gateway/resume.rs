@@ -46,7 +46,7 @@ pub(super) async fn resume<S: ClientStream>(
     let committed = match ctx.registry.propose(Command::BindSession(bind)).await {
         Ok(c) => c,
         Err(e) => {
-            tracing::warn!(error = %e, "resume commit failed");
+            tracing::warn!(session_id = %r.session_id, tenant = %t.tenant, user = %t.user, error = %e, "resume commit failed");
             fail("registry_unavailable");
             return close_raw(&mut ws, unavailable_code(&e), ctx.conn.close_timeout).await;
         }

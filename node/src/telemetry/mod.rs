@@ -14,6 +14,7 @@
 
 mod export;
 
+use std::io::IsTerminal;
 use std::sync::atomic::AtomicU64;
 
 use opentelemetry::KeyValue;
@@ -22,6 +23,7 @@ use opentelemetry_otlp::{Protocol, WithExportConfig};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::{BatchSpanProcessor, SdkTracerProvider};
+use tracing_subscriber::filter::{FilterExt, LevelFilter, filter_fn};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
@@ -85,9 +87,11 @@ pub fn init(
 ) -> Result<Telemetry, TelemetryError> {
     let filter = EnvFilter::try_from_env("TETHER_LOG")
         .unwrap_or_else(|_| EnvFilter::new("info,openraft=warn"));
+    let spans_in_logs = spans_in_logs(&filter);
     let logs = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
-        .with_filter(filter);
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_filter(filter.and(filter_fn(move |m| spans_in_logs || m.is_event())));
     let (provider, grpc) = if export_wanted(&var) {
         let (p, rt) = provider(who, &var)?;
         (Some(p), rt)
@@ -106,6 +110,16 @@ pub fn init(
         .with(traces)
         .try_init();
     Ok(Telemetry { provider, grpc })
+}
+
+/// Span context in log lines only when debugging: the log layer formats every span's fields
+/// as it opens, whether or not a line is ever written inside it, and for the spans of each
+/// connect that was about a tenth of the node's CPU per connect (docs/performance.md). Lines
+/// at the default level carry their own fields; the spans go to the exporter.
+fn spans_in_logs(filter: &EnvFilter) -> bool {
+    filter
+        .max_level_hint()
+        .is_none_or(|most| most >= LevelFilter::DEBUG)
 }
 
 fn export_wanted(var: &impl Fn(&str) -> Option<String>) -> bool {
@@ -195,6 +209,16 @@ mod tests {
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect();
         move |k| owned.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone())
+    }
+
+    #[test]
+    fn log_lines_show_their_spans_only_when_debugging() {
+        let shows = |directives: &str| spans_in_logs(&EnvFilter::new(directives));
+        assert!(!shows("info,openraft=warn"));
+        assert!(!shows("warn"));
+        assert!(shows("debug"));
+        assert!(shows("info,tether_node=debug"));
+        assert!(shows("trace"));
     }
 
     /// Export is on only with an endpoint, and off when disabled either standard way.
