@@ -214,19 +214,12 @@ impl Command {
         }
     }
 
-    /// A connection's own comings and goings: admission, close, detach, resume, refresh. They
-    /// arrive in bulk under load and may wait a moment to share a commit
-    /// (`registry::group_commit`). Everything else takes access away or is an operator's call
-    /// and is committed at once.
+    /// An admission or a session's end: they arrive in bulk under churn and may wait a moment
+    /// to share a commit (`registry::group_commit`). Everything else is committed at once:
+    /// what takes access away, an operator's call, and a session moving between connections
+    /// (detach, resume), which a reconnecting client and its missed messages wait on.
     pub fn may_wait(&self) -> bool {
-        matches!(
-            self,
-            Command::OpenSession(_)
-                | Command::CloseSession { .. }
-                | Command::DetachSession { .. }
-                | Command::BindSession(_)
-                | Command::RefreshSession { .. }
-        )
+        matches!(self, Command::OpenSession(_) | Command::CloseSession { .. })
     }
 
     pub fn name(&self) -> &'static str {

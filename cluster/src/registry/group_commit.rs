@@ -1,6 +1,6 @@
 //! Group commit: proposals made on the leader queue up and go into the log together, at most
 //! `MAX_BATCH` to an entry with at most `BATCHES_IN_FLIGHT` entries being committed at once,
-//! entries spaced by `COMMIT_SPACING` under load; and the leader's periodic `Expire`.
+//! entries spaced by `COMMIT_SPACING` under load on a sole voter; and the leader's periodic `Expire`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,9 +28,9 @@ pub const MAX_BATCH: usize = 128;
 /// appends and fsyncs each client write on its own, so one entry per proposal caps a node at
 /// one admission per fsync plus per-entry work, about 1000/s here.)
 const BATCHES_IN_FLIGHT: usize = 4;
-/// Group commit under load: once an entry has carried more than one proposal, the next one
-/// starts no sooner than this after it, and the connection proposals that arrive meanwhile
-/// join it. Each entry costs a log append, an fsync and openraft's per-entry work whatever it
+/// Group commit under load, on a sole voter: once an entry has carried more than one
+/// proposal, the next one starts no sooner than this after it, and the admissions and
+/// session ends that arrive meanwhile join it. Each entry costs a log append, an fsync and openraft's per-entry work whatever it
 /// carries, so under a steady churn fewer, fuller entries cut the CPU per connect (peers
 /// harness churn, 1 node: 0.52 ms of CPU per connect with entries back to back, 0.40 spaced
 /// by 2 ms, 0.36 by 5 ms; docs/performance.md). The price is at most this much more wait
@@ -90,7 +90,8 @@ pub(super) struct Proposal {
 /// commits it together with every proposal that queued up meanwhile (at most
 /// [`MAX_BATCH`]). Under light load a proposal finds a free slot and an empty queue and is
 /// committed alone, as its own entry, with no added wait; under load the proposals that
-/// arrive while the slots are busy, or within [`COMMIT_SPACING`] of the last entry, share
+/// arrive while the slots are busy, or (on a sole voter) within [`COMMIT_SPACING`] of the
+/// last entry, share
 /// one log append and one fsync.
 pub(super) async fn batch_loop(
     raft: Raft,
@@ -108,11 +109,9 @@ pub(super) async fn batch_loop(
                 None => return,
             },
         };
-        let Ok(slot) = slots
-            .clone()
-            .acquire_many_owned(slots_per_batch(&raft))
-            .await
-        else {
+        let alone = sole_voter(&raft);
+        let slots_per_batch = if alone { BATCHES_IN_FLIGHT as u32 } else { 1 };
+        let Ok(slot) = slots.clone().acquire_many_owned(slots_per_batch).await else {
             return;
         };
         let mut batch = vec![first];
@@ -122,7 +121,7 @@ pub(super) async fn batch_loop(
                 Err(_) => break,
             }
         }
-        if let Some(started) = busy_since {
+        if let Some(started) = busy_since.filter(|_| alone) {
             wait_for_company(&mut queued, &mut batch, started + COMMIT_SPACING).await;
         }
         busy_since = (batch.len() > 1).then(Instant::now);
@@ -171,24 +170,22 @@ async fn wait_for_company(
     }
 }
 
-/// Slots one batch takes: all of them when this node is the only voter. Batches in flight
-/// overlap one entry's replication round trip with the next one's append; with no
+/// Whether this node is the only voter. A batch then takes every slot: batches in flight
+/// overlap one entry's replication round trip with the next one's append, and with no
 /// replication to overlap they only split what would be one fsync into several, since
 /// openraft appends one entry at a time (peers harness churn, 1 node: 0.27 ms of CPU per
 /// connect with 4 in flight, 0.23 with 1, and a lower latency too; docs/performance.md).
-fn slots_per_batch(raft: &Raft) -> u32 {
-    let voters = raft
-        .metrics()
+/// Entries are spaced only then, too: with voters to replicate to, the round trip spaces
+/// them already, and spacing resumes and admissions around a drain made
+/// `tests/drain.rs` lose a message in some runs (docs/performance.md, run AF).
+fn sole_voter(raft: &Raft) -> bool {
+    raft.metrics()
         .borrow()
         .membership_config
         .membership()
         .voter_ids()
-        .count();
-    if voters <= 1 {
-        BATCHES_IN_FLIGHT as u32
-    } else {
-        1
-    }
+        .count()
+        <= 1
 }
 
 /// Commits `batch` as one entry (a lone proposal as itself, several as a `Command::Batch`
