@@ -1,6 +1,6 @@
 //! Group commit: proposals made on the leader queue up and go into the log together, at most
 //! `MAX_BATCH` to an entry with at most `BATCHES_IN_FLIGHT` entries being committed at once,
-//! entries spaced by `COMMIT_SPACING` under load on a sole voter; and the leader's periodic `Expire`.
+//! spaced by `COMMIT_SPACING` under load on a sole voter; and the leader's periodic `Expire`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,12 +30,13 @@ pub const MAX_BATCH: usize = 128;
 const BATCHES_IN_FLIGHT: usize = 4;
 /// Group commit under load, on a sole voter: once an entry has carried more than one
 /// proposal, the next one starts no sooner than this after it, and the admissions and
-/// session ends that arrive meanwhile join it. Each entry costs a log append, an fsync and openraft's per-entry work whatever it
-/// carries, so under a steady churn fewer, fuller entries cut the CPU per connect (peers
-/// harness churn, 1 node: 0.52 ms of CPU per connect with entries back to back, 0.40 spaced
-/// by 2 ms, 0.36 by 5 ms; docs/performance.md). The price is at most this much more wait
-/// for an admission under load. A proposal after a quiet spell is not held back, nor one
-/// that takes access away ([`Command::may_wait`]): it ends the wait of those before it.
+/// session ends that arrive meanwhile join it. Each entry costs a log append, an fsync and
+/// openraft's per-entry work whatever it carries, so under a steady churn fewer, fuller
+/// entries cut the CPU per connect (peers harness churn, 1 node: 0.52 ms of CPU per connect
+/// with entries back to back, 0.40 spaced by 2 ms, 0.36 by 5 ms; docs/performance.md). The
+/// price is at most this much more wait for an admission under load. A proposal after a
+/// quiet spell is not held back, nor any other command ([`Command::may_wait`]): it ends the
+/// wait of those before it.
 const COMMIT_SPACING: Duration = Duration::from_millis(5);
 /// Group commit: proposals waiting for a free slot, at most. A full queue makes proposers
 /// wait (within their [`PROPOSE_TIMEOUT`]).
@@ -91,8 +92,7 @@ pub(super) struct Proposal {
 /// [`MAX_BATCH`]). Under light load a proposal finds a free slot and an empty queue and is
 /// committed alone, as its own entry, with no added wait; under load the proposals that
 /// arrive while the slots are busy, or (on a sole voter) within [`COMMIT_SPACING`] of the
-/// last entry, share
-/// one log append and one fsync.
+/// last entry, share one log append and one fsync.
 pub(super) async fn batch_loop(
     raft: Raft,
     mut queued: mpsc::Receiver<Proposal>,
@@ -176,8 +176,8 @@ async fn wait_for_company(
 /// openraft appends one entry at a time (peers harness churn, 1 node: 0.27 ms of CPU per
 /// connect with 4 in flight, 0.23 with 1, and a lower latency too; docs/performance.md).
 /// Entries are spaced only then, too: with voters to replicate to, the round trip spaces
-/// them already, and spacing resumes and admissions around a drain made
-/// `tests/drain.rs` lose a message in some runs (docs/performance.md, run AF).
+/// them already, and spacing the proposals around a drain made `tests/drain.rs` lose a
+/// message in some runs (docs/performance.md, "Not done").
 fn sole_voter(raft: &Raft) -> bool {
     raft.metrics()
         .borrow()
