@@ -176,8 +176,7 @@ async fn wait_for_company(
 /// openraft appends one entry at a time (peers harness churn, 1 node: 0.27 ms of CPU per
 /// connect with 4 in flight, 0.23 with 1, and a lower latency too; docs/performance.md).
 /// Entries are spaced only then, too: with voters to replicate to, the round trip spaces
-/// them already, and spacing the proposals around a drain made `tests/drain.rs` lose a
-/// message in some runs (docs/performance.md, "Not done").
+/// them already (spacing on 3 voters was not measured; docs/performance.md, "Not done").
 fn sole_voter(raft: &Raft) -> bool {
     raft.metrics()
         .borrow()

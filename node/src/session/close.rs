@@ -49,6 +49,17 @@ impl ConnState {
         // The socket task sends the close frame within close_timeout or gives up on the socket.
         io.close(code, self.ctx.conn.close_timeout * 2).await;
     }
+
+    /// Sends `code` on the attached socket and lets it go without waiting for the frame: a
+    /// session taken over by a newer connection keeps its actor, which must stay free to
+    /// attach that connection or answer the new owner's handover (a client that stopped
+    /// reading would hold it for up to twice `close_timeout`).
+    pub(super) fn let_go_of_socket(&mut self, code: CloseCode) {
+        if let Some(io) = self.io.take() {
+            io.close_and_let_go(code);
+            self.ctx.metrics.connection_closed();
+        }
+    }
 }
 
 /// The close code a client gets when the registry refuses its session.

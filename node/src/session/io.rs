@@ -44,6 +44,12 @@ impl IoHandles {
         self.link.close(code, wait).await
     }
 
+    /// Asks for `code` past the queue and lets the connection go without waiting: the
+    /// socket task writes it (bounded by `close_timeout`) on its own.
+    pub fn close_and_let_go(self, code: CloseCode) {
+        drop(self.link.request_close(code));
+    }
+
     /// `ConnMsg::Deadline { generation }` at `at`; `None` cancels it.
     pub fn set_deadline(&self, deadline: Option<(Instant, u64)>) {
         self.link.set_deadline(deadline)
@@ -157,6 +163,12 @@ struct Task<S> {
     next_tick: Instant,
     /// A text frame read while `FRAMES_IN_FLIGHT` were unhandled, and the wait for a permit.
     held: Option<(Utf8Bytes, PermitWait)>,
+}
+
+impl<S> Drop for Task<S> {
+    fn drop(&mut self) {
+        self.link.task_ended();
+    }
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Task<S> {

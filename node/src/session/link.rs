@@ -44,6 +44,8 @@ struct LinkState {
     /// When to send the actor `ConnMsg::Deadline` with this generation.
     deadline: Option<(Instant, u64)>,
     waker: Option<Waker>,
+    /// The socket task has ended: nobody will write a close frame any more.
+    ended: bool,
 }
 
 /// What the socket task is asked to do next.
@@ -92,9 +94,35 @@ impl Link {
     /// Asks the task to send `code` past the queue; returns once the frame is written, the
     /// task has ended, or `wait` passed.
     pub(super) async fn close(&self, code: CloseCode, wait: Duration) {
+        if let Some(written) = self.request_close(code) {
+            let _ = tokio::time::timeout(wait, written).await;
+        }
+    }
+
+    /// Asks the task to send `code` past the queue; the receiver hears when it is written
+    /// (or is dropped if the task ends first). `None` if the task has ended already.
+    pub(super) fn request_close(&self, code: CloseCode) -> Option<oneshot::Receiver<()>> {
         let (tx, rx) = oneshot::channel();
-        self.update(|s| s.close = Some((code, tx)));
-        let _ = tokio::time::timeout(wait, rx).await;
+        let mut asked = false;
+        self.update(|s| {
+            if !s.ended {
+                s.close = Some((code, tx));
+                asked = true;
+            }
+        });
+        asked.then_some(rx)
+    }
+
+    /// Called by the socket task as it ends. Why: a client whose close or failed write ended
+    /// the task leaves a `ClientGone` in the actor's mailbox, and anything handled before it
+    /// (a takeover, a revocation) must not wait for a close frame nobody will write; an
+    /// actor blocked that way could not answer a new owner's handover in time (a resume
+    /// lost its backlog in tests/drain.rs).
+    pub(super) fn task_ended(&self) {
+        let mut s = self.lock();
+        s.ended = true;
+        // Dropping the sender ends a close wait at once.
+        s.close = None;
     }
 
     pub(super) fn release(&self) {

@@ -16,6 +16,8 @@ pub mod end;
 mod handlers;
 mod handover;
 mod io;
+#[cfg(test)]
+mod io_tests;
 mod link;
 mod outbox;
 pub mod publish;

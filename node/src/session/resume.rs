@@ -87,12 +87,8 @@ impl ConnState {
             return;
         }
         self.epoch = r.epoch;
-        if self.io.is_some() {
-            // The old connection is still open: this resume took the session over.
-            self.close_socket(CloseCode::SessionTakenOver).await;
-            self.io = None;
-            self.ctx.metrics.connection_closed();
-        }
+        // The old connection is still open: this resume took the session over.
+        self.let_go_of_socket(CloseCode::SessionTakenOver);
         if let Some(t) = self.detach_timer.take() {
             t.abort();
         }
@@ -159,11 +155,7 @@ impl ConnState {
             return;
         }
         self.fenced = true;
-        if self.io.is_some() {
-            self.close_socket(CloseCode::SessionTakenOver).await;
-            self.io = None;
-            self.ctx.metrics.connection_closed();
-        }
+        self.let_go_of_socket(CloseCode::SessionTakenOver);
         self.cancel_timers();
         if let Some(t) = self.detach_timer.take() {
             t.abort();
