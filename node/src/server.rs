@@ -218,6 +218,14 @@ pub async fn run(
         .wait_for_leader(Duration::from_secs(30))
         .await
         .context("waiting for a leader")?;
+    // A restarted node's state machine may not have applied its whole log yet (openraft
+    // re-applies only up to the commit index it had saved): without this, the reaper below
+    // could miss a session whose admission committed just before a crash, and the isolation
+    // monitor would later detach it instead of ending it.
+    registry
+        .read_barrier()
+        .await
+        .context("catching up with the registry's log")?;
     sync_tenants(&registry, &config).await?;
     crate::session::reap::reap_orphans(&ctx, crate::session::reap::Reap::Close).await;
     let (supervisor, supervisor_join) = Actor::spawn(None, SessionSupervisor, ctx.clone())
