@@ -223,7 +223,7 @@ pub async fn run(
     // could miss a session whose admission committed just before a crash, and the isolation
     // monitor would later detach it instead of ending it.
     registry
-        .read_barrier()
+        .catch_up(Duration::from_secs(30))
         .await
         .context("catching up with the registry's log")?;
     sync_tenants(&registry, &config).await?;

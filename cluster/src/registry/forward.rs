@@ -17,6 +17,8 @@ use crate::{NodeId, TetherNode};
 
 /// How many times a write follows a leader change before giving up.
 const FORWARD_ATTEMPTS: usize = 4;
+/// Between two read barriers of [`Registry::catch_up`].
+const CATCH_UP_RETRY: Duration = Duration::from_millis(200);
 
 impl Registry {
     /// Commits `command` and returns once it is applied on the leader; from a follower or
@@ -177,6 +179,23 @@ impl Registry {
             }
         };
         self.wait_applied(index, PROPOSE_TIMEOUT).await
+    }
+
+    /// [`Registry::read_barrier`], retried until it passes or `within` runs out. At a
+    /// full-cluster restart a node knows a leader (itself, from its saved vote) before a
+    /// quorum is back, and a single barrier would fail at once.
+    pub async fn catch_up(&self, within: Duration) -> Result<(), RegistryError> {
+        let end = tokio::time::Instant::now() + within;
+        loop {
+            match self.read_barrier().await {
+                Ok(()) => return Ok(()),
+                Err(e) if tokio::time::Instant::now() >= end => return Err(e),
+                Err(e) => {
+                    tracing::info!(error = %e, "waiting for a quorum to catch up with the log");
+                    tokio::time::sleep(CATCH_UP_RETRY).await;
+                }
+            }
+        }
     }
 
     pub(super) fn peer_of(&self, id: NodeId) -> Result<crate::network::Peer, RegistryError> {
