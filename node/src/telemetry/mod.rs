@@ -87,29 +87,46 @@ pub fn init(
 ) -> Result<Telemetry, TelemetryError> {
     let filter = EnvFilter::try_from_env("TETHER_LOG")
         .unwrap_or_else(|_| EnvFilter::new("info,openraft=warn"));
-    let spans_in_logs = spans_in_logs(&filter);
-    let logs = tracing_subscriber::fmt::layer()
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_filter(filter.and(filter_fn(move |m| spans_in_logs || m.is_event())));
     let (provider, grpc) = if export_wanted(&var) {
         let (p, rt) = provider(who, &var)?;
+        opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
         (Some(p), rt)
     } else {
         (None, None)
     };
-    let traces = provider.as_ref().map(|p| {
-        opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
-        // Spans only: events stay in the log.
-        tracing_opentelemetry::layer()
-            .with_tracer(p.tracer("tether"))
-            .with_filter(EnvFilter::new("info,openraft=off"))
-    });
-    let _ = tracing_subscriber::registry()
-        .with(logs)
-        .with(traces)
-        .try_init();
+    let _ = subscriber(filter, provider.as_ref()).try_init();
     Ok(Telemetry { provider, grpc })
+}
+
+/// The log layer (`filter`) and, with a provider, the trace layer; nothing else. Without
+/// export there is no trace layer at all: an absent (`None`) layer counts as one that wants
+/// every span and event, so each was built and filtered per call (a few percent of a
+/// connect's CPU; docs/performance.md, run AG). The filter's level hint lets call sites the
+/// filter rules out be ruled out once, and dependencies' `log` records (tungstenite's trace
+/// lines) at a static level check.
+fn subscriber(
+    filter: EnvFilter,
+    provider: Option<&SdkTracerProvider>,
+) -> Box<dyn tracing::Subscriber + Send + Sync> {
+    let spans_in_logs = spans_in_logs(&filter);
+    let most = filter.max_level_hint().unwrap_or(LevelFilter::TRACE);
+    let events = filter_fn(move |m| spans_in_logs || m.is_event()).with_max_level_hint(most);
+    let logs = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_filter(filter.and(events));
+    let logged = tracing_subscriber::registry().with(logs);
+    match provider {
+        // Spans only: events stay in the log.
+        Some(p) => Box::new(
+            logged.with(
+                tracing_opentelemetry::layer()
+                    .with_tracer(p.tracer("tether"))
+                    .with_filter(EnvFilter::new("info,openraft=off")),
+            ),
+        ),
+        None => Box::new(logged),
+    }
 }
 
 /// Span context in log lines only when debugging: the log layer formats every span's fields
@@ -209,6 +226,27 @@ mod tests {
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect();
         move |k| owned.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone())
+    }
+
+    /// At the default level and without export, a span is not even built, and the level
+    /// hint reaches the dispatcher; with export, or when debugging, spans are built.
+    #[test]
+    fn spans_are_built_only_for_export_or_debugging() {
+        let built = |sub: Box<dyn tracing::Subscriber + Send + Sync>| {
+            let hint = sub.max_level_hint();
+            let built = tracing::subscriber::with_default(sub, || {
+                !tracing::info_span!("connect").is_disabled()
+            });
+            (built, hint)
+        };
+        let quiet = || EnvFilter::new("info,openraft=warn");
+        assert_eq!(
+            built(subscriber(quiet(), None)),
+            (false, Some(LevelFilter::INFO))
+        );
+        assert!(built(subscriber(EnvFilter::new("debug"), None)).0);
+        let exporting = SdkTracerProvider::builder().build();
+        assert!(built(subscriber(quiet(), Some(&exporting))).0);
     }
 
     #[test]
