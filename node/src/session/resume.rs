@@ -87,7 +87,7 @@ impl ConnState {
             return;
         }
         self.epoch = r.epoch;
-        // The old connection is still open: this resume took the session over.
+        // An old connection still open loses the session to this resume.
         self.let_go_of_socket(CloseCode::SessionTakenOver);
         if let Some(t) = self.detach_timer.take() {
             t.abort();
